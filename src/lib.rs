@@ -1,0 +1,74 @@
+//! Polyshop's contracts, generated from `proto/` by `build.rs`: prost messages, tonic clients
+//! and servers for every bounded context, and the embedded descriptor set.
+//!
+//! Module paths mirror proto packages: `polyshop.order.v1` is [`order::v1`].
+
+#![allow(missing_docs, clippy::all, clippy::pedantic)]
+
+/// The encoded `FileDescriptorSet` of every Polyshop proto, imports included
+/// (`google/api`, `google/protobuf`), for reflection, access rules and transcoding.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("polyshop_descriptor");
+
+/// Options and value types shared by every context (`polyshop.api.v1`).
+pub mod api {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.api.v1");
+    }
+}
+
+/// Accounts, credentials and tokens (`polyshop.user.v1`).
+pub mod user {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.user.v1");
+    }
+}
+
+/// Products and prices (`polyshop.catalog.v1`).
+pub mod catalog {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.catalog.v1");
+    }
+}
+
+/// Stock and reservations (`polyshop.inventory.v1`).
+pub mod inventory {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.inventory.v1");
+    }
+}
+
+/// Orders, the placement saga and order history (`polyshop.order.v1`).
+pub mod order {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.order.v1");
+    }
+}
+
+/// Charges, refunds and invoices (`polyshop.payment.v1`).
+pub mod payment {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.payment.v1");
+    }
+}
+
+/// Messages to users (`polyshop.notification.v1`).
+pub mod notification {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.notification.v1");
+    }
+}
+
+/// Composed views served by the edge (`polyshop.storefront.v1`).
+pub mod storefront {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.storefront.v1");
+    }
+}
