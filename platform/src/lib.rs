@@ -1,1 +1,36 @@
-//! Shared runtime of every Polyshop server: config, telemetry, persistence, auth, server bootstrap.
+//! Shared runtime of every Polyshop server: layered config, JSON logs and OTLP tracing,
+//! sea-orm connections and migrations, token signing and verification, access rules from the
+//! descriptor set, the `google.rpc` status helpers, and the server bootstrap (health,
+//! reflection, request logging, graceful shutdown).
+//!
+//! Services depend on this crate and on the contracts, never on each other.
+
+pub mod auth;
+pub mod config;
+pub mod contract;
+pub mod db;
+pub mod paging;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+/// A new UUIDv7 id as a string: time-ordered, so ids sort by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Milliseconds since the Unix epoch, the timestamp format of every table.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A `google.protobuf.Timestamp` from epoch milliseconds.
+pub fn timestamp(millis: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}

@@ -1,1 +1,104 @@
-//! The user bounded context: its tonic server, use cases, domain rules and store.
+//! The user bounded context: accounts with argon2id credentials, addresses, roles and status,
+//! and the access tokens every other service verifies through `GetJwks`.
+//!
+//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository.
+
+pub mod app;
+pub mod domain;
+pub mod grpc;
+pub mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use polyshop::user::v1::user_service_server::UserServiceServer;
+use polyshop_platform::{
+    auth::{self, AccountStatus, Authenticator, TokenIssuer, UserTokenVerifier},
+    config::Settings,
+    db,
+    server::{self, ServerSpec, StartError},
+};
+use tokio::net::TcpListener;
+use tonic::Status;
+
+use crate::{app::UserRepository, store::SeaUserRepository};
+
+/// The name this service signs and verifies service tokens as.
+pub const SERVICE_NAME: &str = "polyshop-user";
+
+/// Token checks ask the database whether the account is still active, so suspending a user
+/// stops their tokens at once here.
+struct ActiveAccounts(Arc<SeaUserRepository>);
+
+impl AccountStatus for ActiveAccounts {
+    fn is_active<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<bool, Status>> {
+        Box::pin(async move { Ok(self.0.find(user_id).await?.is_some_and(|u| u.is_active())) })
+    }
+}
+
+/// Opens the database, runs migrations, creates the configured admin, and serves the user
+/// service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// [`StartError`] if the database, keys or server fail.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let conn = db::connect(&settings.data_dir, "user", &settings.user.service()).await?;
+    db::migrate(&conn, store::MIGRATIONS).await?;
+    let repo = Arc::new(SeaUserRepository::new(conn.clone()));
+
+    if let Some(password) = &settings.user.admin_password {
+        let admin = app::ensure_admin(
+            repo.as_ref(),
+            &settings.user.admin_username,
+            &settings.user.admin_email,
+            password,
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("cannot create the admin account: {e}")))?;
+        tracing::info!(user_id = %admin.id, username = %admin.username, "admin account present");
+    }
+
+    let key_path = settings
+        .auth
+        .signing_key_path
+        .clone()
+        .unwrap_or_else(|| settings.keys_dir().join("user-token-ed25519.pem"));
+    let key = auth::keys::load_or_generate(&key_path).map_err(auth::AuthSetupError::from)?;
+    let issuer = Arc::new(TokenIssuer::new(
+        key,
+        settings.auth.issuer.clone(),
+        settings.auth.audience.clone(),
+        Duration::from_secs(settings.auth.token_ttl_secs),
+    ));
+    let verifier = UserTokenVerifier::with_keys(
+        settings.auth.issuer.clone(),
+        settings.auth.audience.clone(),
+        &[issuer.jwk()],
+    );
+    let authenticator = Authenticator::new(
+        Arc::new(verifier),
+        Arc::new(auth::service_tokens(&settings, SERVICE_NAME)?),
+    )
+    .with_account_status(Arc::new(ActiveAccounts(repo.clone())));
+
+    let routes =
+        tonic::service::Routes::new(UserServiceServer::new(grpc::UserGrpc::new(repo, issuer)));
+    server::serve(
+        listener,
+        ServerSpec {
+            name: "user",
+            grpc_services: vec!["polyshop.user.v1.UserService"],
+            routes,
+            db: conn,
+            auth: Arc::new(authenticator),
+            grace: Duration::from_secs(settings.shutdown_grace_secs),
+        },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}

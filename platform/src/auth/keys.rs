@@ -1,0 +1,140 @@
+//! Ed25519 signing keys: loaded from a PKCS#8 PEM file, or generated into it on first start.
+//! Generation is race-free across processes (write a temp file, then hard-link it into place).
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::{
+    SigningKey,
+    pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding},
+};
+use sha2::{Digest, Sha256};
+
+/// Why a key could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// File system trouble.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a PKCS#8 PEM Ed25519 key.
+    #[error("key file {path} is not a PKCS#8 PEM Ed25519 private key")]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A signing key with what verifiers need to know about it.
+#[derive(Clone)]
+pub struct KeyPair {
+    /// The private key.
+    pub signing: SigningKey,
+    /// Key id: hex of the first 8 bytes of SHA-256 of the public key.
+    pub kid: String,
+    /// The PKCS#8 PEM, as jsonwebtoken wants it.
+    pub pem: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    fn from_signing(signing: SigningKey, path: &Path) -> Result<Self, KeyError> {
+        let pem = signing
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| KeyError::Format {
+                path: path.to_owned(),
+            })?
+            .to_string();
+        let digest = Sha256::digest(signing.verifying_key().as_bytes());
+        let kid = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { signing, kid, pem })
+    }
+
+    /// The public key, base64url without padding (the JWK `x`).
+    pub fn public_x(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.signing.verifying_key().as_bytes())
+    }
+}
+
+/// Loads the key at `path`, generating it first if the file does not exist.
+///
+/// # Errors
+/// [`KeyError`] when the file cannot be read, written or parsed.
+pub fn load_or_generate(path: &Path) -> Result<KeyPair, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io)?;
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let pair = KeyPair::from_signing(key, path)?;
+        let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::now_v7()));
+        write_private(&tmp, pair.pem.as_bytes()).map_err(io)?;
+        // Another process may have won the race: then its key is the one.
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(pair),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let pem = fs::read_to_string(path).map_err(io)?;
+    let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Format {
+        path: path.to_owned(),
+    })?;
+    KeyPair::from_signing(signing, path)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_generated_once_and_then_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys/k.pem");
+        let first = load_or_generate(&path).expect("generate");
+        let second = load_or_generate(&path).expect("load");
+        assert_eq!(first.kid, second.kid);
+        assert_eq!(first.public_x(), second.public_x());
+    }
+
+    #[test]
+    fn garbage_is_a_format_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.pem");
+        fs::write(&path, "nope").expect("write");
+        assert!(matches!(
+            load_or_generate(&path),
+            Err(KeyError::Format { .. })
+        ));
+    }
+}

@@ -1,0 +1,277 @@
+//! Authentication and access control. Every server runs [`AuthLayer`]: it looks the called
+//! method up in the contract ([`crate::contract`]), verifies the bearer token the rule needs,
+//! and puts the [`Principal`] into the request extensions for the handlers' owner checks.
+
+pub mod keys;
+pub mod layer;
+pub mod tokens;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use http::HeaderMap;
+use tonic::Status;
+
+pub use layer::AuthLayer;
+pub use tokens::{Claims, ServiceTokens, TokenError, TokenIssuer, UserTokenVerifier};
+
+use crate::{
+    config::Settings,
+    contract::{self, Access},
+};
+
+/// The role name that grants admin rights.
+pub const ROLE_ADMIN: &str = "admin";
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user.
+    User {
+        /// Their id.
+        id: String,
+        /// Their role names.
+        roles: Vec<String>,
+    },
+    /// Another Polyshop service.
+    Service {
+        /// Its name, e.g. `polyshop-order`.
+        name: String,
+    },
+}
+
+impl Principal {
+    /// Whether the caller holds the admin role (services act with full rights).
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Self::User { roles, .. } => roles.iter().any(|r| r == ROLE_ADMIN),
+            Self::Service { .. } => true,
+        }
+    }
+
+    /// The user id of a user caller.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::User { id, .. } => Some(id),
+            Self::Service { .. } => None,
+        }
+    }
+
+    /// Whether the caller may read or change `user_id`'s data: the user, an admin or a service.
+    pub fn may_act_for(&self, user_id: &str) -> bool {
+        self.is_admin() || self.user_id() == Some(user_id)
+    }
+}
+
+/// The principal a handler was called with.
+///
+/// # Errors
+/// UNAUTHENTICATED when the method is public and no valid token was sent.
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("a valid access token is required"))
+}
+
+/// Whether an account may still use its tokens; the user service answers from its database.
+pub trait AccountStatus: Send + Sync + 'static {
+    /// `Ok(true)` when the user exists and is active.
+    fn is_active<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<bool, Status>>;
+}
+
+/// Decides, per call, whether the caller may call the method.
+pub struct Authenticator {
+    users: Arc<UserTokenVerifier>,
+    services: Arc<ServiceTokens>,
+    accounts: Option<Arc<dyn AccountStatus>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("service", &self.services.name())
+            .finish()
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn unauthenticated(why: &str) -> Status {
+    Status::unauthenticated(format!("invalid or missing access token: {why}"))
+}
+
+impl Authenticator {
+    /// An authenticator for the service whose tokens `services` verifies.
+    pub fn new(users: Arc<UserTokenVerifier>, services: Arc<ServiceTokens>) -> Self {
+        Self {
+            users,
+            services,
+            accounts: None,
+        }
+    }
+
+    /// Also reject tokens of users that are no longer active.
+    #[must_use]
+    pub fn with_account_status(mut self, accounts: Arc<dyn AccountStatus>) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// The standard authenticator of service `name`: user tokens verified through the user
+    /// service's JWKS, service tokens with the shared service key.
+    ///
+    /// # Errors
+    /// [`AuthSetupError`] if a key cannot be loaded or the user service URL is bad.
+    pub fn for_service(settings: &Settings, name: &str) -> Result<Self, AuthSetupError> {
+        let users = UserTokenVerifier::remote(
+            settings.auth.issuer.clone(),
+            settings.auth.audience.clone(),
+            &settings.user.url(),
+        )?;
+        Ok(Self::new(
+            Arc::new(users),
+            Arc::new(service_tokens(settings, name)?),
+        ))
+    }
+
+    /// The service-token half, for outgoing calls.
+    pub fn service_tokens(&self) -> Arc<ServiceTokens> {
+        self.services.clone()
+    }
+
+    /// Checks the call to gRPC `path` with `headers` against the method's access rule.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED (no or bad token), PERMISSION_DENIED (wrong role or an internal method
+    /// called with a user token), UNAVAILABLE (keys cannot be fetched).
+    pub async fn authorize(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, Status> {
+        let Some(rule) = contract::rule(path) else {
+            // Health and reflection: outside the contracts, open by design.
+            return Ok(None);
+        };
+        let token = bearer(headers);
+        if rule.access == Access::Public {
+            // A public method ignores a bad token rather than failing the anonymous call.
+            return Ok(match token {
+                Some(t) => self.identify(t).await.ok(),
+                None => None,
+            });
+        }
+        let token = token.ok_or_else(|| unauthenticated("missing"))?;
+        let principal = self.identify(token).await?;
+        match (rule.access, &principal) {
+            (Access::Internal, Principal::User { .. }) => Err(Status::permission_denied(
+                "this method is for Polyshop services only",
+            )),
+            (Access::Admin, p) if !p.is_admin() => Err(Status::permission_denied(
+                "this method needs the admin role",
+            )),
+            _ => Ok(Some(principal)),
+        }
+    }
+
+    async fn identify(&self, token: &str) -> Result<Principal, Status> {
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthenticated("malformed"))?
+            .kid
+            .unwrap_or_default();
+        if kid == self.services.kid() {
+            let claims = self.services.verify(token).map_err(|e| {
+                tracing::debug!(error = %e, "service token rejected");
+                unauthenticated("rejected")
+            })?;
+            return Ok(Principal::Service { name: claims.iss });
+        }
+        let claims = self.users.verify(token).await.map_err(|e| match e {
+            TokenError::KeysUnavailable(why) => {
+                tracing::warn!(%why, "cannot fetch the JWKS");
+                Status::unavailable("cannot verify tokens right now")
+            }
+            TokenError::Invalid(why) => {
+                tracing::debug!(%why, "user token rejected");
+                unauthenticated("rejected")
+            }
+        })?;
+        if let Some(accounts) = &self.accounts
+            && !accounts.is_active(&claims.sub).await?
+        {
+            return Err(unauthenticated("account is not active"));
+        }
+        Ok(Principal::User {
+            id: claims.sub,
+            roles: claims.roles,
+        })
+    }
+}
+
+/// Why auth could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// A key file problem.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// A token setup problem.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// The shared service key: from config, or `<data_dir>/keys/service-ed25519.pem`.
+///
+/// # Errors
+/// [`AuthSetupError`] if it cannot be loaded or generated.
+pub fn service_tokens(settings: &Settings, name: &str) -> Result<ServiceTokens, AuthSetupError> {
+    let path = settings
+        .auth
+        .service_key_path
+        .clone()
+        .unwrap_or_else(|| settings.keys_dir().join("service-ed25519.pem"));
+    let key = keys::load_or_generate(Path::new(&path))?;
+    Ok(ServiceTokens::new(
+        key,
+        name,
+        Duration::from_secs(settings.auth.service_token_ttl_secs),
+    )?)
+}
+
+/// Adds `authorization: Bearer <service token>` for `audience` to outgoing calls.
+#[derive(Debug, Clone)]
+pub struct ServiceAuth {
+    tokens: Arc<ServiceTokens>,
+    audience: String,
+}
+
+impl ServiceAuth {
+    /// Calls to service `audience` (e.g. `polyshop-inventory`) as this service.
+    pub fn new(tokens: Arc<ServiceTokens>, audience: &str) -> Self {
+        Self {
+            tokens,
+            audience: audience.to_owned(),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for ServiceAuth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let token = self
+            .tokens
+            .token_for(&self.audience)
+            .map_err(|e| crate::status::internal(&e))?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::internal("internal error"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}

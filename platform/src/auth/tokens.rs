@@ -1,0 +1,344 @@
+//! Signed JWTs (EdDSA only): user access tokens issued by the user service and verified
+//! everywhere through its JWKS, and short-lived service-to-service tokens (issuer = caller,
+//! audience = callee) signed with the services' shared key.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
+};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use super::keys::KeyPair;
+use polyshop::user::v1::{GetJwksRequest, JsonWebKey, user_service_client::UserServiceClient};
+
+/// `typ` of a user access token.
+pub const TYPE_ACCESS: &str = "access";
+/// `typ` of a service token.
+pub const TYPE_SERVICE: &str = "service";
+/// Clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 30;
+/// JWKS refetches on an unknown `kid` are at most this frequent.
+const JWKS_REFRESH_MIN: Duration = Duration::from_secs(5);
+
+/// The claims of every Polyshop token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: user id, or the calling service's name.
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Token id.
+    pub jti: String,
+    /// `access` or `service`.
+    pub typ: String,
+    /// Role names (`customer`, `admin`) of a user token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// Why a token was not accepted. Kept coarse on purpose: the wire says only "invalid token".
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Bad signature, algorithm, issuer, audience, expiry or shape.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// The key set could not be fetched.
+    #[error("cannot fetch the JWKS: {0}")]
+    KeysUnavailable(String),
+}
+
+fn now_secs() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
+}
+
+fn validation(issuer: Option<&str>, audience: &str) -> Validation {
+    let mut v = Validation::new(Algorithm::EdDSA);
+    v.algorithms = vec![Algorithm::EdDSA];
+    v.leeway = LEEWAY_SECS;
+    v.set_audience(&[audience]);
+    if let Some(iss) = issuer {
+        v.set_issuer(&[iss]);
+    }
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v
+}
+
+fn sign(key: &KeyPair, claims: &Claims) -> Result<String, TokenError> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.kid.clone());
+    let encoding = EncodingKey::from_ed_pem(key.pem.as_bytes())
+        .map_err(|e| TokenError::Invalid(format!("signing key: {e}")))?;
+    jsonwebtoken::encode(&header, claims, &encoding)
+        .map_err(|e| TokenError::Invalid(format!("signing: {e}")))
+}
+
+/// Issues user access tokens (held by the user service only).
+#[derive(Debug)]
+pub struct TokenIssuer {
+    key: KeyPair,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl TokenIssuer {
+    /// An issuer signing with `key`.
+    pub fn new(key: KeyPair, issuer: String, audience: String, ttl: Duration) -> Self {
+        Self {
+            key,
+            issuer,
+            audience,
+            ttl,
+        }
+    }
+
+    /// A token for `user_id` with `roles`, and its expiry in seconds since the epoch.
+    ///
+    /// # Errors
+    /// [`TokenError`] if signing fails.
+    pub fn issue(&self, user_id: &str, roles: Vec<String>) -> Result<(String, u64), TokenError> {
+        let iat = now_secs();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: user_id.to_owned(),
+            aud: self.audience.clone(),
+            exp: iat + self.ttl.as_secs(),
+            iat,
+            jti: crate::new_id(),
+            typ: TYPE_ACCESS.into(),
+            roles,
+        };
+        Ok((sign(&self.key, &claims)?, claims.exp))
+    }
+
+    /// The public half as a JWK.
+    pub fn jwk(&self) -> JsonWebKey {
+        jwk_of(&self.key)
+    }
+}
+
+/// The JWK (RFC 8037 OKP) of a key pair's public half.
+pub fn jwk_of(key: &KeyPair) -> JsonWebKey {
+    JsonWebKey {
+        kty: "OKP".into(),
+        crv: "Ed25519".into(),
+        x: key.public_x(),
+        kid: key.kid.clone(),
+        alg: "EdDSA".into(),
+        r#use: "sig".into(),
+    }
+}
+
+/// Verifies user access tokens against the user service's JWKS, cached by `kid` and refetched
+/// when a token names a key it has not seen.
+#[derive(Debug)]
+pub struct UserTokenVerifier {
+    issuer: String,
+    audience: String,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    source: Option<UserServiceClient<Channel>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl UserTokenVerifier {
+    /// A verifier that knows exactly `keys` (the user service verifying its own tokens).
+    pub fn with_keys(issuer: String, audience: String, keys: &[JsonWebKey]) -> Self {
+        let verifier = Self {
+            issuer,
+            audience,
+            keys: RwLock::default(),
+            source: None,
+            last_fetch: Mutex::new(None),
+        };
+        verifier.install(keys);
+        verifier
+    }
+
+    /// A verifier that fetches the JWKS from the user service at `user_url` when needed.
+    ///
+    /// # Errors
+    /// [`TokenError::KeysUnavailable`] if the URL is malformed.
+    pub fn remote(issuer: String, audience: String, user_url: &str) -> Result<Self, TokenError> {
+        let channel = Channel::from_shared(user_url.to_owned())
+            .map_err(|e| TokenError::KeysUnavailable(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(3))
+            .connect_lazy();
+        Ok(Self {
+            issuer,
+            audience,
+            keys: RwLock::default(),
+            source: Some(UserServiceClient::new(channel)),
+            last_fetch: Mutex::new(None),
+        })
+    }
+
+    fn install(&self, jwks: &[JsonWebKey]) {
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for jwk in jwks.iter().filter(|k| k.kty == "OKP" && k.crv == "Ed25519") {
+            if let Ok(key) = DecodingKey::from_ed_components(&jwk.x) {
+                keys.insert(jwk.kid.clone(), key);
+            }
+        }
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(kid)
+            .cloned()
+    }
+
+    async fn refresh(&self) -> Result<(), TokenError> {
+        let Some(client) = &self.source else {
+            return Ok(());
+        };
+        {
+            let mut last = self
+                .last_fetch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let response = client
+            .clone()
+            .get_jwks(GetJwksRequest {})
+            .await
+            .map_err(|s| TokenError::KeysUnavailable(s.message().to_owned()))?;
+        self.install(&response.into_inner().keys);
+        Ok(())
+    }
+
+    /// Verifies signature (EdDSA only), issuer, audience, expiry and type.
+    ///
+    /// # Errors
+    /// [`TokenError`] naming what failed.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid(format!(
+                "algorithm {:?} not allowed",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Invalid("no kid".into()))?;
+        let key = match self.key(&kid) {
+            Some(key) => key,
+            None => {
+                self.refresh().await?;
+                self.key(&kid)
+                    .ok_or_else(|| TokenError::Invalid(format!("unknown kid {kid}")))?
+            }
+        };
+        let claims = decode::<Claims>(token, &key, &validation(Some(&self.issuer), &self.audience))
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+        if claims.typ != TYPE_ACCESS {
+            return Err(TokenError::Invalid("not an access token".into()));
+        }
+        Ok(claims)
+    }
+}
+
+/// Mints and verifies service-to-service tokens for one service.
+#[derive(Debug)]
+pub struct ServiceTokens {
+    key: KeyPair,
+    decoding: DecodingKey,
+    name: String,
+    ttl: Duration,
+    minted: Mutex<HashMap<String, (String, u64)>>,
+}
+
+impl ServiceTokens {
+    /// Tokens for the service called `name` (e.g. `polyshop-order`).
+    ///
+    /// # Errors
+    /// [`TokenError`] if the key cannot be used.
+    pub fn new(key: KeyPair, name: &str, ttl: Duration) -> Result<Self, TokenError> {
+        let decoding = DecodingKey::from_ed_components(&key.public_x())
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok(Self {
+            key,
+            decoding,
+            name: name.to_owned(),
+            ttl,
+            minted: Mutex::default(),
+        })
+    }
+
+    /// This service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key id that marks a service token.
+    pub fn kid(&self) -> &str {
+        &self.key.kid
+    }
+
+    /// A token for calling `audience`, reused until a third of its life is left.
+    ///
+    /// # Errors
+    /// [`TokenError`] if signing fails.
+    pub fn token_for(&self, audience: &str) -> Result<String, TokenError> {
+        let now = now_secs();
+        let mut minted = self
+            .minted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((token, exp)) = minted.get(audience)
+            && *exp > now + self.ttl.as_secs() / 3
+        {
+            return Ok(token.clone());
+        }
+        let claims = Claims {
+            iss: self.name.clone(),
+            sub: self.name.clone(),
+            aud: audience.to_owned(),
+            exp: now + self.ttl.as_secs(),
+            iat: now,
+            jti: crate::new_id(),
+            typ: TYPE_SERVICE.into(),
+            roles: Vec::new(),
+        };
+        let token = sign(&self.key, &claims)?;
+        minted.insert(audience.to_owned(), (token.clone(), claims.exp));
+        Ok(token)
+    }
+
+    /// Verifies a token addressed to this service by another Polyshop service.
+    ///
+    /// # Errors
+    /// [`TokenError`] naming what failed.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = decode::<Claims>(token, &self.decoding, &validation(None, &self.name))
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+        if claims.typ != TYPE_SERVICE || !claims.iss.starts_with("polyshop-") {
+            return Err(TokenError::Invalid("not a service token".into()));
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,425 @@
+//! Configuration: built-in defaults → `polyshop.toml` (or the file in `POLYSHOP_CONFIG`) →
+//! `POLYSHOP_*` environment variables. Every key lives here, typed; services read their own
+//! section. Tests build [`Settings`] directly and never touch the process environment.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Sections that environment keys are split into: `POLYSHOP_USER_DATABASE_URL` is
+/// `user.database_url`.
+const SECTIONS: [&str; 9] = [
+    "user",
+    "catalog",
+    "inventory",
+    "order",
+    "payment",
+    "notification",
+    "gateway",
+    "auth",
+    "nats",
+];
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file or variable could not be parsed into the typed config.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// Values parsed but break a rule.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything a Polyshop process can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where SQLite files, keys and the NATS store live. Env: `POLYSHOP_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// `tracing` filter, e.g. `info,polyshop=debug`. Env: `POLYSHOP_LOG`.
+    pub log: String,
+    /// `json` (default) or `pretty`.
+    pub log_format: LogFormat,
+    /// OTLP/gRPC collector endpoint; traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+    /// How long in-flight calls may take to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Token settings shared by issuer and verifiers.
+    pub auth: AuthSettings,
+    /// NATS settings.
+    pub nats: NatsSettings,
+    /// The user service.
+    pub user: UserSettings,
+    /// The catalog service.
+    pub catalog: ServiceSettings,
+    /// The inventory service.
+    pub inventory: InventorySettings,
+    /// The order service.
+    pub order: ServiceSettings,
+    /// The payment service.
+    pub payment: ServiceSettings,
+    /// The notification service.
+    pub notification: ServiceSettings,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+/// Token settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `iss` of user access tokens.
+    pub issuer: String,
+    /// `aud` of user access tokens.
+    pub audience: String,
+    /// Lifetime of a user access token.
+    pub token_ttl_secs: u64,
+    /// Lifetime of a service-to-service token.
+    pub service_token_ttl_secs: u64,
+    /// PKCS#8 PEM Ed25519 key that signs user tokens; generated under the data dir if unset.
+    pub signing_key_path: Option<PathBuf>,
+    /// PKCS#8 PEM Ed25519 key shared by services for service tokens; generated if unset.
+    pub service_key_path: Option<PathBuf>,
+}
+
+/// NATS settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Server URL. When unset, `polyshop up` starts a nats-server child on `embedded_port`.
+    pub url: Option<String>,
+    /// Port of the embedded nats-server.
+    pub embedded_port: u16,
+}
+
+/// Where a service listens and what it stores into.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// URL other processes use to reach it; `http://<listen>` (loopback for 0.0.0.0) if unset.
+    pub url: Option<String>,
+    /// PostgreSQL URL of this service's own database; SQLite under the data dir if unset.
+    pub database_url: Option<String>,
+}
+
+/// The user service: a [`ServiceSettings`] plus the bootstrap admin account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserSettings {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// URL other processes use to reach it.
+    pub url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset.
+    pub database_url: Option<String>,
+    /// Username of the admin account created at start when `admin_password` is set.
+    pub admin_username: String,
+    /// Email of that admin account.
+    pub admin_email: String,
+    /// Password of that admin account; no admin is created when unset.
+    pub admin_password: Option<String>,
+}
+
+impl UserSettings {
+    /// The generic part, for the server bootstrap.
+    pub fn service(&self) -> ServiceSettings {
+        ServiceSettings {
+            listen: self.listen,
+            url: self.url.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// The URL clients dial.
+    pub fn url(&self) -> String {
+        self.service().url()
+    }
+}
+
+impl Default for UserSettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(50051),
+            url: None,
+            database_url: None,
+            admin_username: "admin".into(),
+            admin_email: "admin@polyshop.local".into(),
+            admin_password: None,
+        }
+    }
+}
+
+/// The inventory service: a [`ServiceSettings`] plus reservation timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventorySettings {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// URL other processes use to reach it.
+    pub url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset.
+    pub database_url: Option<String>,
+    /// How long a reservation holds stock before the sweeper releases it.
+    pub reservation_hold_secs: u64,
+    /// How often the sweeper looks for expired reservations.
+    pub sweep_interval_secs: u64,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+impl ServiceSettings {
+    fn on_port(port: u16) -> Self {
+        Self {
+            listen: loopback(port),
+            url: None,
+            database_url: None,
+        }
+    }
+
+    /// The URL clients dial.
+    pub fn url(&self) -> String {
+        self.url.clone().unwrap_or_else(|| url_of(self.listen))
+    }
+}
+
+impl InventorySettings {
+    /// The generic part, for the server bootstrap.
+    pub fn service(&self) -> ServiceSettings {
+        ServiceSettings {
+            listen: self.listen,
+            url: self.url.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}
+
+fn url_of(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self::on_port(0)
+    }
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(50053),
+            url: None,
+            database_url: None,
+            reservation_hold_secs: 900,
+            sweep_interval_secs: 5,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "polyshop-user".into(),
+            audience: "polyshop".into(),
+            token_ttl_secs: 900,
+            service_token_ttl_secs: 300,
+            signing_key_path: None,
+            service_key_path: None,
+        }
+    }
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            embedded_port: 4250,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            log: "info".into(),
+            log_format: LogFormat::Json,
+            otlp_endpoint: None,
+            shutdown_grace_secs: 10,
+            auth: AuthSettings::default(),
+            nats: NatsSettings::default(),
+            user: UserSettings::default(),
+            catalog: ServiceSettings::on_port(50052),
+            inventory: InventorySettings::default(),
+            order: ServiceSettings::on_port(50054),
+            payment: ServiceSettings::on_port(50055),
+            notification: ServiceSettings::on_port(50056),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `polyshop.toml` (or `$POLYSHOP_CONFIG`), then `POLYSHOP_*`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad key or rule.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os("POLYSHOP_CONFIG")
+            .map_or_else(|| PathBuf::from("polyshop.toml"), PathBuf::from);
+        Self::from_figment(Self::figment(&file, Env::prefixed("POLYSHOP_")))
+    }
+
+    /// The layered figment, with `env` as its last layer (tests pass a fake environment).
+    pub fn figment(file: &Path, env: Env) -> Figment {
+        Figment::from(Serialized::defaults(Self::default()))
+            .merge(Toml::file(file))
+            .merge(env.ignore(&["config", "failpoint"]).map(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                let key = SECTIONS
+                    .iter()
+                    .find_map(|s| {
+                        key.strip_prefix(s)
+                            .and_then(|rest| rest.strip_prefix('_'))
+                            .map(|rest| format!("{s}.{rest}"))
+                    })
+                    .unwrap_or(key);
+                key.into()
+            }))
+    }
+
+    /// Extracts and validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad key or rule.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_owned()));
+        if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > 86_400 {
+            return bad("auth.token_ttl_secs must be between 1 and 86400");
+        }
+        if self.auth.service_token_ttl_secs < 30 {
+            return bad("auth.service_token_ttl_secs must be at least 30");
+        }
+        if self.inventory.reservation_hold_secs == 0 || self.inventory.sweep_interval_secs == 0 {
+            return bad("inventory.reservation_hold_secs and sweep_interval_secs must be > 0");
+        }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            return bad("auth.issuer and auth.audience must not be empty");
+        }
+        let ports = [
+            self.user.listen,
+            self.catalog.listen,
+            self.inventory.listen,
+            self.order.listen,
+            self.payment.listen,
+            self.notification.listen,
+        ];
+        for (i, a) in ports.iter().enumerate() {
+            if a.port() != 0 && ports[i + 1..].contains(a) {
+                return Err(ConfigError::Invalid(format!("two services listen on {a}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where keys live: `<data_dir>/keys`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::result_large_err)] // figment::Error is what Jail's closure must return
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("polyshop.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            let result = Settings::from_figment(Settings::figment(
+                Path::new("polyshop.toml"),
+                Env::prefixed("POLYSHOP_"),
+            ));
+            // Jail wants a figment result; carry ours out through a thread-local-free clone.
+            LAST.with(|l| *l.borrow_mut() = Some(result.map_err(|e| e.to_string())));
+            Ok(())
+        });
+        LAST.with(|l| l.borrow_mut().take())
+            .expect("jail ran")
+            .map_err(ConfigError::Invalid)
+    }
+
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Result<Settings, String>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    #[test]
+    fn defaults_put_each_service_on_its_own_port() {
+        let s = load("", &[]).expect("defaults are valid");
+        assert_eq!(s.user.listen.port(), 50051);
+        assert_eq!(s.inventory.listen.port(), 50053);
+        assert_eq!(s.user.url(), "http://127.0.0.1:50051");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_splits_on_the_section() {
+        let s = load(
+            "data_dir = \"/from/file\"\n[user]\ndatabase_url = \"postgres://file\"\n",
+            &[
+                ("POLYSHOP_USER_DATABASE_URL", "postgres://env"),
+                ("POLYSHOP_DATA_DIR", "/env"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.user.database_url.as_deref(), Some("postgres://env"));
+        assert_eq!(s.data_dir, PathBuf::from("/env"));
+    }
+
+    #[test]
+    fn a_bad_value_is_a_clear_error() {
+        let err = load("", &[("POLYSHOP_USER_LISTEN", "not-an-address")]).unwrap_err();
+        assert!(
+            err.to_string().to_lowercase().contains("user.listen"),
+            "{err}"
+        );
+        let err = load("[auth]\ntoken_ttl_secs = 0\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("token_ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(load("[user]\nlisten_port = 1\n", &[]).is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! The bootstrap every service runs: its routes behind request logging and the auth layer,
+//! plus tonic-health (SERVING only while the database answers) and tonic-reflection (v1 and
+//! v1alpha, so grpcurl 1.8 works), with graceful shutdown: NOT_SERVING first, then drain
+//! in-flight calls for up to the grace period.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::Routes, transport::Server};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    auth::{AuthLayer, Authenticator},
+    server::request_log::RequestLogLayer,
+};
+
+pub mod request_log;
+
+/// How often the database is pinged for health.
+const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// What a service hands the bootstrap.
+pub struct ServerSpec {
+    /// Short name for logs, e.g. `user`.
+    pub name: &'static str,
+    /// Full gRPC names of its services, for health (e.g. `polyshop.user.v1.UserService`).
+    pub grpc_services: Vec<&'static str>,
+    /// Its tonic routes.
+    pub routes: Routes,
+    /// Its database, probed for health.
+    pub db: DatabaseConnection,
+    /// Its authenticator.
+    pub auth: Arc<Authenticator>,
+    /// How long in-flight calls may take after shutdown starts.
+    pub grace: Duration,
+}
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its database.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// Its keys or token setup.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
+    /// The server itself.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// Anything else that stops a start, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("server error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Serves `spec` on `listener` until `shutdown` resolves, then drains and returns.
+///
+/// # Errors
+/// [`ServeError`] if the server cannot run.
+pub async fn serve(
+    listener: TcpListener,
+    spec: ServerSpec,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let reflection = reflection.build_v1()?;
+
+    let names = spec.grpc_services.clone();
+    let (stop_probe, stopped) = crate::shutdown::channel();
+    let probe = tokio::spawn(probe_database(
+        reporter.clone(),
+        names.clone(),
+        spec.db.clone(),
+        stopped,
+    ));
+
+    let addr = listener.local_addr().ok();
+    tracing::info!(service = spec.name, ?addr, "serving");
+    let (drain_started, drain) = crate::shutdown::channel();
+    let on_shutdown = {
+        let reporter = reporter.clone();
+        let names = names.clone();
+        async move {
+            shutdown.await;
+            // Health goes NOT_SERVING before the listener closes, so balancers stop sending.
+            stop_probe.fire();
+            set_all(&reporter, &names, ServingStatus::NotServing).await;
+            tracing::info!("draining in-flight calls");
+            drain_started.fire();
+        }
+    };
+    let server = Server::builder()
+        .layer(RequestLogLayer::new(spec.name))
+        .layer(AuthLayer::new(spec.auth.clone()))
+        .add_routes(spec.routes)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+    let grace = spec.grace;
+    let result = tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        () = async move { drain.wait().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "calls still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    };
+    probe.abort();
+    tracing::info!(service = spec.name, "stopped");
+    result
+}
+
+async fn probe_database(
+    reporter: HealthReporter,
+    names: Vec<&'static str>,
+    db: DatabaseConnection,
+    stopped: crate::shutdown::Shutdown,
+) {
+    let mut last = None;
+    loop {
+        if stopped.is_fired() {
+            return;
+        }
+        let status = match tokio::time::timeout(DB_PROBE_EVERY, db.ping()).await {
+            Ok(Ok(())) => ServingStatus::Serving,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "database does not answer");
+                ServingStatus::NotServing
+            }
+            Err(_) => ServingStatus::NotServing,
+        };
+        if stopped.is_fired() {
+            return;
+        }
+        if last != Some(status) {
+            set_all(&reporter, &names, status).await;
+            last = Some(status);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(DB_PROBE_EVERY) => {}
+            () = stopped.clone().wait() => return,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! One JSON log line per call: request id (kept from `x-request-id` or generated, and echoed
+//! back), method, gRPC status and latency, inside a span that carries the request id.
+
+use std::{
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Logs every call of a server.
+#[derive(Debug, Clone)]
+pub struct RequestLogLayer {
+    service: &'static str,
+}
+
+impl RequestLogLayer {
+    /// Logs calls of `service`.
+    pub fn new(service: &'static str) -> Self {
+        Self { service }
+    }
+}
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLog {
+            service: self.service,
+            inner,
+        }
+    }
+}
+
+/// See [`RequestLogLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestLog<S> {
+    service: &'static str,
+    inner: S,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RequestLog<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(crate::new_id, str::to_owned);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            request.headers_mut().insert(REQUEST_ID, value);
+        }
+        let method = request.uri().path().to_owned();
+        let span = tracing::info_span!("rpc", service = self.service, %method, %request_id);
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let result = inner.call(request).await;
+                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                match result {
+                    Ok(mut response) => {
+                        // Errors come trailers-only, with grpc-status in the headers; a
+                        // successful unary call puts OK in the trailers.
+                        let code = response
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .unwrap_or(0);
+                        let code_name = format!("{:?}", tonic::Code::from_i32(code));
+                        if let Ok(value) = HeaderValue::from_str(&request_id) {
+                            response.headers_mut().insert(REQUEST_ID, value);
+                        }
+                        if method.starts_with("/grpc.") {
+                            tracing::debug!(grpc.code = %code_name, latency_ms, "call");
+                        } else {
+                            tracing::info!(grpc.code = %code_name, latency_ms, "call");
+                        }
+                        Ok(response)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, latency_ms, "call failed in transport");
+                        Err(e)
+                    }
+                }
+            }
+            .instrument(span),
+        )
+    }
+}

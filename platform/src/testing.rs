@@ -1,0 +1,154 @@
+//! Test helpers shared by the service test suites (feature `test-util`, never a normal
+//! dependency): settings on a temp data dir, tokens minted with a test key, servers on
+//! 127.0.0.1:0, and a fresh PostgreSQL database when one is configured.
+
+use std::{io::Write, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use sea_orm::ConnectionTrait;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{Authenticator, TokenIssuer, UserTokenVerifier, keys, service_tokens},
+    config::Settings,
+};
+
+/// Environment variable naming a PostgreSQL server tests may create databases on.
+pub const POSTGRES_ENV: &str = "POLYSHOP_TEST_POSTGRES_URL";
+
+/// Settings rooted at `data_dir`, quiet logs, every service on an ephemeral port.
+pub fn settings(data_dir: &Path) -> Settings {
+    let mut s = Settings {
+        data_dir: data_dir.to_owned(),
+        log: "warn".into(),
+        ..Settings::default()
+    };
+    s.shutdown_grace_secs = 2;
+    s
+}
+
+/// Writes a line to the real stderr, past the test harness's capture, so the run shows it.
+pub fn announce(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// Mints user tokens the way the user service does, with a key under the data dir.
+#[derive(Debug, Clone)]
+pub struct TestTokens {
+    issuer: Arc<TokenIssuer>,
+    settings: Settings,
+}
+
+impl TestTokens {
+    /// A token issuer for `settings` (key generated under its data dir).
+    ///
+    /// # Panics
+    /// If the key cannot be created.
+    pub fn new(settings: &Settings) -> Self {
+        let key = keys::load_or_generate(&settings.keys_dir().join("test-user-token.pem"))
+            .expect("test signing key");
+        let issuer = TokenIssuer::new(
+            key,
+            settings.auth.issuer.clone(),
+            settings.auth.audience.clone(),
+            Duration::from_secs(600),
+        );
+        Self {
+            issuer: Arc::new(issuer),
+            settings: settings.clone(),
+        }
+    }
+
+    /// A customer token for `user_id`.
+    pub fn customer(&self, user_id: &str) -> String {
+        self.issuer
+            .issue(user_id, vec!["customer".into()])
+            .expect("sign")
+            .0
+    }
+
+    /// An admin token for `user_id`.
+    pub fn admin(&self, user_id: &str) -> String {
+        self.issuer
+            .issue(user_id, vec!["customer".into(), "admin".into()])
+            .expect("sign")
+            .0
+    }
+
+    /// A service token from `caller` (e.g. `polyshop-order`) to `callee`.
+    pub fn service(&self, caller: &str, callee: &str) -> String {
+        service_tokens(&self.settings, caller)
+            .expect("service key")
+            .token_for(callee)
+            .expect("sign")
+    }
+
+    /// The authenticator service `name` would run with, trusting this issuer.
+    pub fn authenticator(&self, name: &str) -> Arc<Authenticator> {
+        let verifier = UserTokenVerifier::with_keys(
+            self.settings.auth.issuer.clone(),
+            self.settings.auth.audience.clone(),
+            &[self.issuer.jwk()],
+        );
+        Arc::new(Authenticator::new(
+            Arc::new(verifier),
+            Arc::new(service_tokens(&self.settings, name).expect("service key")),
+        ))
+    }
+}
+
+/// A listener on 127.0.0.1:0 and its address.
+///
+/// # Panics
+/// If no port can be bound.
+pub async fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (listener, addr)
+}
+
+/// A tonic channel to `addr`.
+///
+/// # Panics
+/// If the address is not a valid URI.
+pub fn channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_lazy()
+}
+
+/// Adds `authorization: Bearer <token>` to a request.
+pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+/// A fresh, empty PostgreSQL database URL when `POLYSHOP_TEST_POSTGRES_URL` is set; `None`
+/// otherwise, after saying so on the run's output.
+///
+/// # Panics
+/// If the variable is set but the server refuses to create a database.
+pub async fn postgres_database(test: &str) -> Option<String> {
+    let Ok(base) = std::env::var(POSTGRES_ENV) else {
+        announce(&format!(
+            "{test}: PostgreSQL backend NOT covered ({POSTGRES_ENV} is not set; .ci/run sets it when 127.0.0.1:5432 answers)"
+        ));
+        return None;
+    };
+    let admin = crate::db::connect_url(&base, "test-admin")
+        .await
+        .expect("connect to PostgreSQL");
+    let name = format!("polyshop_test_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("URL has a database path");
+    announce(&format!(
+        "{test}: PostgreSQL backend covered (database {name})"
+    ));
+    Some(format!("{prefix}/{name}"))
+}

@@ -1,0 +1,129 @@
+//! Registration and login.
+
+use std::sync::Arc;
+
+use polyshop_platform::{auth::TokenIssuer, status::Violations};
+
+use super::{NewUser, UserRepository, password};
+use crate::domain::{
+    Role, User, UserError, check_display_name, check_email, check_password, check_username,
+};
+
+/// What Register asks for.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Username.
+    pub username: String,
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Display name; the username when empty.
+    pub display_name: String,
+}
+
+/// Creates a customer account.
+///
+/// # Errors
+/// `Invalid` with every field violation, `UsernameTaken`, `EmailTaken`, `Internal`.
+pub async fn register<R: UserRepository>(repo: &R, reg: Registration) -> Result<User, UserError> {
+    create(repo, reg, vec![Role::Customer]).await
+}
+
+async fn create<R: UserRepository>(
+    repo: &R,
+    reg: Registration,
+    roles: Vec<Role>,
+) -> Result<User, UserError> {
+    let username = reg.username.trim().to_owned();
+    let email = reg.email.trim().to_owned();
+    let mut v = Violations::new();
+    v.check("username", check_username(&username));
+    v.check("email", check_email(&email));
+    v.check("password", check_password(&reg.password, &username, &email));
+    v.check("display_name", check_display_name(&reg.display_name));
+    v.into_result()?;
+    let display_name = match reg.display_name.trim() {
+        "" => username.clone(),
+        name => name.to_owned(),
+    };
+    let password_hash = password::hash_password(reg.password).await?;
+    repo.insert(NewUser {
+        id: polyshop_platform::new_id(),
+        username,
+        email,
+        display_name,
+        password_hash,
+        roles,
+    })
+    .await
+}
+
+/// Creates the configured admin account unless one with that username exists.
+///
+/// # Errors
+/// As [`register`].
+pub async fn ensure_admin<R: UserRepository>(
+    repo: &R,
+    username: &str,
+    email: &str,
+    password: &str,
+) -> Result<User, UserError> {
+    if let Some(existing) = repo.find_by_username(username).await? {
+        return Ok(existing);
+    }
+    let reg = Registration {
+        username: username.into(),
+        email: email.into(),
+        password: password.into(),
+        display_name: "Administrator".into(),
+    };
+    create(repo, reg, vec![Role::Customer, Role::Admin]).await
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The signed access token.
+    pub access_token: String,
+    /// Its expiry, seconds since the epoch.
+    pub expires_at: u64,
+    /// The user.
+    pub user: User,
+}
+
+/// Checks credentials and issues an access token.
+///
+/// # Errors
+/// `InvalidCredentials` for an unknown login or wrong password (the same error, in about the
+/// same time), `NotActive` for an inactive or suspended account, `Internal`.
+pub async fn login<R: UserRepository>(
+    repo: &R,
+    issuer: &Arc<TokenIssuer>,
+    login: &str,
+    password: &str,
+) -> Result<Session, UserError> {
+    let found = repo.find_for_login(login.trim()).await?;
+    let (user, hash) = match found {
+        Some(pair) => pair,
+        None => {
+            let _ =
+                password::verify_password(password.to_owned(), password::decoy_hash().await).await;
+            return Err(UserError::InvalidCredentials);
+        }
+    };
+    if !password::verify_password(password.to_owned(), hash).await {
+        return Err(UserError::InvalidCredentials);
+    }
+    if !user.is_active() {
+        return Err(UserError::NotActive(user.status.as_str()));
+    }
+    let (access_token, expires_at) = issuer
+        .issue(&user.id, user.role_names())
+        .map_err(|e| UserError::Internal(Box::new(e)))?;
+    Ok(Session {
+        access_token,
+        expires_at,
+        user,
+    })
+}

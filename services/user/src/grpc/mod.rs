@@ -1,0 +1,8 @@
+//! The tonic face of the user context: [`UserGrpc`] (thin handlers), proto ↔ domain
+//! conversion, and the one error → status table.
+
+mod convert;
+mod service;
+mod status;
+
+pub use service::UserGrpc;

@@ -1,0 +1,146 @@
+//! `polyshop.user.v1.UserService`: each handler converts, calls one use case, converts back.
+
+use std::sync::Arc;
+
+use polyshop::user::v1::{self as pb, user_service_server::UserService};
+use polyshop_platform::auth::{TokenIssuer, principal};
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::{
+    app::{self, Registration, UserRepository},
+    domain::UserError,
+};
+
+/// The user service's gRPC handlers.
+#[derive(Debug)]
+pub struct UserGrpc<R> {
+    repo: Arc<R>,
+    issuer: Arc<TokenIssuer>,
+}
+
+impl<R> UserGrpc<R> {
+    /// Handlers over `repo`, issuing tokens with `issuer`.
+    pub fn new(repo: Arc<R>, issuer: Arc<TokenIssuer>) -> Self {
+        Self { repo, issuer }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl<R: UserRepository> UserService for UserGrpc<R> {
+    async fn register(&self, request: Request<pb::RegisterRequest>) -> Reply<pb::RegisterResponse> {
+        let r = request.into_inner();
+        let reg = Registration {
+            username: r.username,
+            email: r.email,
+            password: r.password,
+            display_name: r.display_name,
+        };
+        let user = app::register(self.repo.as_ref(), reg).await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(Response::new(pb::RegisterResponse {
+            user: Some(convert::user(user)),
+        }))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        let r = request.into_inner();
+        let session = app::login(self.repo.as_ref(), &self.issuer, &r.login, &r.password).await?;
+        Ok(Response::new(pb::LoginResponse {
+            access_token: session.access_token,
+            token_type: "Bearer".into(),
+            expire_time: Some(prost_types::Timestamp {
+                seconds: i64::try_from(session.expires_at).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+            user: Some(convert::user(session.user)),
+        }))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
+        let caller = principal(&request)?.clone();
+        let id = convert::user_id(&request.get_ref().user_id)?;
+        let user = app::get_user(self.repo.as_ref(), &caller, id).await?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(convert::user(user)),
+        }))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Reply<pb::UpdateUserResponse> {
+        let caller = principal(&request)?.clone();
+        let r = request.into_inner();
+        let id = convert::user_id(&r.user_id)?;
+        let user =
+            app::update_user(self.repo.as_ref(), &caller, id, r.display_name, r.email).await?;
+        Ok(Response::new(pb::UpdateUserResponse {
+            user: Some(convert::user(user)),
+        }))
+    }
+
+    async fn change_user_status(
+        &self,
+        request: Request<pb::ChangeUserStatusRequest>,
+    ) -> Reply<pb::ChangeUserStatusResponse> {
+        let r = request.into_inner();
+        let id = convert::user_id(&r.user_id)?;
+        let status = convert::status_in(r.status)?;
+        let (previous, user) = app::change_status(self.repo.as_ref(), id, status).await?;
+        tracing::info!(user_id = %id, from = previous.as_str(), to = status.as_str(), reason = %r.reason, "user status changed");
+        Ok(Response::new(pb::ChangeUserStatusResponse {
+            user: Some(convert::user(user)),
+        }))
+    }
+
+    async fn add_address(
+        &self,
+        request: Request<pb::AddAddressRequest>,
+    ) -> Reply<pb::AddAddressResponse> {
+        let caller = principal(&request)?.clone();
+        let r = request.into_inner();
+        let id = convert::user_id(&r.user_id)?;
+        let address = convert::address_in(r.address.unwrap_or_default());
+        let stored = app::add_address(self.repo.as_ref(), &caller, id, address).await?;
+        Ok(Response::new(pb::AddAddressResponse {
+            address: Some(convert::address(stored)),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Reply<pb::ListUsersResponse> {
+        let caller = principal(&request)?.clone();
+        let r = request.into_inner();
+        let (users, next) =
+            app::list_users(self.repo.as_ref(), &caller, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.into_iter().map(convert::user).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Reply<pb::DeleteUserResponse> {
+        let caller = principal(&request)?.clone();
+        let id = convert::user_id(&request.get_ref().user_id)?;
+        app::delete_user(self.repo.as_ref(), &caller, id).await?;
+        tracing::info!(user_id = %id, "user deleted");
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Reply<pb::GetJwksResponse> {
+        Ok(Response::new(pb::GetJwksResponse {
+            keys: vec![self.issuer.jwk()],
+        }))
+    }
+}
+
+// Handlers return `UserError` through `?`; the conversion lives in `status.rs`.
+const _: fn(UserError) -> Status = Status::from;
