@@ -12,11 +12,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut protos = Vec::new();
     collect_protos(Path::new("proto/polyshop"), &mut protos)?;
     protos.sort();
+    // The error details every service sends, so reflection and the edge can decode them.
+    protos.push(PathBuf::from("proto/google/rpc/error_details.proto"));
+    protos.push(PathBuf::from("proto/google/rpc/status.proto"));
 
     let mut config = tonic_prost_build::Config::new();
     // The vendored protoc: no system protoc needed, and no `PROTOC` env var (unsafe to set in
     // edition 2024).
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // `prost::Name` on every message: events find their subject by full name.
+    config.enable_type_names();
     let well_known = protoc_bin_vendored::include_path()?;
 
     tonic_prost_build::configure()

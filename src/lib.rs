@@ -9,6 +9,14 @@
 /// (`google/api`, `google/protobuf`), for reflection, access rules and transcoding.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("polyshop_descriptor");
 
+/// Google's error model (`google.rpc`), vendored for the error details.
+pub mod google {
+    /// `google.rpc`.
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
+    }
+}
+
 /// Options and value types shared by every context (`polyshop.api.v1`).
 pub mod api {
     /// Version 1.

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// Sections that environment keys are split into: `POLYSHOP_USER_DATABASE_URL` is
 /// `user.database_url`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
+    "events",
     "user",
     "catalog",
     "inventory",
@@ -56,6 +57,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// NATS settings.
     pub nats: NatsSettings,
+    /// Event consumer settings.
+    pub events: EventSettings,
     /// The user service.
     pub user: UserSettings,
     /// The catalog service.
@@ -63,11 +66,53 @@ pub struct Settings {
     /// The inventory service.
     pub inventory: InventorySettings,
     /// The order service.
-    pub order: ServiceSettings,
+    pub order: OrderSettings,
     /// The payment service.
     pub payment: ServiceSettings,
     /// The notification service.
-    pub notification: ServiceSettings,
+    pub notification: NotificationSettings,
+    /// The edge gateway.
+    pub gateway: GatewaySettings,
+}
+
+/// The edge gateway: where it listens and how it protects the services behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Address the HTTP/1.1 + HTTP/2 listener binds (JSON, grpc-web and gRPC share it).
+    pub listen: SocketAddr,
+    /// Deadline of one upstream call, unless the request asks for less.
+    pub request_timeout_ms: u64,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more are shed with 503.
+    pub max_concurrency: usize,
+    /// Token bucket per principal for ordinary methods: refill per second.
+    pub rate_per_sec: u32,
+    /// Token bucket per principal for ordinary methods: burst size.
+    pub rate_burst: u32,
+    /// Stricter bucket for Login and Register (per client IP): refill per second.
+    pub auth_rate_per_sec: u32,
+    /// Stricter bucket for Login and Register: burst size.
+    pub auth_rate_burst: u32,
+    /// Origins allowed by CORS; `*` allows any.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(8080),
+            request_timeout_ms: 10_000,
+            max_body_bytes: 1024 * 1024,
+            max_concurrency: 1024,
+            rate_per_sec: 50,
+            rate_burst: 100,
+            auth_rate_per_sec: 1,
+            auth_rate_burst: 10,
+            cors_allowed_origins: vec!["*".into()],
+        }
+    }
 }
 
 /// Log line format.
@@ -106,6 +151,43 @@ pub struct NatsSettings {
     pub url: Option<String>,
     /// Port of the embedded nats-server.
     pub embedded_port: u16,
+}
+
+/// How event consumers acknowledge and give up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// Seconds a delivery may stay unacknowledged before it is redelivered.
+    pub ack_wait_secs: u64,
+    /// Deliveries before a message goes to the dead-letter stream.
+    pub max_deliver: i64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            ack_wait_secs: 30,
+            max_deliver: 5,
+        }
+    }
+}
+
+impl EventSettings {
+    /// A consumer spec with these settings.
+    pub fn consumer(
+        &self,
+        name: &str,
+        stream: &str,
+        subjects: &[&str],
+    ) -> crate::events::consumer::ConsumerSpec {
+        crate::events::consumer::ConsumerSpec {
+            name: name.to_owned(),
+            stream: stream.to_owned(),
+            filter_subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            ack_wait: std::time::Duration::from_secs(self.ack_wait_secs),
+            max_deliver: self.max_deliver,
+        }
+    }
 }
 
 /// Where a service listens and what it stores into.
@@ -163,6 +245,106 @@ impl Default for UserSettings {
             admin_username: "admin".into(),
             admin_email: "admin@polyshop.local".into(),
             admin_password: None,
+        }
+    }
+}
+
+/// The notification service: a [`ServiceSettings`] plus how mail leaves the system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// URL other processes use to reach it.
+    pub url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset.
+    pub database_url: Option<String>,
+    /// SMTP relay `host:port`; when unset, mail goes to the mailbox under the data dir.
+    pub smtp_addr: Option<String>,
+    /// Envelope and header sender of outgoing mail.
+    pub mail_from: String,
+}
+
+impl NotificationSettings {
+    /// The generic part, for the server bootstrap.
+    pub fn service(&self) -> ServiceSettings {
+        ServiceSettings {
+            listen: self.listen,
+            url: self.url.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// The URL clients dial.
+    pub fn url(&self) -> String {
+        self.service().url()
+    }
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(50056),
+            url: None,
+            database_url: None,
+            smtp_addr: None,
+            mail_from: "Polyshop <no-reply@polyshop.local>".into(),
+        }
+    }
+}
+
+/// The order service: a [`ServiceSettings`] plus how it calls the saga participants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// URL other processes use to reach it.
+    pub url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset.
+    pub database_url: Option<String>,
+    /// Deadline of each call to a participant.
+    pub call_timeout_ms: u64,
+    /// Attempts per idempotent call (first one included).
+    pub call_attempts: u32,
+    /// Consecutive failures that open a participant's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before letting a probe through.
+    pub breaker_cool_down_ms: u64,
+    /// A snapshot of the aggregate is stored every this many events.
+    pub snapshot_every: i64,
+    /// How often unfinished sagas are resumed.
+    pub resume_interval_ms: u64,
+}
+
+impl OrderSettings {
+    /// The generic part, for the server bootstrap.
+    pub fn service(&self) -> ServiceSettings {
+        ServiceSettings {
+            listen: self.listen,
+            url: self.url.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// The URL clients dial.
+    pub fn url(&self) -> String {
+        self.service().url()
+    }
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            listen: loopback(50054),
+            url: None,
+            database_url: None,
+            call_timeout_ms: 3000,
+            call_attempts: 3,
+            breaker_failures: 5,
+            breaker_cool_down_ms: 5000,
+            snapshot_every: 5,
+            resume_interval_ms: 2000,
         }
     }
 }
@@ -271,12 +453,14 @@ impl Default for Settings {
             shutdown_grace_secs: 10,
             auth: AuthSettings::default(),
             nats: NatsSettings::default(),
+            events: EventSettings::default(),
             user: UserSettings::default(),
             catalog: ServiceSettings::on_port(50052),
             inventory: InventorySettings::default(),
-            order: ServiceSettings::on_port(50054),
+            order: OrderSettings::default(),
             payment: ServiceSettings::on_port(50055),
-            notification: ServiceSettings::on_port(50056),
+            notification: NotificationSettings::default(),
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -289,6 +473,7 @@ impl Settings {
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var_os("POLYSHOP_CONFIG")
             .map_or_else(|| PathBuf::from("polyshop.toml"), PathBuf::from);
+        // POLYSHOP_CONFIG, POLYSHOP_FAILPOINT and POLYSHOP_TEST_POSTGRES_URL are read elsewhere.
         Self::from_figment(Self::figment(&file, Env::prefixed("POLYSHOP_")))
     }
 
@@ -296,7 +481,7 @@ impl Settings {
     pub fn figment(file: &Path, env: Env) -> Figment {
         Figment::from(Serialized::defaults(Self::default()))
             .merge(Toml::file(file))
-            .merge(env.ignore(&["config", "failpoint"]).map(|key| {
+            .merge(env.ignore(&["config", "failpoint", "test_postgres_url"]).map(|key| {
                 let key = key.as_str().to_ascii_lowercase();
                 let key = SECTIONS
                     .iter()
@@ -331,6 +516,9 @@ impl Settings {
         if self.inventory.reservation_hold_secs == 0 || self.inventory.sweep_interval_secs == 0 {
             return bad("inventory.reservation_hold_secs and sweep_interval_secs must be > 0");
         }
+        if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
+            return bad("events.max_deliver and events.ack_wait_secs must be > 0");
+        }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return bad("auth.issuer and auth.audience must not be empty");
         }
@@ -348,6 +536,14 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The NATS URL services connect to: `nats.url`, else the embedded server's port.
+    pub fn nats_url(&self) -> String {
+        self.nats
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("nats://127.0.0.1:{}", self.nats.embedded_port))
     }
 
     /// Where keys live: `<data_dir>/keys`.

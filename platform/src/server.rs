@@ -82,14 +82,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    let reflection = reflection.build_v1()?;
+    // Advertise only what this server serves; every other type stays resolvable by symbol
+    // (error details, messages of other contexts used in events).
+    let advertised: Vec<String> = spec
+        .grpc_services
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(["grpc.health.v1.Health".to_owned()])
+        .collect();
+    let builder = || {
+        advertised.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |b, name| b.with_service_name(name.clone()),
+        )
+    };
+    let reflection = builder().build_v1()?;
+    let reflection_v1alpha = builder().build_v1alpha()?;
 
     let names = spec.grpc_services.clone();
     let (stop_probe, stopped) = crate::shutdown::channel();

@@ -152,3 +152,94 @@ pub async fn postgres_database(test: &str) -> Option<String> {
     ));
     Some(format!("{prefix}/{name}"))
 }
+
+/// A nats-server child with JetStream on a free port, for one test. Stops on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<std::process::Child>,
+    /// Its port.
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts `nats-server` (from the project's `.tools/bin`, else PATH) and waits for it.
+    ///
+    /// # Panics
+    /// If it cannot be started: run `just tools`.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let store = tempfile::tempdir().expect("tempdir");
+        let mut server = Self {
+            child: None,
+            port,
+            store,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its store is kept for [`NatsServer::restart`]).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    ///
+    /// # Panics
+    /// If it does not come up within 20 s.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/nats-server");
+        let program = if tools.exists() {
+            tools
+        } else {
+            "nats-server".into()
+        };
+        let child = std::process::Command::new(&program)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} ({e}); run `just tools`", program.display())
+            });
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

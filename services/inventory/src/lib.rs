@@ -1,1 +1,94 @@
-//! The inventory bounded context: its tonic server, use cases, domain rules and store.
+//! The inventory bounded context: stock levels per product and reservations that hold stock
+//! for an order until it is confirmed (sold), released, or the hold expires and the sweeper
+//! returns it.
+//!
+//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository.
+
+pub mod app;
+pub mod domain;
+pub mod grpc;
+pub mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use polyshop::inventory::v1::inventory_service_server::InventoryServiceServer;
+use polyshop_platform::{
+    auth::Authenticator,
+    config::Settings,
+    db,
+    server::{self, ServerSpec, StartError},
+    shutdown,
+};
+use tokio::net::TcpListener;
+
+use crate::{app::Sweeper, store::SeaInventoryRepository};
+
+/// The name this service verifies service tokens as.
+pub const SERVICE_NAME: &str = "polyshop-inventory";
+
+/// Serves the inventory service on `listener` until `shutdown` resolves, with the standard
+/// authenticator (user tokens through the user service's JWKS, the shared service key).
+///
+/// # Errors
+/// [`StartError`] if the keys, database or server fail.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let auth = Authenticator::for_service(&settings, SERVICE_NAME)?;
+    serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
+}
+
+/// Opens the database, runs migrations, starts the reservation sweeper, and serves the
+/// inventory service on `listener` with `auth` until `shutdown` resolves. The sweeper stops
+/// when `shutdown` fires (or the server stops on its own).
+///
+/// # Errors
+/// [`StartError`] if the database or server fail.
+pub async fn serve_with_auth(
+    settings: Settings,
+    listener: TcpListener,
+    auth: Arc<Authenticator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let conn = db::connect(
+        &settings.data_dir,
+        "inventory",
+        &settings.inventory.service(),
+    )
+    .await?;
+    db::migrate(&conn, store::MIGRATIONS).await?;
+    let repo = Arc::new(SeaInventoryRepository::new(conn.clone()));
+
+    // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
+    // dropped (which also stops the sweeper) if the server returns early.
+    let (stop_sweeper, sweeper_stopped) = shutdown::channel();
+    let every = Duration::from_secs(settings.inventory.sweep_interval_secs);
+    let sweeper = tokio::spawn(Sweeper::new(repo.clone(), every).run(sweeper_stopped));
+    let shutdown = async move {
+        shutdown.await;
+        stop_sweeper.fire();
+    };
+
+    let handlers = grpc::InventoryGrpc::new(repo, settings.inventory.reservation_hold_secs);
+    let routes = tonic::service::Routes::new(InventoryServiceServer::new(handlers));
+    let served = server::serve(
+        listener,
+        ServerSpec {
+            name: "inventory",
+            grpc_services: vec!["polyshop.inventory.v1.InventoryService"],
+            routes,
+            db: conn,
+            auth,
+            grace: Duration::from_secs(settings.shutdown_grace_secs),
+        },
+        shutdown,
+    )
+    .await;
+    if let Err(e) = sweeper.await {
+        tracing::warn!(error = %e, "reservation sweeper ended abnormally");
+    }
+    served?;
+    Ok(())
+}

@@ -1,1 +1,121 @@
-//! The notification bounded context: its tonic server, use cases, domain rules and store.
+//! The notification bounded context: it consumes `user.registered`, `order.confirmed`,
+//! `order.rejected`, `order.cancelled`, `order.shipped` and `payment.refunded`, stores one
+//! notification per event per user (idempotent), mails it through a sender (the mailbox
+//! under the data dir by default, SMTP when `notification.smtp_addr` is set), and serves
+//! ListNotifications / MarkNotificationRead to the owner. It keeps a small recipient
+//! directory from `user.registered` / `user.updated` / `user.deleted` to know where to mail.
+//!
+//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the ports, [`mail`]
+//! the senders, and [`events`] the consumers.
+
+pub mod app;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod mail;
+pub mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use polyshop::notification::v1::notification_service_server::NotificationServiceServer;
+use polyshop_platform::{
+    auth::Authenticator,
+    config::Settings,
+    db,
+    events::{EventBus, outbox},
+    server::{self, ServerSpec, StartError},
+    shutdown,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    mail::{MailboxSender, SmtpSender},
+    store::SeaNotificationRepository,
+};
+
+/// The name this service verifies service tokens as, and its NATS client name.
+pub const SERVICE_NAME: &str = "polyshop-notification";
+
+/// Serves the notification service on `listener` until `shutdown` resolves, with the
+/// standard authenticator (user tokens through the user service's JWKS, the service key).
+///
+/// # Errors
+/// [`StartError`] if the keys, database, NATS URL or server fail.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let auth = Authenticator::for_service(&settings, SERVICE_NAME)?;
+    serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
+}
+
+/// Opens the database, runs migrations, starts the event bus (outbox relay) and the three
+/// consumers, and serves the notification service on `listener` with `auth` until
+/// `shutdown` resolves; the relay and consumers stop with it (or when the server stops on
+/// its own). Tests pass an authenticator that trusts their tokens.
+///
+/// # Errors
+/// [`StartError`] if the database, NATS URL or server fail.
+pub async fn serve_with_auth(
+    settings: Settings,
+    listener: TcpListener,
+    auth: Arc<Authenticator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let conn = db::connect(
+        &settings.data_dir,
+        "notification",
+        &settings.notification.service(),
+    )
+    .await?;
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+
+    // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
+    // dropped (which also stops the background tasks) if the server returns early.
+    let (stop_events, events_stopped) = shutdown::channel();
+    let bus = EventBus::start(
+        &settings,
+        SERVICE_NAME,
+        conn.clone(),
+        events_stopped.clone(),
+    )
+    .await?;
+    let from = settings.notification.mail_from.clone();
+    match &settings.notification.smtp_addr {
+        Some(addr) => {
+            tracing::info!(relay = %addr, "mail goes to the SMTP relay");
+            let sender = Arc::new(SmtpSender::new(addr.clone(), from));
+            events::spawn_consumers(&bus, &conn, &settings.events, sender, &events_stopped);
+        }
+        None => {
+            let dir = settings.data_dir.join("mailbox");
+            tracing::info!(dir = %dir.display(), "mail goes to the local mailbox");
+            let sender = Arc::new(MailboxSender::new(dir, from));
+            events::spawn_consumers(&bus, &conn, &settings.events, sender, &events_stopped);
+        }
+    }
+    let shutdown = async move {
+        shutdown.await;
+        stop_events.fire();
+    };
+
+    let repo = Arc::new(SeaNotificationRepository::new(conn.clone()));
+    let routes = tonic::service::Routes::new(NotificationServiceServer::new(
+        grpc::NotificationGrpc::new(repo),
+    ));
+    server::serve(
+        listener,
+        ServerSpec {
+            name: "notification",
+            grpc_services: vec!["polyshop.notification.v1.NotificationService"],
+            routes,
+            db: conn,
+            auth,
+            grace: Duration::from_secs(settings.shutdown_grace_secs),
+        },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}

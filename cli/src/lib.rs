@@ -1,1 +1,0 @@
-//! The polyshop command: run one service, the whole system, or admin tasks.

@@ -1,0 +1,252 @@
+//! Durable pull consumers with explicit ack and exactly-once effects: the handler runs inside
+//! a database transaction that also records the event id in `event_inbox`; a redelivered
+//! event whose id is already there is acknowledged without running the handler again. A
+//! handler that keeps failing sends the message to the dead-letter stream after MaxDeliver,
+//! and the consumer moves on.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, message::PublishMessage};
+use futures::{StreamExt, future::BoxFuture};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait,
+};
+
+use super::{HEADER_ID, HEADER_TYPE, ReceivedEvent, streams::DLQ_PREFIX};
+use crate::{db::placeholders, shutdown::Shutdown};
+
+/// Header: the subject a dead letter was first published on.
+pub const DLQ_SUBJECT: &str = "Polyshop-Dlq-Subject";
+/// Header: why it was dead-lettered.
+pub const DLQ_REASON: &str = "Polyshop-Dlq-Reason";
+/// Header: the consumer that gave up.
+pub const DLQ_CONSUMER: &str = "Polyshop-Dlq-Consumer";
+
+/// What a handler reports.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Try again later (redelivered until MaxDeliver).
+    #[error("{0}")]
+    Retry(String),
+    /// Cannot ever succeed (undecodable, unknown type): dead-letter now.
+    #[error("{0}")]
+    Poison(String),
+}
+
+/// Applies one event inside the given transaction.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event`; effects go through `txn` so they commit with the inbox row.
+    fn handle<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        event: &'a ReceivedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// A durable consumer's configuration.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Durable name, e.g. `notification-order-events`.
+    pub name: String,
+    /// Stream, e.g. `POLYSHOP_ORDER`.
+    pub stream: String,
+    /// Subjects within the stream, e.g. `polyshop.order.confirmed`.
+    pub filter_subjects: Vec<String>,
+    /// How long a delivery may stay unacknowledged before redelivery.
+    pub ack_wait: Duration,
+    /// Deliveries before the message is dead-lettered.
+    pub max_deliver: i64,
+}
+
+/// Consumes until `shutdown` fires, reconnecting the consumer after errors.
+pub async fn run(
+    js: jetstream::Context,
+    db: DatabaseConnection,
+    spec: ConsumerSpec,
+    handler: Arc<dyn Handler>,
+    shutdown: Shutdown,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_fired() {
+        match consume(&js, &db, &spec, handler.as_ref(), &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(consumer = %spec.name, error = %e, "consumer interrupted; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.clone().wait() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn consume(
+    js: &jetstream::Context,
+    db: &DatabaseConnection,
+    spec: &ConsumerSpec,
+    handler: &dyn Handler,
+    shutdown: &Shutdown,
+) -> Result<(), async_nats::Error> {
+    let stream = js.get_stream(&spec.stream).await?;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            &spec.name,
+            pull::Config {
+                durable_name: Some(spec.name.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: spec.ack_wait,
+                max_deliver: spec.max_deliver,
+                filter_subjects: spec.filter_subjects.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    loop {
+        if shutdown.is_fired() {
+            return Ok(());
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(64)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await?;
+        while let Some(message) = batch.next().await {
+            let message = message?;
+            process(js, db, spec, handler, &message).await?;
+        }
+    }
+}
+
+fn header(message: &jetstream::Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()?
+        .get(name)
+        .map(|v| v.as_str().to_owned())
+}
+
+async fn process(
+    js: &jetstream::Context,
+    db: &DatabaseConnection,
+    spec: &ConsumerSpec,
+    handler: &dyn Handler,
+    message: &jetstream::Message,
+) -> Result<(), async_nats::Error> {
+    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    let id = header(message, HEADER_ID).or_else(|| header(message, "Nats-Msg-Id"));
+    let Some(id) = id else {
+        dead_letter(js, spec, message, "no event id header").await?;
+        return message.ack().await;
+    };
+    let event = ReceivedEvent {
+        id,
+        subject: message.subject.to_string(),
+        type_name: header(message, HEADER_TYPE).unwrap_or_default(),
+        payload: message.payload.clone(),
+        delivered,
+    };
+    match apply(db, &spec.name, handler, &event).await {
+        Ok(()) => message.ack().await,
+        Err(HandlerError::Poison(reason)) => {
+            tracing::error!(consumer = %spec.name, event_id = %event.id, %reason, "poison event; dead-lettered");
+            dead_letter(js, spec, message, &reason).await?;
+            message.ack().await
+        }
+        Err(HandlerError::Retry(reason)) if delivered >= spec.max_deliver => {
+            tracing::error!(consumer = %spec.name, event_id = %event.id, %reason, delivered, "gave up; dead-lettered");
+            dead_letter(js, spec, message, &reason).await?;
+            message.ack().await
+        }
+        Err(HandlerError::Retry(reason)) => {
+            tracing::warn!(consumer = %spec.name, event_id = %event.id, %reason, delivered, "handler failed; will retry");
+            let delay = Duration::from_millis(
+                100 * 2u64.saturating_pow(u32::try_from(delivered).unwrap_or(10).min(8)),
+            );
+            message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+    }
+}
+
+/// Runs the handler and records the event in the inbox, in one transaction.
+///
+/// # Errors
+/// The handler's error, or `Retry` for database trouble.
+pub async fn apply(
+    db: &DatabaseConnection,
+    consumer: &str,
+    handler: &dyn Handler,
+    event: &ReceivedEvent,
+) -> Result<(), HandlerError> {
+    let retry = |e: sea_orm::DbErr| HandlerError::Retry(format!("database: {e}"));
+    let txn = db.begin().await.map_err(retry)?;
+    let backend = txn.get_database_backend();
+    let seen = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            placeholders(
+                backend,
+                "SELECT event_id FROM event_inbox WHERE consumer = ? AND event_id = ?",
+            ),
+            [consumer.into(), event.id.clone().into()],
+        ))
+        .await
+        .map_err(retry)?;
+    if seen.is_some() {
+        return txn.commit().await.map_err(retry);
+    }
+    if let Err(e) = handler.handle(&txn, event).await {
+        // Roll back now rather than on drop: SQLite has one pooled connection.
+        let _ = txn.rollback().await;
+        return Err(e);
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        placeholders(
+            backend,
+            "INSERT INTO event_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)",
+        ),
+        [
+            consumer.into(),
+            event.id.clone().into(),
+            crate::now_millis().into(),
+        ],
+    ))
+    .await
+    .map_err(retry)?;
+    txn.commit().await.map_err(retry)
+}
+
+async fn dead_letter(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    message: &jetstream::Message,
+    reason: &str,
+) -> Result<(), async_nats::Error> {
+    let mut headers = message.headers.clone().unwrap_or_default();
+    let id = header(message, HEADER_ID).unwrap_or_else(crate::new_id);
+    // Unique per source message, so a redriven event that fails again is dead-lettered again
+    // rather than dropped as a duplicate; the same delivery dead-lettered twice still dedupes.
+    let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{id}:dlq:{}:{sequence}", spec.name).as_str(),
+    );
+    headers.insert(DLQ_SUBJECT, message.subject.as_str());
+    headers.insert(
+        DLQ_REASON,
+        reason.chars().take(500).collect::<String>().as_str(),
+    );
+    headers.insert(DLQ_CONSUMER, spec.name.as_str());
+    js.send_publish(
+        format!("{DLQ_PREFIX}.{}", spec.name),
+        PublishMessage::build()
+            .payload(message.payload.clone())
+            .headers(headers),
+    )
+    .await?
+    .await?;
+    Ok(())
+}

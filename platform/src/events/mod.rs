@@ -1,0 +1,193 @@
+//! Domain events over NATS JetStream, with nothing lost:
+//! - [`outbox`]: a service writes its events into an `outbox` table in the same database
+//!   transaction as the state change;
+//! - [`relay`]: publishes outbox rows with `Nats-Msg-Id` = event id (broker-side dedupe) and
+//!   deletes a row only after JetStream acknowledged it, retrying with backoff while NATS is
+//!   away; woken on commit, so there is no polling delay;
+//! - [`consumer`]: durable pull consumers with explicit ack; a handler's effects and the event
+//!   id (inbox) commit in one transaction, so a redelivery is a no-op; after MaxDeliver the
+//!   message is copied to the dead-letter stream with the failure reason;
+//! - [`streams`]: one stream per context (`POLYSHOP_<CONTEXT>`, subjects
+//!   `polyshop.<context>.>`), plus `POLYSHOP_DLQ`.
+
+pub mod consumer;
+pub mod dlq;
+pub mod outbox;
+pub mod relay;
+pub mod streams;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::{Message, Name};
+use prost_reflect::Value;
+
+/// Header naming the event's protobuf type (`polyshop.order.v1.OrderConfirmed`).
+pub const HEADER_TYPE: &str = "Polyshop-Event-Type";
+/// Header carrying the event id, also when `Nats-Msg-Id` differs (a redrive).
+pub const HEADER_ID: &str = "Polyshop-Event-Id";
+/// W3C trace context.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+
+/// An event ready to be written to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEvent {
+    /// UUIDv7; becomes `Nats-Msg-Id`.
+    pub id: String,
+    /// NATS subject, from the message's `(polyshop.api.v1.event).subject`.
+    pub subject: String,
+    /// Full protobuf name.
+    pub type_name: String,
+    /// Encoded protobuf.
+    pub payload: Vec<u8>,
+    /// Trace context of the request that caused it, if any.
+    pub traceparent: Option<String>,
+}
+
+/// An event as a consumer receives it.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    /// The event id.
+    pub id: String,
+    /// Subject it was published on.
+    pub subject: String,
+    /// Full protobuf name.
+    pub type_name: String,
+    /// Encoded protobuf.
+    pub payload: Bytes,
+    /// How many times it has been delivered, including this one.
+    pub delivered: i64,
+}
+
+impl ReceivedEvent {
+    /// Decodes the payload as `M`.
+    ///
+    /// # Errors
+    /// When the payload is not an `M`.
+    pub fn decode<M: Message + Default>(&self) -> Result<M, prost::DecodeError> {
+        M::decode(self.payload.clone())
+    }
+}
+
+/// The subject declared for event type `M` in its proto.
+pub fn subject_of<M: Name>() -> Option<String> {
+    let pool = crate::contract::pool();
+    let message = pool.get_message_by_name(&M::full_name())?;
+    let ext = pool.get_extension_by_name("polyshop.api.v1.event")?;
+    let options = message.options();
+    let value = options.get_extension(&ext);
+    match value.as_ref() {
+        Value::Message(m) => m
+            .get_field_by_name("subject")
+            .and_then(|s| s.as_str().map(str::to_owned)),
+        _ => None,
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// Wraps a domain event for the outbox, with a new id and its declared subject.
+///
+/// # Panics
+/// If `M` declares no subject — the contract tests make that impossible for real events.
+pub fn event<M: Message + Name>(message: &M) -> OutgoingEvent {
+    let subject = subject_of::<M>()
+        .unwrap_or_else(|| panic!("{} has no (polyshop.api.v1.event).subject", M::full_name()));
+    OutgoingEvent {
+        id: crate::new_id(),
+        subject,
+        type_name: M::full_name(),
+        payload: message.encode_to_vec(),
+        traceparent: None,
+    }
+}
+
+/// Connects to NATS, retrying in the background if it is not up yet, so a service starts
+/// (and keeps writing its outbox) while the broker is away.
+///
+/// # Errors
+/// When the URL is invalid.
+pub async fn connect(
+    url: &str,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(url)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_the_subject_their_proto_declares() {
+        let e = event(&polyshop::user::v1::UserDeleted {
+            user_id: "u1".into(),
+            occur_time: None,
+        });
+        assert_eq!(e.subject, "polyshop.user.deleted");
+        assert_eq!(e.type_name, "polyshop.user.v1.UserDeleted");
+        assert_eq!(subject_of::<polyshop::user::v1::User>(), None);
+    }
+}
+
+/// A service's connection to the event system: the JetStream context and the signal that
+/// wakes its outbox relay.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    /// JetStream.
+    pub js: async_nats::jetstream::Context,
+    /// Wake the relay after committing outbox rows.
+    pub signal: outbox::OutboxSignal,
+}
+
+impl EventBus {
+    /// Connects (in the background if NATS is not up yet), makes sure the streams exist, and
+    /// runs the outbox relay of `db` until `shutdown`.
+    ///
+    /// # Errors
+    /// When the NATS URL is invalid.
+    pub async fn start(
+        settings: &crate::config::Settings,
+        name: &str,
+        db: sea_orm::DatabaseConnection,
+        shutdown: crate::shutdown::Shutdown,
+    ) -> Result<Self, crate::server::StartError> {
+        let client = connect(&settings.nats_url(), name)
+            .await
+            .map_err(|e| crate::server::StartError::Other(format!("NATS: {e}")))?;
+        let js = async_nats::jetstream::new(client);
+        let signal = outbox::OutboxSignal::new();
+        let bus = Self {
+            js: js.clone(),
+            signal: signal.clone(),
+        };
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            while let Err(e) = streams::ensure(&js).await {
+                if shutdown.is_fired() {
+                    return;
+                }
+                tracing::warn!(error = %e, "cannot set up JetStream streams yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            relay::run(db, js, signal, shutdown).await;
+        });
+        Ok(bus)
+    }
+
+    /// Runs a durable consumer in the background until `shutdown`.
+    pub fn spawn_consumer(
+        &self,
+        db: sea_orm::DatabaseConnection,
+        spec: consumer::ConsumerSpec,
+        handler: std::sync::Arc<dyn consumer::Handler>,
+        shutdown: crate::shutdown::Shutdown,
+    ) {
+        tokio::spawn(consumer::run(self.js.clone(), db, spec, handler, shutdown));
+    }
+}

@@ -1,0 +1,96 @@
+//! The transactional outbox: rows written with the state change, published by the relay.
+
+use std::sync::Arc;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
+use tokio::sync::Notify;
+
+use super::OutgoingEvent;
+use crate::db::{Migration, placeholders};
+
+/// Outbox and inbox tables; services append these to their own migrations.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1001,
+    name: "event outbox and inbox",
+    sql: "CREATE TABLE event_outbox (
+            id TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            type_name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            traceparent TEXT,
+            created_at BIGINT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT);
+          CREATE INDEX event_outbox_by_time ON event_outbox (created_at, id);
+          CREATE TABLE event_inbox (
+            consumer TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            processed_at BIGINT NOT NULL,
+            PRIMARY KEY (consumer, event_id))",
+}];
+
+/// Writes `event` into the outbox on `conn` — pass the transaction of the state change.
+///
+/// # Errors
+/// The database error; the caller's transaction then rolls back with the change.
+pub async fn enqueue<C: ConnectionTrait>(conn: &C, event: &OutgoingEvent) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        placeholders(
+            backend,
+            "INSERT INTO event_outbox (id, subject, type_name, payload, traceparent, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        ),
+        [
+            event.id.clone().into(),
+            event.subject.clone().into(),
+            event.type_name.clone().into(),
+            STANDARD.encode(&event.payload).into(),
+            event.traceparent.clone().into(),
+            crate::now_millis().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Rows not yet published.
+///
+/// # Errors
+/// The database error.
+pub async fn pending<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM event_outbox",
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n").unwrap_or(0))
+        .unwrap_or(0)
+        .try_into()
+        .unwrap_or(0))
+}
+
+/// Wakes the relay after a commit that wrote outbox rows.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    /// A new signal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Call after committing a transaction that enqueued events.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next wake (or immediately if one is pending).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}

@@ -1,0 +1,315 @@
+//! Calls to other services that fail well: a deadline on every call, retries with exponential
+//! backoff and full jitter only for methods the contract marks idempotent and only for codes
+//! worth retrying, and a circuit breaker per upstream (closed → open → half-open) that fails
+//! fast while an upstream is down and logs every state change.
+
+use std::{
+    future::Future,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use rand::Rng;
+use tonic::{Code, Status};
+
+use crate::contract::{self, Idempotency};
+
+/// Breaker state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Calls fail fast until the cool-down ends.
+    Open,
+    /// One probe call is let through.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: BreakerState,
+    failures: u32,
+    opened_at: Option<Instant>,
+    probing: bool,
+}
+
+/// A circuit breaker for one upstream: opens after `threshold` consecutive failures, stays open
+/// for `cool_down`, then lets one probe through.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    name: String,
+    threshold: u32,
+    cool_down: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker for upstream `name`.
+    pub fn new(name: &str, threshold: u32, cool_down: Duration) -> Self {
+        Self {
+            name: name.to_owned(),
+            threshold: threshold.max(1),
+            cool_down,
+            inner: Mutex::new(Inner {
+                state: BreakerState::Closed,
+                failures: 0,
+                opened_at: None,
+                probing: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BreakerState {
+        self.lock().state
+    }
+
+    /// Whether a call may go out now.
+    pub fn allow(&self) -> bool {
+        let mut inner = self.lock();
+        match inner.state {
+            BreakerState::Closed => true,
+            BreakerState::Open => {
+                if inner
+                    .opened_at
+                    .is_some_and(|t| t.elapsed() >= self.cool_down)
+                {
+                    inner.state = BreakerState::HalfOpen;
+                    inner.probing = true;
+                    tracing::info!(upstream = %self.name, "circuit half-open: probing");
+                    true
+                } else {
+                    false
+                }
+            }
+            BreakerState::HalfOpen if !inner.probing => {
+                inner.probing = true;
+                true
+            }
+            BreakerState::HalfOpen => false,
+        }
+    }
+
+    /// Records the outcome of a call that was allowed.
+    pub fn record(&self, success: bool) {
+        let mut inner = self.lock();
+        inner.probing = false;
+        if success {
+            if inner.state != BreakerState::Closed {
+                tracing::info!(upstream = %self.name, "circuit closed");
+            }
+            inner.state = BreakerState::Closed;
+            inner.failures = 0;
+            return;
+        }
+        inner.failures += 1;
+        if inner.state == BreakerState::HalfOpen || inner.failures >= self.threshold {
+            if inner.state != BreakerState::Open {
+                tracing::warn!(upstream = %self.name, failures = inner.failures, "circuit opened");
+            }
+            inner.state = BreakerState::Open;
+            inner.opened_at = Some(Instant::now());
+        }
+    }
+}
+
+/// Retry timing.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles each time.
+    pub base_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+    /// Deadline of each attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Codes that say the upstream is unhealthy (they count against the breaker).
+pub fn is_upstream_failure(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Internal
+            | Code::ResourceExhausted
+    )
+}
+
+/// Codes worth another attempt when the method is idempotent.
+pub fn is_retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+    )
+}
+
+/// Whether the contract allows retrying the method at gRPC `path`.
+pub fn may_retry(path: &str) -> bool {
+    contract::rule(path).is_some_and(|r| r.idempotency != Idempotency::Unknown)
+}
+
+/// Calls `attempt` under `breaker` with a deadline, retrying per `policy` when `path` is
+/// idempotent and the failure is retryable.
+///
+/// # Errors
+/// The last status; UNAVAILABLE at once while the breaker is open.
+pub async fn call<T, F, Fut>(
+    breaker: &CircuitBreaker,
+    policy: &RetryPolicy,
+    path: &str,
+    mut attempt: F,
+) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let retry_allowed = may_retry(path);
+    let mut delay = policy.base_delay;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if !breaker.allow() {
+            return Err(Status::unavailable(format!(
+                "{} is unavailable (circuit open)",
+                breaker.name
+            )));
+        }
+        let result = match tokio::time::timeout(policy.attempt_timeout, attempt()).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{} did not answer in time",
+                breaker.name
+            ))),
+        };
+        match result {
+            Ok(value) => {
+                breaker.record(true);
+                return Ok(value);
+            }
+            Err(status) => {
+                breaker.record(!is_upstream_failure(status.code()));
+                if !(retry_allowed && is_retryable(status.code()) && tries < policy.max_attempts) {
+                    return Err(status);
+                }
+                let jittered = rand::thread_rng().gen_range(Duration::ZERO..=delay);
+                tracing::debug!(upstream = %breaker.name, %path, code = ?status.code(), retry_in_ms = jittered.as_millis() as u64, "retrying");
+                tokio::time::sleep(jittered).await;
+                delay = (delay * 2).min(policy.max_delay);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    const IDEMPOTENT: &str = "/polyshop.inventory.v1.InventoryService/ReserveStock";
+    const NOT_IDEMPOTENT: &str = "/polyshop.order.v1.OrderService/CreateOrder";
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            attempt_timeout: Duration::from_millis(200),
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotent_calls_are_retried_on_unavailable() {
+        let breaker = CircuitBreaker::new("x", 10, Duration::from_secs(1));
+        let calls = AtomicU32::new(0);
+        let result = call(&breaker, &quick(), IDEMPOTENT, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(Status::unavailable("down"))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn non_idempotent_calls_and_business_errors_are_not_retried() {
+        let breaker = CircuitBreaker::new("x", 10, Duration::from_secs(1));
+        let calls = AtomicU32::new(0);
+        let _ = call(&breaker, &quick(), NOT_IDEMPOTENT, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(Status::unavailable("down"))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let _ = call(&breaker, &quick(), IDEMPOTENT, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(Status::failed_precondition("no stock"))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_breaker_opens_fails_fast_and_closes_after_a_good_probe() {
+        let breaker = CircuitBreaker::new("payment", 2, Duration::from_millis(50));
+        for _ in 0..2 {
+            let _ = call(&breaker, &quick(), NOT_IDEMPOTENT, || async {
+                Err::<(), _>(Status::unavailable("down"))
+            })
+            .await;
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        let calls = AtomicU32::new(0);
+        let err = call(&breaker, &quick(), NOT_IDEMPOTENT, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (err.code(), calls.load(Ordering::SeqCst)),
+            (Code::Unavailable, 0),
+            "fails fast while open"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        call(&breaker, &quick(), NOT_IDEMPOTENT, || async { Ok(()) })
+            .await
+            .expect("probe passes");
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_reopens_the_breaker() {
+        let breaker = CircuitBreaker::new("payment", 1, Duration::from_millis(20));
+        breaker.record(false);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(breaker.allow());
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        assert!(!breaker.allow(), "only one probe at a time");
+        breaker.record(false);
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+}

@@ -1,0 +1,239 @@
+//! [`SeaCatalogRepository`]: the catalog repository over sea-orm (SQLite or PostgreSQL).
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::{BinOper, Expr, ExprTrait, Func},
+};
+
+use super::entities::product;
+use crate::{
+    app::{CatalogRepository, ListFilter},
+    domain::{CatalogError, Money, NewProduct, Product, ProductChanges},
+};
+
+/// The catalog repository over a sea-orm connection.
+#[derive(Debug, Clone)]
+pub struct SeaCatalogRepository {
+    db: DatabaseConnection,
+}
+
+impl SeaCatalogRepository {
+    /// A repository over `db` (already migrated).
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn internal(e: DbErr) -> CatalogError {
+    CatalogError::Internal(Box::new(e))
+}
+
+fn to_product(row: product::Model) -> Product {
+    Product {
+        id: row.id,
+        name: row.name,
+        description: row.description,
+        category: row.category,
+        price: Money {
+            amount_minor: row.price_amount_minor,
+            currency_code: row.price_currency_code,
+        },
+        active: row.active,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// The escape character of [`like_pattern`]; `!` needs no quoting in either SQL dialect,
+/// unlike `\`.
+const LIKE_ESCAPE: char = '!';
+
+/// A `LIKE` pattern matching any text that contains `text` literally: `%`, `_` and the
+/// escape character itself lose their wildcard meaning.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
+            pattern.push(LIKE_ESCAPE);
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// `LOWER(column) LIKE LOWER(pattern) ESCAPE '!'`. Lower-casing both sides in SQL keeps the
+/// comparison consistent within each backend: SQLite's LOWER folds ASCII only, PostgreSQL's
+/// folds all letters, and folding the pattern in Rust would disagree with either.
+fn contains_ignoring_case(column: product::Column, pattern: &str) -> Expr {
+    let pattern = Expr::expr(Func::lower(Expr::val(pattern.to_owned())))
+        .binary(BinOper::Escape, Expr::Constant(LIKE_ESCAPE.into()));
+    Expr::expr(Func::lower(Expr::col(column))).binary(BinOper::Like, pattern)
+}
+
+fn list_condition(filter: &ListFilter, before: Option<String>) -> Condition {
+    let mut condition = Condition::all().add(product::Column::Active.eq(true));
+    if let Some(category) = &filter.category {
+        condition = condition.add(product::Column::Category.eq(category.clone()));
+    }
+    if let Some(query) = &filter.query {
+        let pattern = like_pattern(query);
+        condition = condition.add(
+            Condition::any()
+                .add(contains_ignoring_case(product::Column::Name, &pattern))
+                .add(contains_ignoring_case(
+                    product::Column::Description,
+                    &pattern,
+                )),
+        );
+    }
+    if let Some(before) = before {
+        condition = condition.add(product::Column::Id.lt(before));
+    }
+    condition
+}
+
+impl CatalogRepository for SeaCatalogRepository {
+    async fn insert(&self, id: String, new: NewProduct) -> Result<Product, CatalogError> {
+        let now = polyshop_platform::now_millis();
+        let has_request_id = new.request_id.is_some();
+        let row = product::ActiveModel {
+            id: Set(id),
+            request_id: Set(new.request_id),
+            name: Set(new.name),
+            description: Set(new.description),
+            category: Set(new.category),
+            price_amount_minor: Set(new.price.amount_minor),
+            price_currency_code: Set(new.price.currency_code),
+            active: Set(new.active),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let inserted = row.insert(&self.db).await.map_err(|e| {
+            // The id is a fresh UUIDv7, so the only key that can collide is the request id.
+            if has_request_id && polyshop_platform::db::is_unique_violation(&e) {
+                CatalogError::DuplicateRequest
+            } else {
+                internal(e)
+            }
+        })?;
+        Ok(to_product(inserted))
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<Product>, CatalogError> {
+        let row = product::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(row.map(to_product))
+    }
+
+    async fn find_by_request_id(&self, request_id: &str) -> Result<Option<Product>, CatalogError> {
+        let row = product::Entity::find()
+            .filter(product::Column::RequestId.eq(request_id))
+            .one(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(row.map(to_product))
+    }
+
+    async fn find_many(&self, ids: &[String]) -> Result<Vec<Product>, CatalogError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = product::Entity::find()
+            .filter(product::Column::Id.is_in(ids.iter().cloned()))
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(to_product).collect())
+    }
+
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        before: Option<String>,
+        limit: u64,
+    ) -> Result<Vec<Product>, CatalogError> {
+        let rows = product::Entity::find()
+            .filter(list_condition(filter, before))
+            .order_by_desc(product::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(to_product).collect())
+    }
+
+    async fn update(&self, id: &str, changes: ProductChanges) -> Result<Product, CatalogError> {
+        let txn = self.db.begin().await.map_err(internal)?;
+        let row = product::Entity::find_by_id(id.to_owned())
+            .one(&txn)
+            .await
+            .map_err(internal)?
+            .ok_or(CatalogError::NotFound)?;
+        // Strictly increasing, so two updates within one millisecond stay ordered.
+        let updated_at = std::cmp::max(polyshop_platform::now_millis(), row.updated_at + 1);
+        // Only the columns set here are written; the others keep whatever is stored.
+        let mut active: product::ActiveModel = row.into();
+        if let Some(name) = changes.name {
+            active.name = Set(name);
+        }
+        if let Some(description) = changes.description {
+            active.description = Set(description);
+        }
+        if let Some(category) = changes.category {
+            active.category = Set(category);
+        }
+        if let Some(price) = changes.price {
+            active.price_amount_minor = Set(price.amount_minor);
+            active.price_currency_code = Set(price.currency_code);
+        }
+        if let Some(flag) = changes.active {
+            active.active = Set(flag);
+        }
+        active.updated_at = Set(updated_at);
+        let row = active.update(&txn).await.map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        Ok(to_product(row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+
+    #[test]
+    fn like_patterns_match_wildcards_literally() {
+        let cases = [
+            ("pan", "%pan%"),
+            ("100%", "%100!%%"),
+            ("a_b", "%a!_b%"),
+            ("wow!", "%wow!!%"),
+            ("", "%%"),
+        ];
+        for (text, pattern) in cases {
+            assert_eq!(like_pattern(text), pattern, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_text_query_lower_cases_both_sides_on_both_backends() {
+        let filter = ListFilter {
+            category: None,
+            query: Some("Pan".into()),
+        };
+        for (backend, placeholder) in [(DbBackend::Sqlite, "?"), (DbBackend::Postgres, "$2")] {
+            let sql = product::Entity::find()
+                .filter(list_condition(&filter, None))
+                .build(backend)
+                .sql;
+            let expected = format!(r#"LOWER("name") LIKE LOWER({placeholder}) ESCAPE '!'"#);
+            assert!(sql.contains(&expected), "{backend:?}: {sql}");
+        }
+    }
+}

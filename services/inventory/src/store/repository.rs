@@ -1,0 +1,339 @@
+//! [`SeaInventoryRepository`]: the inventory repository over sea-orm (SQLite or PostgreSQL).
+//!
+//! Stock moves with conditional `UPDATE`s whose `WHERE` states the invariant, checked by rows
+//! affected, never read-then-write: on PostgreSQL the `UPDATE` takes the row lock and
+//! re-checks its condition against the latest committed row, and SQLite runs on one pooled
+//! connection, so transactions are serialised. Either way two callers cannot both take the
+//! last unit.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+};
+
+use super::entities::{reservation, reservation_item, stock};
+use crate::{
+    app::{InventoryRepository, NewReservation, Reserved},
+    domain::{
+        InventoryError, Reservation, ReservationItem, ReservationStatus, Settlement, StockLevel,
+        Transition, settle,
+    },
+};
+
+/// Creates the reservation unless its id exists; 0 rows affected means a repeat. On
+/// PostgreSQL a concurrent insert of the same id waits for the first transaction to finish.
+const INSERT_RESERVATION: &str = "INSERT INTO reservations
+    (id, status, expires_at, created_at, updated_at, release_reason) VALUES (?, ?, ?, ?, ?, '')
+    ON CONFLICT (id) DO NOTHING";
+/// Holds `q` units only if that many are available.
+const HOLD: &str = "UPDATE stock SET reserved = reserved + ?, updated_at = ?
+    WHERE product_id = ? AND on_hand - reserved >= ?";
+/// Moves a reservation out of HELD; 0 rows affected means someone else settled it first.
+const SETTLE: &str = "UPDATE reservations SET status = ?, release_reason = ?, updated_at = ?
+    WHERE id = ? AND status = ?";
+/// Puts `q` sold units back on hand (a confirmed reservation returned).
+const RESTOCK_ITEM: &str = "UPDATE stock SET on_hand = on_hand + ?, updated_at = ?
+    WHERE product_id = ?";
+/// Sells `q` held units.
+const CONFIRM_ITEM: &str =
+    "UPDATE stock SET on_hand = on_hand - ?, reserved = reserved - ?, updated_at = ?
+    WHERE product_id = ? AND reserved >= ?";
+/// Returns `q` held units.
+const RELEASE_ITEM: &str = "UPDATE stock SET reserved = reserved - ?, updated_at = ?
+    WHERE product_id = ? AND reserved >= ?";
+/// Makes sure a product has a stock row.
+const ENSURE_STOCK: &str = "INSERT INTO stock (product_id, on_hand, reserved, updated_at)
+    VALUES (?, 0, 0, ?) ON CONFLICT (product_id) DO NOTHING";
+/// Sets on hand only if it stays at or above what is reserved.
+const SET_ON_HAND: &str = "UPDATE stock SET on_hand = ?, updated_at = ?
+    WHERE product_id = ? AND reserved <= ?";
+
+/// The inventory repository over a sea-orm connection.
+#[derive(Debug, Clone)]
+pub struct SeaInventoryRepository {
+    db: DatabaseConnection,
+}
+
+impl SeaInventoryRepository {
+    /// A repository over `db` (already migrated).
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn internal(e: DbErr) -> InventoryError {
+    InventoryError::Internal(Box::new(e))
+}
+
+fn broken(what: String) -> InventoryError {
+    InventoryError::Internal(what.into())
+}
+
+/// Runs `sql` (with `?` placeholders) and returns the rows affected.
+async fn exec(
+    txn: &DatabaseTransaction,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<u64, InventoryError> {
+    let backend: DbBackend = txn.get_database_backend();
+    let statement = Statement::from_sql_and_values(
+        backend,
+        polyshop_platform::db::placeholders(backend, sql),
+        values,
+    );
+    Ok(txn
+        .execute_raw(statement)
+        .await
+        .map_err(internal)?
+        .rows_affected())
+}
+
+fn to_stock(row: stock::Model) -> StockLevel {
+    StockLevel {
+        product_id: row.product_id,
+        on_hand: row.on_hand,
+        reserved: row.reserved,
+        updated_at: Some(row.updated_at),
+    }
+}
+
+/// A reservation with its items, read on `conn` (the pool or an open transaction).
+async fn load<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+) -> Result<Option<Reservation>, InventoryError> {
+    let Some(row) = reservation::Entity::find_by_id(id.to_owned())
+        .one(conn)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    let items = reservation_item::Entity::find()
+        .filter(reservation_item::Column::ReservationId.eq(id))
+        .order_by_asc(reservation_item::Column::ProductId)
+        .all(conn)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|i| ReservationItem {
+            product_id: i.product_id,
+            quantity: i.quantity,
+        })
+        .collect();
+    let status = ReservationStatus::parse(&row.status).ok_or_else(|| {
+        broken(format!(
+            "reservation {id} has unknown status {:?}",
+            row.status
+        ))
+    })?;
+    Ok(Some(Reservation {
+        id: row.id,
+        items,
+        status,
+        expires_at: row.expires_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        release_reason: row.release_reason,
+    }))
+}
+
+impl InventoryRepository for SeaInventoryRepository {
+    async fn stock(&self, product_id: &str) -> Result<Option<StockLevel>, InventoryError> {
+        let row = stock::Entity::find_by_id(product_id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(row.map(to_stock))
+    }
+
+    async fn set_on_hand(
+        &self,
+        product_id: &str,
+        on_hand: i32,
+        now: i64,
+    ) -> Result<StockLevel, InventoryError> {
+        let txn = self.db.begin().await.map_err(internal)?;
+        exec(&txn, ENSURE_STOCK, [product_id.into(), now.into()]).await?;
+        let updated = exec(
+            &txn,
+            SET_ON_HAND,
+            [
+                on_hand.into(),
+                now.into(),
+                product_id.into(),
+                on_hand.into(),
+            ],
+        )
+        .await?;
+        let row = stock::Entity::find_by_id(product_id.to_owned())
+            .one(&txn)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| broken(format!("stock row of {product_id} vanished")))?;
+        if updated == 0 {
+            txn.rollback().await.map_err(internal)?;
+            return Err(InventoryError::BelowReserved {
+                product_id: product_id.to_owned(),
+                reserved: row.reserved,
+            });
+        }
+        txn.commit().await.map_err(internal)?;
+        Ok(to_stock(row))
+    }
+
+    async fn reserve(&self, new: NewReservation) -> Result<Reserved, InventoryError> {
+        let txn = self.db.begin().await.map_err(internal)?;
+        let status = ReservationStatus::Held.as_str();
+        let values = [
+            new.id.as_str().into(),
+            status.into(),
+            new.expires_at.into(),
+            new.created_at.into(),
+            new.created_at.into(),
+        ];
+        if exec(&txn, INSERT_RESERVATION, values).await? == 0 {
+            let stored = load(&txn, &new.id).await?.ok_or_else(|| {
+                broken(format!(
+                    "reservation {} conflicts but cannot be read",
+                    new.id
+                ))
+            })?;
+            txn.commit().await.map_err(internal)?;
+            return Ok(Reserved::Existing(stored));
+        }
+        let mut short = Vec::new();
+        for item in &new.items {
+            let q = item.quantity;
+            let values = [
+                q.into(),
+                new.created_at.into(),
+                item.product_id.as_str().into(),
+                q.into(),
+            ];
+            if exec(&txn, HOLD, values).await? == 0 {
+                short.push(item.product_id.clone());
+            }
+        }
+        if !short.is_empty() {
+            // Nothing of it stays: neither the holds taken nor the reservation row.
+            txn.rollback().await.map_err(internal)?;
+            return Err(InventoryError::InsufficientStock(short));
+        }
+        let rows = new.items.iter().map(|item| reservation_item::ActiveModel {
+            reservation_id: Set(new.id.clone()),
+            product_id: Set(item.product_id.clone()),
+            quantity: Set(item.quantity),
+        });
+        reservation_item::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        Ok(Reserved::New(Reservation {
+            id: new.id,
+            items: new.items,
+            status: ReservationStatus::Held,
+            expires_at: new.expires_at,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            release_reason: String::new(),
+        }))
+    }
+
+    async fn settle(
+        &self,
+        id: &str,
+        settlement: &Settlement,
+        now: i64,
+    ) -> Result<(Reservation, Transition), InventoryError> {
+        let txn = self.db.begin().await.map_err(internal)?;
+        let current = load(&txn, id)
+            .await?
+            .ok_or(InventoryError::ReservationNotFound)?;
+        if settle(current.status, settlement)? == Transition::AlreadyDone {
+            txn.commit().await.map_err(internal)?;
+            return Ok((current, Transition::AlreadyDone));
+        }
+        let target = settlement.target();
+        let reason = match settlement {
+            Settlement::Confirm => String::new(),
+            Settlement::Release { reason } | Settlement::Return { reason } => reason.clone(),
+        };
+        let values = [
+            target.as_str().into(),
+            reason.as_str().into(),
+            now.into(),
+            id.into(),
+            current.status.as_str().into(),
+        ];
+        if exec(&txn, SETTLE, values).await? == 0 {
+            // Settled by a concurrent call after we read it (the sweeper racing a confirm):
+            // answer as if this call came second.
+            txn.rollback().await.map_err(internal)?;
+            let latest = load(&self.db, id)
+                .await?
+                .ok_or(InventoryError::ReservationNotFound)?;
+            return match settle(latest.status, settlement)? {
+                Transition::AlreadyDone => Ok((latest, Transition::AlreadyDone)),
+                Transition::Apply => Err(broken(format!(
+                    "reservation {id} is held but cannot be settled"
+                ))),
+            };
+        }
+        for item in &current.items {
+            let (q, product) = (item.quantity, item.product_id.as_str());
+            let moved = match settlement {
+                Settlement::Confirm => {
+                    exec(
+                        &txn,
+                        CONFIRM_ITEM,
+                        [q.into(), q.into(), now.into(), product.into(), q.into()],
+                    )
+                    .await?
+                }
+                Settlement::Release { .. } | Settlement::Return { .. }
+                    if current.status == ReservationStatus::Confirmed =>
+                {
+                    exec(&txn, RESTOCK_ITEM, [q.into(), now.into(), product.into()]).await?
+                }
+                Settlement::Release { .. } | Settlement::Return { .. } => {
+                    exec(
+                        &txn,
+                        RELEASE_ITEM,
+                        [q.into(), now.into(), product.into(), q.into()],
+                    )
+                    .await?
+                }
+            };
+            if moved == 0 {
+                txn.rollback().await.map_err(internal)?;
+                return Err(broken(format!(
+                    "stock of {product} holds fewer units than reservation {id}"
+                )));
+            }
+        }
+        txn.commit().await.map_err(internal)?;
+        let settled = Reservation {
+            status: target,
+            release_reason: reason,
+            updated_at: now,
+            ..current
+        };
+        Ok((settled, Transition::Apply))
+    }
+
+    async fn expired(&self, now: i64, limit: u64) -> Result<Vec<String>, InventoryError> {
+        reservation::Entity::find()
+            .select_only()
+            .column(reservation::Column::Id)
+            .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
+            .filter(reservation::Column::ExpiresAt.lte(now))
+            .order_by_asc(reservation::Column::ExpiresAt)
+            .limit(limit)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await
+            .map_err(internal)
+    }
+}

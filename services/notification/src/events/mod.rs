@@ -1,0 +1,113 @@
+//! The notification context's event side: three durable consumers (user, order and payment
+//! streams) feeding one [`NotificationHandler`], which calls the use cases inside the
+//! consumer's transaction and publishes `NotificationSent` through the outbox.
+
+mod handler;
+
+pub use handler::NotificationHandler;
+
+use std::sync::Arc;
+
+use polyshop_platform::{
+    config::EventSettings, events::EventBus, events::consumer::ConsumerSpec, shutdown::Shutdown,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::app::Sender;
+
+/// `user.registered`: recipient + welcome notification.
+pub const USER_REGISTERED: &str = "polyshop.user.registered";
+/// `user.updated`: recipient refreshed.
+pub const USER_UPDATED: &str = "polyshop.user.updated";
+/// `user.deleted`: recipient forgotten.
+pub const USER_DELETED: &str = "polyshop.user.deleted";
+/// `order.confirmed`.
+pub const ORDER_CONFIRMED: &str = "polyshop.order.confirmed";
+/// `order.rejected`.
+pub const ORDER_REJECTED: &str = "polyshop.order.rejected";
+/// `order.cancelled`.
+pub const ORDER_CANCELLED: &str = "polyshop.order.cancelled";
+/// `order.shipped`.
+pub const ORDER_SHIPPED: &str = "polyshop.order.shipped";
+/// `payment.refunded`.
+pub const PAYMENT_REFUNDED: &str = "polyshop.payment.refunded";
+
+/// The durable consumers: one per stream, each filtered to the subjects handled here.
+pub fn consumer_specs(settings: &EventSettings) -> [ConsumerSpec; 3] {
+    [
+        settings.consumer(
+            "notification-user-events",
+            "POLYSHOP_USER",
+            &[USER_REGISTERED, USER_UPDATED, USER_DELETED],
+        ),
+        settings.consumer(
+            "notification-order-events",
+            "POLYSHOP_ORDER",
+            &[
+                ORDER_CONFIRMED,
+                ORDER_REJECTED,
+                ORDER_CANCELLED,
+                ORDER_SHIPPED,
+            ],
+        ),
+        settings.consumer(
+            "notification-payment-events",
+            "POLYSHOP_PAYMENT",
+            &[PAYMENT_REFUNDED],
+        ),
+    ]
+}
+
+/// Runs the consumers in the background until `shutdown`, delivering through `sender`.
+pub fn spawn_consumers<M: Sender>(
+    bus: &EventBus,
+    db: &DatabaseConnection,
+    settings: &EventSettings,
+    sender: Arc<M>,
+    shutdown: &Shutdown,
+) {
+    let handler = Arc::new(NotificationHandler::new(sender, bus.signal.clone()));
+    for spec in consumer_specs(settings) {
+        bus.spawn_consumer(db.clone(), spec, handler.clone(), shutdown.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use polyshop::{order::v1 as order, payment::v1 as payment, user::v1 as user};
+    use polyshop_platform::events::subject_of;
+
+    use super::*;
+
+    #[test]
+    fn consumed_subjects_match_the_subjects_the_contracts_declare() {
+        let declared = [
+            (USER_REGISTERED, subject_of::<user::UserRegistered>()),
+            (USER_UPDATED, subject_of::<user::UserUpdated>()),
+            (USER_DELETED, subject_of::<user::UserDeleted>()),
+            (ORDER_CONFIRMED, subject_of::<order::OrderConfirmed>()),
+            (ORDER_REJECTED, subject_of::<order::OrderRejected>()),
+            (ORDER_CANCELLED, subject_of::<order::OrderCancelled>()),
+            (ORDER_SHIPPED, subject_of::<order::OrderShipped>()),
+            (PAYMENT_REFUNDED, subject_of::<payment::PaymentRefunded>()),
+        ];
+        for (ours, theirs) in declared {
+            assert_eq!(Some(ours.to_owned()), theirs);
+        }
+    }
+
+    #[test]
+    fn each_consumer_reads_its_contexts_stream() {
+        let specs = consumer_specs(&EventSettings::default());
+        for spec in specs {
+            let context = spec.stream.trim_start_matches("POLYSHOP_").to_lowercase();
+            assert!(spec.name.starts_with("notification-"), "{}", spec.name);
+            for subject in &spec.filter_subjects {
+                assert!(
+                    subject.starts_with(&format!("polyshop.{context}.")),
+                    "{subject}"
+                );
+            }
+        }
+    }
+}

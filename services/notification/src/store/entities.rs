@@ -1,0 +1,93 @@
+//! sea-orm entities of the notification database.
+
+/// The `notifications` table.
+pub mod notification {
+    use sea_orm::entity::prelude::*;
+
+    /// One notification row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notifications")]
+    pub struct Model {
+        /// UUIDv7.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Owner.
+        pub user_id: String,
+        /// `NotificationKind::as_str`.
+        pub kind: String,
+        /// Subject line.
+        pub title: String,
+        /// Text.
+        pub body: String,
+        /// The event it came from.
+        pub source_event_id: String,
+        /// Epoch ms.
+        pub created_at: i64,
+        /// Epoch ms of the first mark-read.
+        pub read_at: Option<i64>,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `recipients` table: the directory kept from user events.
+pub mod recipient {
+    use sea_orm::entity::prelude::*;
+
+    /// One recipient row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recipients")]
+    pub struct Model {
+        /// The user.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// Address.
+        pub email: String,
+        /// Name.
+        pub display_name: String,
+        /// Epoch ms of the user's last change.
+        pub updated_at: i64,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `mailbox` table: mail the default sender delivered locally.
+pub mod mailbox {
+    use sea_orm::entity::prelude::*;
+
+    /// One mail row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mailbox")]
+    pub struct Model {
+        /// The notification mailed; one mail each.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notification_id: String,
+        /// Recipient's user id.
+        pub user_id: String,
+        /// `Name <address>` or the address.
+        pub mail_to: String,
+        /// Sender.
+        pub mail_from: String,
+        /// Subject.
+        pub subject: String,
+        /// Body.
+        pub body: String,
+        /// Epoch ms.
+        pub created_at: i64,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

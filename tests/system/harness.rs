@@ -1,0 +1,154 @@
+//! Starts `polyshop up` (or one `polyshop serve`) on free ports and a temp data dir, waits for
+//! it to be ready, and stops it with SIGTERM.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_owned()
+}
+
+/// PATH with the project's provisioned tools first (nats-server ≥ 2.11 lives there).
+fn path_with_tools() -> String {
+    format!(
+        "{}:{}",
+        repo_root().join(".tools/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `polyshop up`.
+pub struct System {
+    pub child: Child,
+    pub env: HashMap<String, String>,
+    pub data_dir: PathBuf,
+}
+
+impl System {
+    /// Environment for a `polyshop` process on `data_dir` with fresh ports.
+    pub fn environment(data_dir: &Path) -> HashMap<String, String> {
+        let mut env = HashMap::new();
+        env.insert("POLYSHOP_DATA_DIR".into(), data_dir.display().to_string());
+        for service in ["USER", "CATALOG", "INVENTORY", "PAYMENT", "NOTIFICATION"] {
+            env.insert(
+                format!("POLYSHOP_{service}_LISTEN"),
+                format!("127.0.0.1:{}", free_port()),
+            );
+        }
+        env.insert(
+            "POLYSHOP_NATS_EMBEDDED_PORT".into(),
+            free_port().to_string(),
+        );
+        env.insert("POLYSHOP_LOG".into(), "warn".into());
+        env.insert("POLYSHOP_SHUTDOWN_GRACE_SECS".into(), "2".into());
+        env.insert("PATH".into(), path_with_tools());
+        env
+    }
+
+    /// Starts `polyshop up` with `env` and waits until it prints that it is up.
+    pub async fn up(data_dir: &Path, env: HashMap<String, String>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polyshop"))
+            .arg("up")
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start polyshop up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("Polyshop is up") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "polyshop up did not report ready");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            env,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// The URL of a service (`USER`, `CATALOG`, `INVENTORY`).
+    pub fn url(&self, service: &str) -> String {
+        format!("http://{}", self.env[&format!("POLYSHOP_{service}_LISTEN")])
+    }
+
+    /// The admin password `up` generated.
+    pub fn admin_password(&self) -> String {
+        let text = std::fs::read_to_string(self.data_dir.join("admin-credentials.txt"))
+            .expect("credentials");
+        text.lines()
+            .find_map(|l| l.strip_prefix("password: "))
+            .expect("password line")
+            .to_owned()
+    }
+
+    /// Runs `polyshop <args>` with this system's environment and returns its stdout.
+    pub async fn polyshop(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_polyshop"))
+            .args(args)
+            .envs(&self.env)
+            .output()
+            .await
+            .expect("run polyshop");
+        assert!(
+            out.status.success(),
+            "polyshop {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// SIGTERM, then wait; returns whether it exited with 0.
+    pub async fn stop(mut self) -> bool {
+        sigterm(&self.child);
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("polyshop up stops within a minute")
+            .expect("wait");
+        status.success()
+    }
+}
+
+/// Sends SIGTERM to a child.
+pub fn sigterm(child: &Child) {
+    let pid = i32::try_from(child.id().expect("running")).expect("pid fits");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+}

@@ -1,0 +1,153 @@
+//! Start, stop and restart: data survives, SIGTERM drains and exits 0 after NOT_SERVING.
+
+use std::{process::Stdio, time::Duration};
+
+use polyshop::{
+    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
+    user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
+};
+use tokio::process::Command;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::harness::{System, sigterm};
+
+async fn product_count(url: String) -> usize {
+    let mut catalog = CatalogServiceClient::connect(url)
+        .await
+        .expect("connect catalog");
+    catalog
+        .list_products(ListProductsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .products
+        .len()
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_data_dir_keeps_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = System::environment(dir.path());
+    let system = System::up(dir.path(), env.clone()).await;
+    let demo_products = product_count(system.url("CATALOG")).await;
+    assert!(
+        demo_products >= 5,
+        "a fresh data dir gets demo products, got {demo_products}"
+    );
+    let mut users = UserServiceClient::connect(system.url("USER"))
+        .await
+        .expect("connect");
+    users
+        .register(RegisterRequest {
+            username: "persistent".into(),
+            email: "persistent@example.com".into(),
+            password: "correct horse battery".into(),
+            display_name: String::new(),
+        })
+        .await
+        .expect("register");
+    assert!(system.stop().await, "polyshop up exits 0 on SIGTERM");
+
+    let system = System::up(dir.path(), env).await;
+    assert_eq!(
+        product_count(system.url("CATALOG")).await,
+        demo_products,
+        "no duplicate demo data"
+    );
+    let mut users = UserServiceClient::connect(system.url("USER"))
+        .await
+        .expect("connect");
+    users
+        .login(LoginRequest {
+            login: "persistent".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .expect("the user registered before the restart can log in");
+    let admin = system.admin_password();
+    users
+        .login(LoginRequest {
+            login: "admin".into(),
+            password: admin,
+        })
+        .await
+        .expect("the admin can log in with the saved credentials");
+    assert!(system.stop().await);
+}
+
+#[tokio::test]
+async fn sigterm_turns_health_not_serving_then_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = System::environment(dir.path());
+    let url = format!("http://{}", env["POLYSHOP_CATALOG_LISTEN"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polyshop"))
+        .args(["serve", "catalog"])
+        .envs(&env)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start catalog");
+
+    let started = std::time::Instant::now();
+    let mut health = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "catalog never reported SERVING"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("polyshop serve catalog exited early with {status}");
+        }
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
+            .expect("uri")
+            .connect()
+            .await
+        {
+            let mut client = HealthClient::new(channel);
+            let serving = client
+                .check(HealthCheckRequest {
+                    service: "polyshop.catalog.v1.CatalogService".into(),
+                })
+                .await
+                .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+            if serving {
+                break client;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "polyshop.catalog.v1.CatalogService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("stream")
+        .expect("first status");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    sigterm(&child);
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a status change arrives")
+        .expect("stream")
+        .expect("status");
+    assert_eq!(
+        next.status,
+        ServingStatus::NotServing as i32,
+        "health goes NOT_SERVING on SIGTERM"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after draining")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "a SIGTERM-ed service exits 0");
+}

@@ -1,0 +1,6 @@
+//! System tests: the real `polyshop` binary, started the way `just run` starts it, driven
+//! from outside (generated Rust and Python clients, signals, restarts).
+
+mod harness;
+mod lifecycle;
+mod python_client;

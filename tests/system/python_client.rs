@@ -1,0 +1,55 @@
+//! A Python client generated from proto/ (grpcio-tools in the project venv) runs
+//! register → login → browse → reserve against a running system.
+
+use tokio::process::Command;
+
+use crate::harness::{System, repo_root};
+
+#[tokio::test]
+async fn a_generated_python_client_registers_logs_in_browses_and_reserves() {
+    let python = repo_root().join(".tools/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `just tools` (or `just test`, which does) to provision the Python client deps",
+        python.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let system = System::up(dir.path(), System::environment(dir.path())).await;
+    let service_token = system
+        .polyshop(&[
+            "admin",
+            "service-token",
+            "--from",
+            "polyshop-order",
+            "--to",
+            "polyshop-inventory",
+        ])
+        .await;
+    let out = Command::new(&python)
+        .arg(repo_root().join("tests/python/flow.py"))
+        .env("POLYSHOP_PROTO_DIR", repo_root().join("proto"))
+        .env("USER_ADDR", system.env["POLYSHOP_USER_LISTEN"].clone())
+        .env(
+            "CATALOG_ADDR",
+            system.env["POLYSHOP_CATALOG_LISTEN"].clone(),
+        )
+        .env(
+            "INVENTORY_ADDR",
+            system.env["POLYSHOP_INVENTORY_LISTEN"].clone(),
+        )
+        .env("SERVICE_TOKEN", service_token)
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python flow failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("register → login → browse → reserve: ok"),
+        "{stdout}"
+    );
+    assert!(system.stop().await);
+}
