@@ -481,18 +481,21 @@ impl Settings {
     pub fn figment(file: &Path, env: Env) -> Figment {
         Figment::from(Serialized::defaults(Self::default()))
             .merge(Toml::file(file))
-            .merge(env.ignore(&["config", "failpoint", "test_postgres_url"]).map(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                let key = SECTIONS
-                    .iter()
-                    .find_map(|s| {
-                        key.strip_prefix(s)
-                            .and_then(|rest| rest.strip_prefix('_'))
-                            .map(|rest| format!("{s}.{rest}"))
-                    })
-                    .unwrap_or(key);
-                key.into()
-            }))
+            .merge(
+                env.ignore(&["config", "failpoint", "test_postgres_url"])
+                    .map(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        let key = SECTIONS
+                            .iter()
+                            .find_map(|s| {
+                                key.strip_prefix(s)
+                                    .and_then(|rest| rest.strip_prefix('_'))
+                                    .map(|rest| format!("{s}.{rest}"))
+                            })
+                            .unwrap_or(key);
+                        key.into()
+                    }),
+            )
     }
 
     /// Extracts and validates.

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -16,7 +17,9 @@ use polyshop_platform::{
     auth::{self, AccountStatus, Authenticator, TokenIssuer, UserTokenVerifier},
     config::Settings,
     db,
+    events::{EventBus, outbox},
     server::{self, ServerSpec, StartError},
+    shutdown,
 };
 use tokio::net::TcpListener;
 use tonic::Status;
@@ -47,8 +50,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let conn = db::connect(&settings.data_dir, "user", &settings.user.service()).await?;
-    db::migrate(&conn, store::MIGRATIONS).await?;
-    let repo = Arc::new(SeaUserRepository::new(conn.clone()));
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    let (stop, stopped) = shutdown::channel();
+    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped).await?;
+    let repo = Arc::new(SeaUserRepository::new(conn.clone(), bus.signal.clone()));
 
     if let Some(password) = &settings.user.admin_password {
         let admin = app::ensure_admin(
@@ -97,7 +102,10 @@ pub async fn serve(
             auth: Arc::new(authenticator),
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },
-        shutdown,
+        async move {
+            shutdown.await;
+            stop.fire();
+        },
     )
     .await?;
     Ok(())

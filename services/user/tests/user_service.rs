@@ -488,3 +488,59 @@ async fn register_and_login_work_on_postgres() {
         .expect("get on postgres");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn account_changes_are_published_as_events_through_the_outbox() {
+    use prost::Message;
+    let nats = testing::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings(&dir);
+    s.nats.url = Some(nats.url());
+    let server = start(s).await;
+    let mut client = server.client();
+    let jane = register(&mut client, "jane").await;
+    let admin = login(&mut client, "admin", "admin password 123")
+        .await
+        .expect("admin");
+    client
+        .change_user_status(bearer(
+            pb::ChangeUserStatusRequest {
+                user_id: jane.user_id.clone(),
+                status: pb::UserStatus::Suspended as i32,
+                reason: "test".into(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("suspend");
+
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
+    let mut found = None;
+    for _ in 0..100 {
+        if let Ok(stream) = js.get_stream("POLYSHOP_USER").await
+            && let Ok(m) = stream
+                .get_last_raw_message_by_subject("polyshop.user.status_changed")
+                .await
+        {
+            found = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let message = found.expect("user.status_changed published");
+    let event = pb::UserStatusChanged::decode(message.payload).expect("decodes");
+    assert_eq!(event.user_id, jane.user_id);
+    assert_eq!(event.status, pb::UserStatus::Suspended as i32);
+    let stream = js.get_stream("POLYSHOP_USER").await.expect("stream");
+    let registered = stream
+        .get_last_raw_message_by_subject("polyshop.user.registered")
+        .await
+        .expect("user.registered published");
+    let event = pb::UserRegistered::decode(registered.payload).expect("decodes");
+    assert_eq!(event.user.expect("user").username, "jane");
+    assert!(
+        registered.headers.get("Nats-Msg-Id").is_some(),
+        "published with its event id"
+    );
+    server.stop().await;
+}

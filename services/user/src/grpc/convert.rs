@@ -1,4 +1,6 @@
-//! Proto ↔ domain conversion for the user context.
+//! Proto ↔ domain conversion for the user context (also used to build events).
+
+#![allow(clippy::needless_pass_by_value)]
 
 use polyshop::user::v1 as pb;
 use polyshop_platform::{status::Violations, timestamp};

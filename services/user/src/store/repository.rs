@@ -1,26 +1,46 @@
 //! [`SeaUserRepository`]: the user repository over sea-orm (SQLite or PostgreSQL).
 
+use polyshop_platform::events::{
+    OutgoingEvent,
+    outbox::{self, OutboxSignal},
+};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use super::entities::{address, user};
 use crate::{
     app::{NewUser, UserRepository},
     domain::{Address, Role, User, UserError, UserStatus, unique_key},
+    events,
 };
 
-/// The user repository over a sea-orm connection.
+/// The user repository over a sea-orm connection. Every change writes its domain event to
+/// the outbox in the same transaction.
 #[derive(Debug, Clone)]
 pub struct SeaUserRepository {
     db: DatabaseConnection,
+    outbox: OutboxSignal,
 }
 
 impl SeaUserRepository {
-    /// A repository over `db` (already migrated).
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// A repository over `db` (already migrated), waking `outbox` after commits.
+    pub fn new(db: DatabaseConnection, outbox: OutboxSignal) -> Self {
+        Self { db, outbox }
+    }
+
+    /// Writes `event`, commits, and wakes the relay.
+    async fn commit_with(
+        &self,
+        txn: DatabaseTransaction,
+        event: OutgoingEvent,
+    ) -> Result<(), UserError> {
+        outbox::enqueue(&txn, &event).await.map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        self.outbox.wake();
+        Ok(())
     }
 }
 
@@ -79,22 +99,45 @@ fn taken(e: &DbErr) -> Option<UserError> {
     })
 }
 
-impl SeaUserRepository {
-    async fn addresses_of(&self, user_id: &str) -> Result<Vec<Address>, UserError> {
-        Ok(address::Entity::find()
-            .filter(address::Column::UserId.eq(user_id))
-            .order_by_asc(address::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(to_address)
-            .collect())
-    }
+/// The value of `result`, or: roll `txn` back now (SQLite's one connection is freed at once)
+/// and return the error.
+macro_rules! or_rollback {
+    ($txn:ident, $result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(e) => {
+                let _ = $txn.rollback().await;
+                return Err(e);
+            }
+        }
+    };
+}
 
+// Reads take the connection to use: inside a transaction they must go through it (SQLite has
+// a single pooled connection, which the transaction holds).
+async fn addresses_of<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+) -> Result<Vec<Address>, UserError> {
+    Ok(address::Entity::find()
+        .filter(address::Column::UserId.eq(user_id))
+        .order_by_asc(address::Column::Id)
+        .all(conn)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(to_address)
+        .collect())
+}
+
+async fn with_addresses<C: ConnectionTrait>(conn: &C, row: user::Model) -> Result<User, UserError> {
+    let addresses = addresses_of(conn, &row.id).await?;
+    Ok(to_user(row, addresses))
+}
+
+impl SeaUserRepository {
     async fn with_addresses(&self, row: user::Model) -> Result<User, UserError> {
-        let addresses = self.addresses_of(&row.id).await?;
-        Ok(to_user(row, addresses))
+        with_addresses(&self.db, row).await
     }
 }
 
@@ -114,11 +157,17 @@ impl UserRepository for SeaUserRepository {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let inserted = row
-            .insert(&self.db)
-            .await
-            .map_err(|e| taken(&e).unwrap_or_else(|| internal(e)))?;
-        Ok(to_user(inserted, Vec::new()))
+        let txn = self.db.begin().await.map_err(internal)?;
+        let inserted = match row.insert(&txn).await {
+            Ok(row) => row,
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(taken(&e).unwrap_or_else(|| internal(e)));
+            }
+        };
+        let user = to_user(inserted, Vec::new());
+        self.commit_with(txn, events::registered(&user)).await?;
+        Ok(user)
     }
 
     async fn find(&self, id: &str) -> Result<Option<User>, UserError> {
@@ -170,25 +219,32 @@ impl UserRepository for SeaUserRepository {
         display_name: Option<String>,
         email: Option<String>,
     ) -> Result<User, UserError> {
-        let row = user::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .ok_or(UserError::NotFound)?;
-        let mut active: user::ActiveModel = row.into();
-        if let Some(name) = display_name {
-            active.display_name = Set(name);
+        let txn = self.db.begin().await.map_err(internal)?;
+        let changed = async {
+            let row = user::Entity::find_by_id(id.to_owned())
+                .one(&txn)
+                .await
+                .map_err(internal)?
+                .ok_or(UserError::NotFound)?;
+            let mut active: user::ActiveModel = row.into();
+            if let Some(name) = display_name {
+                active.display_name = Set(name);
+            }
+            if let Some(email) = email {
+                active.email_key = Set(unique_key(&email));
+                active.email = Set(email);
+            }
+            active.updated_at = Set(polyshop_platform::now_millis());
+            let row = active
+                .update(&txn)
+                .await
+                .map_err(|e| taken(&e).unwrap_or_else(|| internal(e)))?;
+            with_addresses(&txn, row).await
         }
-        if let Some(email) = email {
-            active.email_key = Set(unique_key(&email));
-            active.email = Set(email);
-        }
-        active.updated_at = Set(polyshop_platform::now_millis());
-        let row = active
-            .update(&self.db)
-            .await
-            .map_err(|e| taken(&e).unwrap_or_else(|| internal(e)))?;
-        self.with_addresses(row).await
+        .await;
+        let user = or_rollback!(txn, changed);
+        self.commit_with(txn, events::updated(&user)).await?;
+        Ok(user)
     }
 
     async fn set_status(
@@ -196,46 +252,56 @@ impl UserRepository for SeaUserRepository {
         id: &str,
         status: UserStatus,
     ) -> Result<(UserStatus, User), UserError> {
-        let row = user::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .ok_or(UserError::NotFound)?;
-        let previous = UserStatus::parse(&row.status).unwrap_or(UserStatus::Suspended);
-        let mut active: user::ActiveModel = row.into();
-        active.status = Set(status.as_str().into());
-        active.updated_at = Set(polyshop_platform::now_millis());
-        let row = active.update(&self.db).await.map_err(internal)?;
-        Ok((previous, self.with_addresses(row).await?))
+        let txn = self.db.begin().await.map_err(internal)?;
+        let changed = async {
+            let row = user::Entity::find_by_id(id.to_owned())
+                .one(&txn)
+                .await
+                .map_err(internal)?
+                .ok_or(UserError::NotFound)?;
+            let previous = UserStatus::parse(&row.status).unwrap_or(UserStatus::Suspended);
+            let mut active: user::ActiveModel = row.into();
+            active.status = Set(status.as_str().into());
+            active.updated_at = Set(polyshop_platform::now_millis());
+            let row = active.update(&txn).await.map_err(internal)?;
+            Ok((previous, with_addresses(&txn, row).await?))
+        }
+        .await;
+        let (previous, user) = or_rollback!(txn, changed);
+        self.commit_with(txn, events::status_changed(&user.id, previous, status))
+            .await?;
+        Ok((previous, user))
     }
 
     async fn add_address(&self, user_id: &str, address: Address) -> Result<Address, UserError> {
         let txn = self.db.begin().await.map_err(internal)?;
-        if user::Entity::find_by_id(user_id.to_owned())
-            .one(&txn)
+        let added = async {
+            let owner = user::Entity::find_by_id(user_id.to_owned())
+                .one(&txn)
+                .await
+                .map_err(internal)?
+                .ok_or(UserError::NotFound)?;
+            let row = address::ActiveModel {
+                id: Set(address.id),
+                user_id: Set(user_id.to_owned()),
+                recipient: Set(address.recipient),
+                line1: Set(address.line1),
+                line2: Set(address.line2),
+                city: Set(address.city),
+                region: Set(address.region),
+                postal_code: Set(address.postal_code),
+                country_code: Set(address.country_code),
+                created_at: Set(polyshop_platform::now_millis()),
+            }
+            .insert(&txn)
             .await
-            .map_err(internal)?
-            .is_none()
-        {
-            return Err(UserError::NotFound);
+            .map_err(internal)?;
+            Ok((to_address(row), with_addresses(&txn, owner).await?))
         }
-        let row = address::ActiveModel {
-            id: Set(address.id),
-            user_id: Set(user_id.to_owned()),
-            recipient: Set(address.recipient),
-            line1: Set(address.line1),
-            line2: Set(address.line2),
-            city: Set(address.city),
-            region: Set(address.region),
-            postal_code: Set(address.postal_code),
-            country_code: Set(address.country_code),
-            created_at: Set(polyshop_platform::now_millis()),
-        }
-        .insert(&txn)
-        .await
-        .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
-        Ok(to_address(row))
+        .await;
+        let (address, user) = or_rollback!(txn, added);
+        self.commit_with(txn, events::updated(&user)).await?;
+        Ok(address)
     }
 
     async fn list(&self, after: Option<String>, limit: u64) -> Result<Vec<User>, UserError> {
@@ -264,7 +330,11 @@ impl UserRepository for SeaUserRepository {
             .exec(&txn)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
-        Ok(deleted.rows_affected > 0)
+        if deleted.rows_affected == 0 {
+            txn.rollback().await.map_err(internal)?;
+            return Ok(false);
+        }
+        self.commit_with(txn, events::deleted(id)).await?;
+        Ok(true)
     }
 }
