@@ -52,3 +52,21 @@ ci: tools
 # Generate Python and TypeScript clients from proto/ into gen/ (ignored by git).
 gen-clients: tools
     @scripts/gen-clients.sh
+
+# Fuzz the edge's JSON API with schemathesis (fixed seed, bounded examples) against a fresh system.
+fuzz-api: build
+    gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
+
+# wrk against the edge: authenticated GET /v1/products/{id}, release build (a benchmark, not a test).
+bench-edge: tools
+    cargo build --release --bin polyshop
+    POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh gateway/scripts/bench-edge.sh
+
+# CreateOrder throughput and latency on SQLite, release build (a benchmark, not a test).
+bench-orders: tools
+    cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
+    POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
+
+# A TypeScript grpc-web client generated from proto/ against a fresh system (Node 20).
+test-ts: build
+    gateway/scripts/with-system.sh gateway/tests/ts/run.sh

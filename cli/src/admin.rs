@@ -1,7 +1,11 @@
 //! `polyshop admin`: operator tasks.
 
 use clap::Subcommand;
-use polyshop_platform::{auth, config::Settings};
+use polyshop_platform::{
+    auth,
+    config::Settings,
+    events::{self, dlq},
+};
 
 /// Operator commands.
 #[derive(Debug, Subcommand)]
@@ -15,12 +19,34 @@ pub enum AdminCommand {
         #[arg(long)]
         to: String,
     },
+    /// Inspect or replay the dead-letter stream.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Rebuild a read model from its history.
+    RebuildProjection {
+        /// Which projection: `orders`.
+        #[arg(value_parser = ["orders"])]
+        name: String,
+    },
+}
+
+/// Dead-letter commands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters: sequence, event id, subject, consumer and reason.
+    List,
+    /// Republish dead letters on their original subjects (all, or one by sequence).
+    Redrive {
+        /// Only this DLQ sequence.
+        #[arg(long)]
+        sequence: Option<u64>,
+    },
 }
 
 /// Runs an admin command.
 ///
 /// # Errors
-/// If the service key cannot be loaded.
+/// If the key, broker or database cannot be reached.
 pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()> {
     match command {
         AdminCommand::ServiceToken { from, to } => {
@@ -29,7 +55,35 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             }
             let tokens = auth::service_tokens(&settings, &from)?;
             println!("{}", tokens.token_for(&to)?);
-            Ok(())
+        }
+        AdminCommand::Dlq(command) => {
+            let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
+            let js = async_nats::jetstream::new(client);
+            match command {
+                DlqCommand::List => {
+                    let letters = dlq::list(&js).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    if letters.is_empty() {
+                        println!("the dead-letter stream is empty");
+                    }
+                    for l in letters {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            l.sequence, l.event_id, l.subject, l.consumer, l.reason
+                        );
+                    }
+                }
+                DlqCommand::Redrive { sequence } => {
+                    let n = dlq::redrive(&js, sequence)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("redrove {n} dead letter(s)");
+                }
+            }
+        }
+        AdminCommand::RebuildProjection { .. } => {
+            let n = polyshop_order::rebuild_projection(&settings).await?;
+            println!("rebuilt the orders projection: {n} orders");
         }
     }
+    Ok(())
 }

@@ -18,16 +18,22 @@ pub enum Service {
     Payment,
     /// Messages to users.
     Notification,
+    /// Orders and the placement saga.
+    Order,
+    /// The edge: JSON, grpc-web and gRPC for the outside world.
+    Gateway,
 }
 
 impl Service {
     /// Every service, in start order (the user service first: the others fetch its JWKS).
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::User,
         Self::Catalog,
         Self::Inventory,
         Self::Payment,
         Self::Notification,
+        Self::Order,
+        Self::Gateway,
     ];
 
     /// Its name on the command line and in logs.
@@ -38,6 +44,8 @@ impl Service {
             Self::Inventory => "inventory",
             Self::Payment => "payment",
             Self::Notification => "notification",
+            Self::Order => "order",
+            Self::Gateway => "gateway",
         }
     }
 
@@ -49,6 +57,9 @@ impl Service {
             Self::Inventory => "polyshop.inventory.v1.InventoryService",
             Self::Payment => "polyshop.payment.v1.PaymentService",
             Self::Notification => "polyshop.notification.v1.NotificationService",
+            Self::Order => "polyshop.order.v1.OrderService",
+            // The edge serves the storefront itself and reports it in health.
+            Self::Gateway => "polyshop.storefront.v1.StorefrontService",
         }
     }
 
@@ -60,6 +71,8 @@ impl Service {
             Self::Inventory => settings.inventory.listen,
             Self::Payment => settings.payment.listen,
             Self::Notification => settings.notification.listen,
+            Self::Order => settings.order.listen,
+            Self::Gateway => settings.gateway.listen,
         }
     }
 
@@ -71,6 +84,8 @@ impl Service {
             Self::Inventory => settings.inventory.service().url(),
             Self::Payment => settings.payment.url(),
             Self::Notification => settings.notification.url(),
+            Self::Order => settings.order.url(),
+            Self::Gateway => format!("http://{}", settings.gateway.listen),
         }
     }
 }
@@ -94,6 +109,8 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
         Service::Inventory => polyshop_inventory::serve(settings, listener, stop).await,
         Service::Payment => polyshop_payment::serve(settings, listener, stop).await,
         Service::Notification => polyshop_notification::serve(settings, listener, stop).await,
+        Service::Order => polyshop_order::serve(settings, listener, stop).await,
+        Service::Gateway => polyshop_gateway::serve(settings, listener, stop).await,
     };
     result.with_context(|| format!("the {} service failed", service.as_str()))
 }

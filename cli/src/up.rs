@@ -306,6 +306,11 @@ fn print_endpoints(settings: &Settings, nats_url: &str, data: &Path) {
     );
     println!();
     println!("Try:");
+    println!("  curl -s {}/v1/products?pageSize=3", service_url(settings));
+    println!(
+        "  curl -s {}/openapi.json | head -c 300",
+        service_url(settings)
+    );
     println!(
         "  grpcurl -plaintext {} list",
         strip(&settings.catalog.url())
@@ -315,6 +320,10 @@ fn print_endpoints(settings: &Settings, nats_url: &str, data: &Path) {
         strip(&settings.catalog.url())
     );
     println!("Stop with Ctrl-C.");
+}
+
+fn service_url(settings: &Settings) -> String {
+    Service::Gateway.url(settings)
 }
 
 fn strip(url: &str) -> &str {

@@ -1,1 +1,76 @@
 //! The edge: JSON transcoding, grpc-web and gRPC passthrough with auth, rate limits and OpenAPI.
+//!
+//! Everything is generic over the descriptor set: routes, access rules, upstreams and the
+//! OpenAPI document come from `polyshop::FILE_DESCRIPTOR_SET`, never from per-service code.
+//! The storefront (`polyshop.storefront.v1`) is the one service implemented here.
+//!
+//! A request: [`access_log`] (request id, one log line) → CORS → [`dispatch`] (probes, load
+//! shedding, protocol) → [`json`] (transcoding through [`routes`], [`transcode`], [`codec`])
+//! or [`passthrough`] (gRPC, grpc-web) → [`auth`] and [`ratelimit`] → an upstream from
+//! [`upstream`] with a deadline → [`errors`] on the way back.
+
+pub mod access_log;
+pub mod auth;
+pub mod codec;
+pub mod dispatch;
+pub mod edge;
+pub mod errors;
+pub mod json;
+pub mod openapi;
+pub mod passthrough;
+pub mod ratelimit;
+pub mod routes;
+pub mod schema;
+pub mod server;
+pub mod storefront;
+pub mod template;
+pub mod transcode;
+pub mod upstream;
+
+use std::{future::Future, time::Duration};
+
+use polyshop_platform::{config::Settings, server::StartError};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+/// Serves the edge on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Upstreams are dialled lazily: a context that is down answers 503 / UNAVAILABLE.
+///
+/// # Errors
+/// [`StartError`] if the contract has a bad HTTP binding, an upstream URL is malformed, or
+/// reflection cannot be built.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let edge = edge::Edge::build(&settings)?;
+    let service = ServiceBuilder::new()
+        .layer(access_log::AccessLogLayer)
+        .layer(dispatch::cors(&settings.gateway.cors_allowed_origins))
+        .service(dispatch::Dispatch::new(edge.clone()));
+    let addr = listener.local_addr().ok();
+    tracing::info!(
+        ?addr,
+        routes = edge.routes.http_routes().len(),
+        "gateway serving"
+    );
+    server::run(
+        listener,
+        edge,
+        service,
+        shutdown,
+        Duration::from_secs(settings.shutdown_grace_secs),
+    )
+    .await;
+    Ok(())
+}
+
+/// The OpenAPI 3.1 document of the contracts, as served at `GET /openapi.json`.
+///
+/// # Errors
+/// [`routes::RouteError`] if the contract has a bad HTTP binding.
+pub fn openapi_document() -> Result<serde_json::Value, routes::RouteError> {
+    let routes = routes::RouteTable::from_pool(polyshop_platform::contract::pool())?;
+    Ok(openapi::document(&routes))
+}

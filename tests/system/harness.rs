@@ -51,7 +51,14 @@ impl System {
     pub fn environment(data_dir: &Path) -> HashMap<String, String> {
         let mut env = HashMap::new();
         env.insert("POLYSHOP_DATA_DIR".into(), data_dir.display().to_string());
-        for service in ["USER", "CATALOG", "INVENTORY", "PAYMENT", "NOTIFICATION"] {
+        for service in [
+            "USER",
+            "CATALOG",
+            "INVENTORY",
+            "PAYMENT",
+            "NOTIFICATION",
+            "ORDER",
+        ] {
             env.insert(
                 format!("POLYSHOP_{service}_LISTEN"),
                 format!("127.0.0.1:{}", free_port()),

@@ -149,7 +149,8 @@ pub struct UserTokenVerifier {
     audience: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
     source: Option<UserServiceClient<Channel>>,
-    last_fetch: Mutex<Option<Instant>>,
+    // Async: concurrent verifiers of an unknown kid wait for the one fetch in flight.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl UserTokenVerifier {
@@ -160,7 +161,7 @@ impl UserTokenVerifier {
             audience,
             keys: RwLock::default(),
             source: None,
-            last_fetch: Mutex::new(None),
+            last_fetch: tokio::sync::Mutex::new(None),
         };
         verifier.install(keys);
         verifier
@@ -181,7 +182,7 @@ impl UserTokenVerifier {
             audience,
             keys: RwLock::default(),
             source: Some(UserServiceClient::new(channel)),
-            last_fetch: Mutex::new(None),
+            last_fetch: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -205,20 +206,16 @@ impl UserTokenVerifier {
             .cloned()
     }
 
-    async fn refresh(&self) -> Result<(), TokenError> {
+    async fn refresh(&self, kid: &str) -> Result<(), TokenError> {
         let Some(client) = &self.source else {
             return Ok(());
         };
-        {
-            let mut last = self
-                .last_fetch
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+        let mut last = self.last_fetch.lock().await;
+        // Someone else's fetch may have brought the key while we waited.
+        if self.key(kid).is_some() || last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_MIN) {
+            return Ok(());
         }
+        *last = Some(Instant::now());
         let response = client
             .clone()
             .get_jwks(GetJwksRequest {})
@@ -246,7 +243,7 @@ impl UserTokenVerifier {
         let key = match self.key(&kid) {
             Some(key) => key,
             None => {
-                self.refresh().await?;
+                self.refresh(&kid).await?;
                 self.key(&kid)
                     .ok_or_else(|| TokenError::Invalid(format!("unknown kid {kid}")))?
             }

@@ -1,11 +1,15 @@
 //! The catalog bounded context: products, their prices and categories. Admins create and
 //! change products; anyone reads and lists them, and the order service prices orders from
-//! them (inactive products stay readable by id, but are not listed).
+//! them (inactive products stay readable by id, but are not listed). Every change publishes
+//! ProductCreated, ProductUpdated or ProductPriceChanged, written to the outbox in the
+//! transaction of the change and published to `POLYSHOP_CATALOG`.
 //!
-//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository.
+//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository and
+//! [`events`] giving the events their wire form.
 
 pub mod app;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -16,7 +20,9 @@ use polyshop_platform::{
     auth::Authenticator,
     config::Settings,
     db,
+    events::{EventBus, outbox},
     server::{self, ServerSpec, StartError},
+    shutdown,
 };
 use tokio::net::TcpListener;
 
@@ -29,7 +35,7 @@ pub const SERVICE_NAME: &str = "polyshop-catalog";
 /// through the user service's JWKS.
 ///
 /// # Errors
-/// [`StartError`] if the keys, database or server fail.
+/// [`StartError`] if the keys, database, NATS URL or server fail.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
@@ -39,11 +45,13 @@ pub async fn serve(
     serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
 }
 
-/// Opens the database, runs migrations, and serves the catalog service on `listener` with
-/// `auth` until `shutdown` resolves. Tests pass an authenticator that trusts their tokens.
+/// Opens the database, runs migrations, starts the event bus (its outbox relay stops with the
+/// server), and serves the catalog service on `listener` with `auth` until `shutdown`
+/// resolves. Tests pass an authenticator that trusts their tokens. NATS need not be up: the
+/// bus connects in the background and events wait in the outbox.
 ///
 /// # Errors
-/// [`StartError`] if the database or server fail.
+/// [`StartError`] if the database, NATS URL or server fail.
 pub async fn serve_with_auth(
     settings: Settings,
     listener: TcpListener,
@@ -51,8 +59,18 @@ pub async fn serve_with_auth(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let conn = db::connect(&settings.data_dir, "catalog", &settings.catalog).await?;
-    db::migrate(&conn, store::MIGRATIONS).await?;
-    let repo = Arc::new(SeaCatalogRepository::new(conn.clone()));
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+
+    // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
+    // dropped (which also stops the relay) if the server returns early.
+    let (stop_bus, bus_stopped) = shutdown::channel();
+    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped).await?;
+    let shutdown = async move {
+        shutdown.await;
+        stop_bus.fire();
+    };
+
+    let repo = Arc::new(SeaCatalogRepository::new(conn.clone(), bus.signal));
     let routes =
         tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(repo)));
     server::serve(

@@ -1,24 +1,36 @@
 //! Black-box tests of the catalog service through the generated client, against a real server
-//! on 127.0.0.1:0 with a fresh SQLite file (and PostgreSQL when configured). Tokens come from
-//! a test issuer the server's authenticator trusts.
+//! on 127.0.0.1:0 with a fresh SQLite file (and PostgreSQL when configured) and its own
+//! nats-server, whose `POLYSHOP_CATALOG` stream the event tests read. Tokens come from a test
+//! issuer the server's authenticator trusts.
 
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
+use futures::TryStreamExt;
 use polyshop::{
     api::v1::Money,
     catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient},
 };
 use polyshop_platform::{
     config::Settings,
+    db,
+    events::outbox,
     shutdown,
-    testing::{self, TestTokens, bearer},
+    testing::{self, NatsServer, TestTokens, bearer},
 };
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
+const STREAM: &str = "POLYSHOP_CATALOG";
+const CREATED: &str = "polyshop.catalog.product.created";
+const UPDATED: &str = "polyshop.catalog.product.updated";
+const PRICE_CHANGED: &str = "polyshop.catalog.product.price_changed";
+
+/// A running catalog server with the nats-server it publishes to; both stop with it.
 struct Running {
     addr: SocketAddr,
     tokens: TestTokens,
+    settings: Settings,
+    nats: NatsServer,
     stop: shutdown::Trigger,
     task: tokio::task::JoinHandle<()>,
 }
@@ -32,19 +44,29 @@ impl Running {
         self.tokens.admin("admin-1")
     }
 
-    async fn stop(self) {
+    /// Stops the server and hands back its nats-server, still running.
+    async fn stop(self) -> NatsServer {
         self.stop.fire();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.nats
     }
 }
 
+/// Starts the service with `settings` and a nats-server of its own.
 async fn start(settings: Settings) -> Running {
+    start_with(settings, NatsServer::start().await).await
+}
+
+/// Starts the service with `settings`, publishing to `nats`, and waits until it answers.
+async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
+    settings.nats.url = Some(nats.url());
     let tokens = TestTokens::new(&settings);
     let auth = tokens.authenticator(polyshop_catalog::SERVICE_NAME);
     let (listener, addr) = testing::listener().await;
     let (stop, stopped) = shutdown::channel();
+    let served = settings.clone();
     let task = tokio::spawn(async move {
-        polyshop_catalog::serve_with_auth(settings, listener, auth, stopped.wait())
+        polyshop_catalog::serve_with_auth(served, listener, auth, stopped.wait())
             .await
             .expect("catalog service runs");
     });
@@ -63,9 +85,67 @@ async fn start(settings: Settings) -> Running {
     Running {
         addr,
         tokens,
+        settings,
+        nats,
         stop,
         task,
     }
+}
+
+/// Polls `check` every 100 ms for up to 15 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..150 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn jetstream(nats: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    async_nats::jetstream::new(client)
+}
+
+/// How many messages the catalog stream holds on `subject` (0 before the stream exists).
+async fn count(nats: &NatsServer, subject: &str) -> usize {
+    let js = jetstream(nats).await;
+    let Ok(stream) = js.get_stream(STREAM).await else {
+        return 0;
+    };
+    let subjects = stream.info_with_subjects(subject).await.expect("info");
+    let counts: Vec<(String, usize)> = subjects.try_collect().await.expect("subjects");
+    counts.into_iter().map(|(_, n)| n).sum()
+}
+
+/// Waits until exactly `n` messages are on `subject`, and checks that no more arrive soon.
+async fn expect_published(nats: &NatsServer, subject: &str, n: usize) {
+    eventually(&format!("{n} message(s) on {subject}"), async || {
+        count(nats, subject).await >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(nats, subject).await, n, "messages on {subject}");
+}
+
+/// The last message on `subject`, decoded.
+async fn last_event<M: prost::Message + Default>(nats: &NatsServer, subject: &str) -> M {
+    let js = jetstream(nats).await;
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    let message = stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .expect("a message");
+    M::decode(message.payload).expect("decode")
+}
+
+/// Outbox rows the server has not published yet, read from its database.
+async fn pending(settings: &Settings) -> u64 {
+    let conn = db::connect(&settings.data_dir, "catalog", &settings.catalog)
+        .await
+        .expect("connect");
+    outbox::pending(&conn).await.expect("pending")
 }
 
 fn price(amount_minor: i64, currency_code: &str) -> Option<Money> {
@@ -443,6 +523,8 @@ async fn repeating_a_request_id_returns_the_product_created_first() {
     all.sort();
     assert_eq!(all.len(), 3, "{all:?}");
     assert_eq!(all.iter().filter(|n| *n == "Pan").count(), 2);
+    // One ProductCreated per product; the repeats published nothing.
+    expect_published(&server.nats, CREATED, 3).await;
     server.stop().await;
 }
 
@@ -712,9 +794,9 @@ async fn products_survive_a_restart_on_the_same_data_dir() {
         ..product("Pan", "kitchen", "")
     };
     let pan = create(&mut client, &server.admin(), request.clone()).await;
-    server.stop().await;
+    let nats = server.stop().await;
 
-    let server = start(testing::settings(dir.path())).await;
+    let server = start_with(testing::settings(dir.path()), nats).await;
     let mut client = server.client();
     assert_eq!(
         get(&mut client, &pan.product_id)
@@ -728,6 +810,7 @@ async fn products_survive_a_restart_on_the_same_data_dir() {
         repeat.product_id, pan.product_id,
         "request ids are remembered across restarts"
     );
+    expect_published(&server.nats, CREATED, 1).await;
     server.stop().await;
 }
 
@@ -800,5 +883,208 @@ async fn create_get_list_and_update_work_on_postgres() {
         4,
         "a deactivated product is not listed"
     );
+    // Six in the shop, the kettle, and one for the racing repeats; a deactivation.
+    expect_published(&server.nats, CREATED, 8).await;
+    expect_published(&server.nats, UPDATED, 1).await;
+    let deactivated: pb::ProductUpdated = last_event(&server.nats, UPDATED).await;
+    assert!(!deactivated.product.expect("product").active);
+    assert_eq!(pending(&server.settings).await, 0, "the outbox drained");
+    server.stop().await;
+}
+
+async fn update(
+    server: &Running,
+    request: pb::UpdateProductRequest,
+) -> Result<pb::Product, Status> {
+    Ok(server
+        .client()
+        .update_product(bearer(request, &server.admin()))
+        .await?
+        .into_inner()
+        .product
+        .expect("product"))
+}
+
+#[tokio::test]
+async fn creating_and_updating_products_publishes_their_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(testing::settings(dir.path())).await;
+    let mut client = server.client();
+    let admin = server.admin();
+    let nats = &server.nats;
+
+    let request = pb::CreateProductRequest {
+        request_id: "req-1".into(),
+        ..product("Pan", "kitchen", "Heavy.")
+    };
+    let pan = create(&mut client, &admin, request.clone()).await;
+    expect_published(nats, CREATED, 1).await;
+    let created: pb::ProductCreated = last_event(nats, CREATED).await;
+    assert_eq!(created.product.as_ref(), Some(&pan));
+    assert_eq!(created.occur_time, pan.create_time);
+
+    // A replayed create answers with the product and publishes nothing.
+    assert_eq!(create(&mut client, &admin, request).await, pan);
+    expect_published(nats, CREATED, 1).await;
+
+    let id = pan.product_id.clone();
+    let renamed = update(
+        &server,
+        pb::UpdateProductRequest {
+            product_id: id.clone(),
+            name: Some("Big pan".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("rename");
+    expect_published(nats, UPDATED, 1).await;
+    let updated: pb::ProductUpdated = last_event(nats, UPDATED).await;
+    assert_eq!(updated.product.as_ref(), Some(&renamed));
+    assert_eq!(updated.occur_time, renamed.update_time);
+    assert_eq!(
+        count(nats, PRICE_CHANGED).await,
+        0,
+        "the price did not change"
+    );
+
+    let repriced = update(
+        &server,
+        pb::UpdateProductRequest {
+            product_id: id.clone(),
+            price: price(2500, "USD"),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("reprice");
+    expect_published(nats, PRICE_CHANGED, 1).await;
+    let changed: pb::ProductPriceChanged = last_event(nats, PRICE_CHANGED).await;
+    assert_eq!(
+        changed,
+        pb::ProductPriceChanged {
+            product_id: id.clone(),
+            previous_price: price(1999, "EUR"),
+            price: price(2500, "USD"),
+            occur_time: repriced.update_time,
+        }
+    );
+    expect_published(nats, UPDATED, 1).await;
+
+    // Both at once: both events; deactivating is an update too.
+    let both = update(
+        &server,
+        pb::UpdateProductRequest {
+            product_id: id.clone(),
+            active: Some(false),
+            price: price(3000, "USD"),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update both");
+    expect_published(nats, UPDATED, 2).await;
+    expect_published(nats, PRICE_CHANGED, 2).await;
+    let updated: pb::ProductUpdated = last_event(nats, UPDATED).await;
+    assert_eq!(updated.product, Some(both.clone()));
+    let changed: pb::ProductPriceChanged = last_event(nats, PRICE_CHANGED).await;
+    assert_eq!(changed.previous_price, price(2500, "USD"));
+
+    // Setting what is already stored changes nothing an event reports.
+    update(
+        &server,
+        pb::UpdateProductRequest {
+            product_id: id.clone(),
+            name: Some("Big pan".into()),
+            price: price(3000, "USD"),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("same values");
+    // Rejected and failed updates publish nothing either.
+    let invalid = pb::UpdateProductRequest {
+        product_id: id.clone(),
+        name: Some(String::new()),
+        ..Default::default()
+    };
+    assert_eq!(
+        update(&server, invalid).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let missing = pb::UpdateProductRequest {
+        product_id: "0190a0a0-0000-7000-8000-000000000000".into(),
+        name: Some("Ghost".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        update(&server, missing).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    expect_published(nats, UPDATED, 2).await;
+    expect_published(nats, PRICE_CHANGED, 2).await;
+    expect_published(nats, CREATED, 1).await;
+    assert_eq!(pending(&server.settings).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn changes_made_while_nats_is_down_are_published_when_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = start(testing::settings(dir.path())).await;
+    let mut client = server.client();
+    let admin = server.admin();
+    create(&mut client, &admin, product("Before", "kitchen", "")).await;
+    expect_published(&server.nats, CREATED, 1).await;
+
+    server.nats.stop();
+    let kettle = create(&mut client, &admin, product("Kettle", "kitchen", "")).await;
+    update(
+        &server,
+        pb::UpdateProductRequest {
+            product_id: kettle.product_id.clone(),
+            price: price(4200, "EUR"),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("reprice while NATS is down");
+    assert_eq!(
+        pending(&server.settings).await,
+        2,
+        "committed with the changes, waiting in the outbox"
+    );
+
+    server.nats.restart().await;
+    eventually("the outbox drained", async || {
+        pending(&server.settings).await == 0
+    })
+    .await;
+    expect_published(&server.nats, CREATED, 2).await;
+    expect_published(&server.nats, PRICE_CHANGED, 1).await;
+    let created: pb::ProductCreated = last_event(&server.nats, CREATED).await;
+    assert_eq!(created.product, Some(kettle));
+    let changed: pb::ProductPriceChanged = last_event(&server.nats, PRICE_CHANGED).await;
+    assert_eq!(changed.price, price(4200, "EUR"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_service_starts_and_serves_while_nats_is_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = NatsServer::start().await;
+    nats.stop();
+    let mut server = start_with(testing::settings(dir.path()), nats).await;
+    let mut client = server.client();
+    let pan = create(&mut client, &server.admin(), product("Pan", "kitchen", "")).await;
+    assert_eq!(get(&mut client, &pan.product_id).await.expect("get"), pan);
+    assert_eq!(pending(&server.settings).await, 1, "waiting in the outbox");
+
+    server.nats.restart().await;
+    eventually("the outbox drained", async || {
+        pending(&server.settings).await == 0
+    })
+    .await;
+    expect_published(&server.nats, CREATED, 1).await;
     server.stop().await;
 }

@@ -1,11 +1,16 @@
 //! The inventory bounded context: stock levels per product and reservations that hold stock
 //! for an order until it is confirmed (sold), released, or the hold expires and the sweeper
-//! returns it.
+//! returns it. Every change publishes StockAdjusted, StockReserved, StockConfirmed or
+//! StockReleased, written to the outbox in the transaction of the change and published to
+//! `POLYSHOP_INVENTORY`; `product.created` from the catalog gives a new product a stock row
+//! at 0.
 //!
-//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository.
+//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository and
+//! [`events`] the events' wire form and the `product.created` consumer.
 
 pub mod app;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -16,6 +21,7 @@ use polyshop_platform::{
     auth::Authenticator,
     config::Settings,
     db,
+    events::{EventBus, outbox},
     server::{self, ServerSpec, StartError},
     shutdown,
 };
@@ -30,7 +36,7 @@ pub const SERVICE_NAME: &str = "polyshop-inventory";
 /// authenticator (user tokens through the user service's JWKS, the shared service key).
 ///
 /// # Errors
-/// [`StartError`] if the keys, database or server fail.
+/// [`StartError`] if the keys, database, NATS URL or server fail.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
@@ -40,12 +46,14 @@ pub async fn serve(
     serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
 }
 
-/// Opens the database, runs migrations, starts the reservation sweeper, and serves the
-/// inventory service on `listener` with `auth` until `shutdown` resolves. The sweeper stops
-/// when `shutdown` fires (or the server stops on its own).
+/// Opens the database, runs migrations, starts the event bus (outbox relay and the
+/// `product.created` consumer) and the reservation sweeper, and serves the inventory service
+/// on `listener` with `auth` until `shutdown` resolves. The background tasks stop when
+/// `shutdown` fires (or the server stops on its own). NATS need not be up: the bus connects
+/// in the background and events wait in the outbox.
 ///
 /// # Errors
-/// [`StartError`] if the database or server fail.
+/// [`StartError`] if the database, NATS URL or server fail.
 pub async fn serve_with_auth(
     settings: Settings,
     listener: TcpListener,
@@ -58,17 +66,26 @@ pub async fn serve_with_auth(
         &settings.inventory.service(),
     )
     .await?;
-    db::migrate(&conn, store::MIGRATIONS).await?;
-    let repo = Arc::new(SeaInventoryRepository::new(conn.clone()));
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
 
     // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
-    // dropped (which also stops the sweeper) if the server returns early.
-    let (stop_sweeper, sweeper_stopped) = shutdown::channel();
+    // dropped (which also stops the relay, the consumer and the sweeper) if the server
+    // returns early.
+    let (stop_background, background_stopped) = shutdown::channel();
+    let bus = EventBus::start(
+        &settings,
+        SERVICE_NAME,
+        conn.clone(),
+        background_stopped.clone(),
+    )
+    .await?;
+    events::spawn_consumers(&bus, &conn, &settings.events, &background_stopped);
+    let repo = Arc::new(SeaInventoryRepository::new(conn.clone(), bus.signal));
     let every = Duration::from_secs(settings.inventory.sweep_interval_secs);
-    let sweeper = tokio::spawn(Sweeper::new(repo.clone(), every).run(sweeper_stopped));
+    let sweeper = tokio::spawn(Sweeper::new(repo.clone(), every).run(background_stopped));
     let shutdown = async move {
         shutdown.await;
-        stop_sweeper.fire();
+        stop_background.fire();
     };
 
     let handlers = grpc::InventoryGrpc::new(repo, settings.inventory.reservation_hold_secs);

@@ -1,9 +1,10 @@
 //! Reservations under concurrent calls: stock is never oversold and a repeated reservation id
-//! is held once, on SQLite always and on PostgreSQL when `POLYSHOP_TEST_POSTGRES_URL` is set.
+//! is held (and published) once, on SQLite always and on PostgreSQL when
+//! `POLYSHOP_TEST_POSTGRES_URL` is set.
 
 mod common;
 
-use common::{Running, levels, reserve, set_stock, start};
+use common::{RESERVED, Running, expect_published, levels, reserve, set_stock, start};
 use futures::future::join_all;
 use polyshop_platform::{config::Settings, testing};
 use tonic::Code;
@@ -53,6 +54,7 @@ async fn fifty_callers_race_for_ten_units(server: &Running) {
         );
     }
     assert_eq!(levels(server, "p-1").await, (STOCK, STOCK, 0));
+    expect_published(&server.nats, RESERVED, 10).await;
 }
 
 /// 10 callers send the same reservation at once: one hold, taken once.
@@ -78,6 +80,7 @@ async fn ten_repeats_of_one_reservation_reserve_once(server: &Running) {
         (STOCK, 3, STOCK - 3),
         "held once"
     );
+    expect_published(&server.nats, RESERVED, 1).await;
 }
 
 #[tokio::test]

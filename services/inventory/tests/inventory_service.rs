@@ -5,12 +5,16 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Running, get_stock, items, levels, reserve, set_stock, start};
+use common::{
+    ADJUSTED, CONFIRMED, RELEASED, RESERVED, Running, eventually, expect_published, get_stock,
+    items, last_event, levels, reserve, set_stock, start, start_with,
+};
 use polyshop::inventory::v1 as pb;
 use polyshop_inventory::{app::Sweeper, store};
 use polyshop_platform::{
     config::Settings,
-    db, now_millis,
+    events::outbox::OutboxSignal,
+    now_millis,
     testing::{self, bearer},
 };
 use tonic::Code;
@@ -492,11 +496,15 @@ async fn expired_holds_are_released_by_the_sweeper() {
     let expires_at = expire_time.seconds * 1000 + i64::from(expire_time.nanos / 1_000_000);
     assert!(expires_at <= now_millis() + 1_000);
 
-    let conn = db::connect(&s.data_dir, "inventory", &s.inventory.service())
-        .await
-        .expect("connect");
+    // A second repository on the server's database; the server's relay publishes what it
+    // writes to the outbox. It starts once the relay is idle: on SQLite a transaction of this
+    // second connection that read before the relay deleted a row could not write after.
+    eventually("the outbox drained", async || server.pending().await == 0).await;
     let sweeper = Sweeper::new(
-        Arc::new(store::SeaInventoryRepository::new(conn)),
+        Arc::new(store::SeaInventoryRepository::new(
+            server.database().await,
+            OutboxSignal::new(),
+        )),
         Duration::from_secs(3600),
     );
     assert_eq!(
@@ -522,6 +530,10 @@ async fn expired_holds_are_released_by_the_sweeper() {
         .await
         .expect("release is idempotent");
     assert_eq!(released.release_reason, "hold expired");
+    // The sweeper's release was published, once.
+    expect_published(&server.nats, RELEASED, 1).await;
+    let event: pb::StockReleased = last_event(&server.nats, RELEASED).await;
+    assert_eq!(event.reservation, Some(released));
     server.stop().await;
 }
 
@@ -558,9 +570,9 @@ async fn stock_and_reservations_survive_a_restart() {
     let held = reserve(&mut client, &server.service(), "order-1", &[("p-1", 4)])
         .await
         .expect("reserve");
-    server.stop().await;
+    let nats = server.stop().await;
 
-    let server = start(settings(&dir)).await;
+    let server = start_with(settings(&dir), nats).await;
     assert_eq!(levels(&server, "p-1").await, (10, 4, 6));
     let mut client = server.client();
     let again = reserve(&mut client, &server.service(), "order-1", &[("p-1", 4)])
@@ -571,6 +583,9 @@ async fn stock_and_reservations_survive_a_restart() {
         .await
         .expect("confirm after restart");
     assert_eq!(levels(&server, "p-1").await, (6, 0, 6));
+    // The repeat after the restart published nothing.
+    expect_published(&server.nats, RESERVED, 1).await;
+    expect_published(&server.nats, CONFIRMED, 1).await;
     server.stop().await;
 }
 
@@ -634,11 +649,15 @@ async fn reserve_confirm_and_release_work_on_postgres() {
         .expect("reserve");
     let expire_time = held.expire_time.expect("expire time");
     let expires_at = expire_time.seconds * 1000 + i64::from(expire_time.nanos / 1_000_000);
-    let conn = db::connect(&s.data_dir, "inventory", &s.inventory.service())
-        .await
-        .expect("connect");
+    // A second repository on the server's database; the server's relay publishes what it
+    // writes to the outbox. It starts once the relay is idle: on SQLite a transaction of this
+    // second connection that read before the relay deleted a row could not write after.
+    eventually("the outbox drained", async || server.pending().await == 0).await;
     let sweeper = Sweeper::new(
-        Arc::new(store::SeaInventoryRepository::new(conn)),
+        Arc::new(store::SeaInventoryRepository::new(
+            server.database().await,
+            OutboxSignal::new(),
+        )),
         Duration::from_secs(3600),
     );
     assert_eq!(
@@ -647,5 +666,18 @@ async fn reserve_confirm_and_release_work_on_postgres() {
     );
     assert_eq!(sweeper.try_sweep_once(expires_at).await.expect("sweep"), 1);
     assert_eq!(levels(&server, "p-a").await, (3, 0, 3));
+
+    // Two counts (not the refused one), three holds, one sale, two releases (one swept).
+    expect_published(&server.nats, ADJUSTED, 2).await;
+    expect_published(&server.nats, RESERVED, 3).await;
+    expect_published(&server.nats, CONFIRMED, 1).await;
+    expect_published(&server.nats, RELEASED, 2).await;
+    let swept: pb::StockReleased = last_event(&server.nats, RELEASED).await;
+    let swept = swept.reservation.expect("reservation");
+    assert_eq!(
+        (swept.reservation_id.as_str(), swept.release_reason.as_str()),
+        ("order-3", "hold expired")
+    );
+    assert_eq!(server.pending().await, 0, "the outbox drained");
     server.stop().await;
 }

@@ -1,1 +1,144 @@
-//! The order bounded context: its tonic server, use cases, domain rules and store.
+//! The order bounded context: the CreateOrder saga over user, catalog, inventory and payment;
+//! the event-sourced Order aggregate (versioned events, optimistic concurrency, snapshots);
+//! the ListOrders read model built by a projection (CQRS); and a user replica fed by user
+//! events for when the user service is away.
+//!
+//! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] persisting and [`events`]
+//! consuming.
+
+pub mod app;
+pub mod codec;
+pub mod domain;
+pub mod events;
+mod failpoint;
+pub mod grpc;
+pub mod participants;
+pub mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use polyshop::order::v1::order_service_server::OrderServiceServer;
+use polyshop_platform::{
+    auth::Authenticator,
+    config::Settings,
+    db,
+    events::{EventBus, outbox},
+    server::{self, ServerSpec, StartError},
+    shutdown,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    app::SagaRunner,
+    participants::Participants,
+    store::{EventStore, ReadModel, SagaStore, UserReplica},
+};
+
+/// The name this service signs and verifies service tokens as.
+pub const SERVICE_NAME: &str = "polyshop-order";
+
+/// Serves the order service with the standard authenticator.
+///
+/// # Errors
+/// [`StartError`] if the database, keys or server fail.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let auth = Arc::new(Authenticator::for_service(&settings, SERVICE_NAME)?);
+    serve_with_auth(settings, listener, auth, shutdown).await
+}
+
+/// Opens the database, starts the event bus, the projection and replica consumers and the
+/// saga resumer, and serves until `shutdown` resolves.
+///
+/// # Errors
+/// [`StartError`] if the database, keys or server fail.
+pub async fn serve_with_auth(
+    settings: Settings,
+    listener: TcpListener,
+    auth: Arc<Authenticator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    failpoint::arm(&settings.data_dir);
+    let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+
+    let (stop, stopped) = shutdown::channel();
+    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
+    let events = &settings.events;
+    bus.spawn_consumer(
+        conn.clone(),
+        events.consumer("order-projection", "POLYSHOP_ORDER", &["polyshop.order.>"]),
+        Arc::new(events::ProjectionHandler),
+        stopped.clone(),
+    );
+    bus.spawn_consumer(
+        conn.clone(),
+        events.consumer("order-user-replica", "POLYSHOP_USER", &["polyshop.user.>"]),
+        Arc::new(events::ReplicaHandler),
+        stopped.clone(),
+    );
+
+    let participants = Arc::new(Participants::new(&settings, &auth.service_tokens())?);
+    let saga = Arc::new(SagaRunner::new(
+        EventStore::new(conn.clone(), settings.order.snapshot_every),
+        SagaStore::new(conn.clone()),
+        UserReplica::new(conn.clone()),
+        participants.clone(),
+        bus.signal.clone(),
+    ));
+    tokio::spawn(resume_sagas(
+        saga.clone(),
+        Duration::from_millis(settings.order.resume_interval_ms),
+        stopped,
+    ));
+
+    let routes = tonic::service::Routes::new(OrderServiceServer::new(grpc::OrderGrpc::new(
+        saga,
+        ReadModel::new(conn.clone()),
+        participants,
+    )));
+    let result = server::serve(
+        listener,
+        ServerSpec {
+            name: "order",
+            grpc_services: vec!["polyshop.order.v1.OrderService"],
+            routes,
+            db: conn,
+            auth,
+            grace: Duration::from_secs(settings.shutdown_grace_secs),
+        },
+        async move {
+            shutdown.await;
+            stop.fire();
+        },
+    )
+    .await;
+    result.map_err(StartError::from)
+}
+
+/// Resumes unfinished sagas at start and then every `every`.
+async fn resume_sagas(saga: Arc<SagaRunner>, every: Duration, stopped: shutdown::Shutdown) {
+    loop {
+        saga.resume_all().await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stopped.clone().wait() => return,
+        }
+    }
+}
+
+/// Rebuilds the ListOrders read model from the event store (`polyshop admin
+/// rebuild-projection orders`); returns how many orders it holds.
+///
+/// # Errors
+/// [`StartError`] if the database cannot be opened or the rebuild fails.
+pub async fn rebuild_projection(settings: &Settings) -> Result<usize, StartError> {
+    let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    events::rebuild(&conn)
+        .await
+        .map_err(|e| StartError::Other(format!("rebuild failed: {e}")))
+}

@@ -29,9 +29,11 @@ pub struct ListFilter {
 }
 
 /// Storage of products. Request ids are unique: inserting a second product with a stored
-/// request id fails with `DuplicateRequest`.
+/// request id fails with `DuplicateRequest`. Each write records its domain events
+/// ([`crate::domain::ProductEvent`]) in the same transaction as the change.
 pub trait CatalogRepository: Send + Sync + 'static {
-    /// Stores a new product under `id`, stamping its creation and update time.
+    /// Stores a new product under `id`, stamping its creation and update time, with
+    /// `ProductCreated`.
     fn insert(
         &self,
         id: String,
@@ -57,7 +59,8 @@ pub trait CatalogRepository: Send + Sync + 'static {
         before: Option<String>,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<Product>, CatalogError>> + Send;
-    /// Applies the set fields of `changes` and bumps the update time; `NotFound` if missing.
+    /// Applies the set fields of `changes` and bumps the update time, with the events
+    /// [`crate::domain::ProductEvent::of_update`] names; `NotFound` if missing.
     fn update(
         &self,
         id: &str,

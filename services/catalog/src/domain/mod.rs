@@ -87,6 +87,45 @@ pub struct ProductChanges {
     pub active: Option<bool>,
 }
 
+/// What happened to a product, published as an integration event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProductEvent {
+    /// A new product was added.
+    Created(Product),
+    /// Its name, description, category or active flag changed; the product after the change.
+    Updated(Product),
+    /// Its price changed.
+    PriceChanged {
+        /// The product after the change.
+        product: Product,
+        /// The price before.
+        previous_price: Money,
+    },
+}
+
+impl ProductEvent {
+    /// The events an update from `before` to `after` raises: `Updated` when a descriptive
+    /// field or the active flag changed, `PriceChanged` when the price did, both, or none
+    /// (an update that changed nothing but the update time).
+    pub fn of_update(before: &Product, after: &Product) -> Vec<Self> {
+        let mut events = Vec::new();
+        let described_differently = before.name != after.name
+            || before.description != after.description
+            || before.category != after.category
+            || before.active != after.active;
+        if described_differently {
+            events.push(Self::Updated(after.clone()));
+        }
+        if before.price != after.price {
+            events.push(Self::PriceChanged {
+                product: after.clone(),
+                previous_price: before.price.clone(),
+            });
+        }
+        events
+    }
+}
+
 /// What can go wrong in the catalog context. Mapped to gRPC in `grpc::status`.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -108,5 +147,89 @@ pub enum CatalogError {
 impl From<Violations> for CatalogError {
     fn from(v: Violations) -> Self {
         Self::Invalid(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pan() -> Product {
+        Product {
+            id: "p1".into(),
+            name: "Pan".into(),
+            description: "Heavy.".into(),
+            category: "kitchen".into(),
+            price: Money {
+                amount_minor: 100,
+                currency_code: "USD".into(),
+            },
+            active: true,
+            created_at: 1_000,
+            updated_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_but_the_time_raises_no_event() {
+        let after = Product {
+            updated_at: 2_000,
+            ..pan()
+        };
+        assert_eq!(ProductEvent::of_update(&pan(), &after), []);
+    }
+
+    #[test]
+    fn each_descriptive_field_and_the_active_flag_raise_updated() {
+        let changes = [
+            Product {
+                name: "Big pan".into(),
+                ..pan()
+            },
+            Product {
+                description: String::new(),
+                ..pan()
+            },
+            Product {
+                category: "outdoor".into(),
+                ..pan()
+            },
+            Product {
+                active: false,
+                ..pan()
+            },
+        ];
+        for after in changes {
+            assert_eq!(
+                ProductEvent::of_update(&pan(), &after),
+                [ProductEvent::Updated(after.clone())]
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_price_raises_price_changed_with_the_previous_one_and_may_come_with_updated() {
+        let repriced = Product {
+            price: Money {
+                amount_minor: 250,
+                currency_code: "USD".into(),
+            },
+            ..pan()
+        };
+        assert_eq!(
+            ProductEvent::of_update(&pan(), &repriced),
+            [ProductEvent::PriceChanged {
+                product: repriced.clone(),
+                previous_price: pan().price,
+            }]
+        );
+        let both = Product {
+            name: "Big pan".into(),
+            ..repriced
+        };
+        let events = ProductEvent::of_update(&pan(), &both);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], ProductEvent::Updated(both));
+        assert!(matches!(events[1], ProductEvent::PriceChanged { .. }));
     }
 }

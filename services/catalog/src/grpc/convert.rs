@@ -21,7 +21,7 @@ pub fn product(p: Product) -> pb::Product {
     }
 }
 
-fn money(m: Money) -> api::Money {
+pub fn money(m: Money) -> api::Money {
     api::Money {
         amount_minor: m.amount_minor,
         currency_code: m.currency_code,

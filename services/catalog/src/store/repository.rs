@@ -1,28 +1,60 @@
 //! [`SeaCatalogRepository`]: the catalog repository over sea-orm (SQLite or PostgreSQL).
+//!
+//! Every write commits with its outbox events: a create with `ProductCreated`, an update with
+//! `ProductUpdated` and/or `ProductPriceChanged` for what it really changed.
 
+use polyshop_platform::events::outbox::{self, OutboxSignal};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
     sea_query::{BinOper, Expr, ExprTrait, Func},
 };
 
 use super::entities::product;
 use crate::{
     app::{CatalogRepository, ListFilter},
-    domain::{CatalogError, Money, NewProduct, Product, ProductChanges},
+    domain::{CatalogError, Money, NewProduct, Product, ProductChanges, ProductEvent},
+    events,
 };
 
 /// The catalog repository over a sea-orm connection.
 #[derive(Debug, Clone)]
 pub struct SeaCatalogRepository {
     db: DatabaseConnection,
+    signal: OutboxSignal,
 }
 
 impl SeaCatalogRepository {
-    /// A repository over `db` (already migrated).
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// A repository over `db` (already migrated, outbox tables included) that wakes the
+    /// outbox relay through `signal` after committing events.
+    pub fn new(db: DatabaseConnection, signal: OutboxSignal) -> Self {
+        Self { db, signal }
     }
+
+    /// Writes `events` to the outbox in `txn`, commits, and wakes the relay if there were
+    /// any. On failure the transaction rolls back, change and events together.
+    async fn commit_with(
+        &self,
+        txn: DatabaseTransaction,
+        events: &[ProductEvent],
+    ) -> Result<(), CatalogError> {
+        for e in events {
+            if let Err(err) = outbox::enqueue(&txn, &events::outgoing(e)).await {
+                return abandon(txn, internal(err)).await;
+            }
+        }
+        txn.commit().await.map_err(internal)?;
+        if !events.is_empty() {
+            self.signal.wake();
+        }
+        Ok(())
+    }
+}
+
+/// Rolls back now (SQLite has one pooled connection, so not on drop) and returns `err`.
+async fn abandon<T>(txn: DatabaseTransaction, err: CatalogError) -> Result<T, CatalogError> {
+    txn.rollback().await.map_err(internal)?;
+    Err(err)
 }
 
 fn internal(e: DbErr) -> CatalogError {
@@ -111,15 +143,18 @@ impl CatalogRepository for SeaCatalogRepository {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let inserted = row.insert(&self.db).await.map_err(|e| {
+        let txn = self.db.begin().await.map_err(internal)?;
+        let inserted = match row.insert(&txn).await {
+            Ok(inserted) => to_product(inserted),
             // The id is a fresh UUIDv7, so the only key that can collide is the request id.
-            if has_request_id && polyshop_platform::db::is_unique_violation(&e) {
-                CatalogError::DuplicateRequest
-            } else {
-                internal(e)
+            Err(e) if has_request_id && polyshop_platform::db::is_unique_violation(&e) => {
+                return abandon(txn, CatalogError::DuplicateRequest).await;
             }
-        })?;
-        Ok(to_product(inserted))
+            Err(e) => return abandon(txn, internal(e)).await,
+        };
+        self.commit_with(txn, &[ProductEvent::Created(inserted.clone())])
+            .await?;
+        Ok(inserted)
     }
 
     async fn find(&self, id: &str) -> Result<Option<Product>, CatalogError> {
@@ -169,11 +204,13 @@ impl CatalogRepository for SeaCatalogRepository {
 
     async fn update(&self, id: &str, changes: ProductChanges) -> Result<Product, CatalogError> {
         let txn = self.db.begin().await.map_err(internal)?;
-        let row = product::Entity::find_by_id(id.to_owned())
-            .one(&txn)
-            .await
-            .map_err(internal)?
-            .ok_or(CatalogError::NotFound)?;
+        let found = product::Entity::find_by_id(id.to_owned()).one(&txn).await;
+        let row = match found {
+            Ok(Some(row)) => row,
+            Ok(None) => return abandon(txn, CatalogError::NotFound).await,
+            Err(e) => return abandon(txn, internal(e)).await,
+        };
+        let before = to_product(row.clone());
         // Strictly increasing, so two updates within one millisecond stay ordered.
         let updated_at = std::cmp::max(polyshop_platform::now_millis(), row.updated_at + 1);
         // Only the columns set here are written; the others keep whatever is stored.
@@ -195,9 +232,13 @@ impl CatalogRepository for SeaCatalogRepository {
             active.active = Set(flag);
         }
         active.updated_at = Set(updated_at);
-        let row = active.update(&txn).await.map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
-        Ok(to_product(row))
+        let after = match active.update(&txn).await {
+            Ok(row) => to_product(row),
+            Err(e) => return abandon(txn, internal(e)).await,
+        };
+        self.commit_with(txn, &ProductEvent::of_update(&before, &after))
+            .await?;
+        Ok(after)
     }
 }
 

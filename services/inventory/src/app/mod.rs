@@ -49,7 +49,9 @@ impl Reserved {
 }
 
 /// Storage of stock and reservations. Every method that moves stock runs in one database
-/// transaction and keeps `0 ≤ reserved ≤ on_hand` under concurrent calls.
+/// transaction and keeps `0 ≤ reserved ≤ on_hand` under concurrent calls; that transaction
+/// also records the change's [`crate::domain::InventoryEvent`], and a call that changes
+/// nothing (a repeat) records none.
 pub trait InventoryRepository: Send + Sync + 'static {
     /// The stock row of a product, if it was ever stocked.
     fn stock(
@@ -57,7 +59,8 @@ pub trait InventoryRepository: Send + Sync + 'static {
         product_id: &str,
     ) -> impl Future<Output = Result<Option<StockLevel>, InventoryError>> + Send;
 
-    /// Sets `on_hand`, creating the row if missing; `BelowReserved` if more is reserved.
+    /// Sets `on_hand`, creating the row if missing, with `StockAdjusted`; `BelowReserved` if
+    /// more is reserved.
     fn set_on_hand(
         &self,
         product_id: &str,
@@ -65,15 +68,18 @@ pub trait InventoryRepository: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<StockLevel, InventoryError>> + Send;
 
-    /// Holds every item or none (`InsufficientStock` with the short products). A reservation
-    /// id seen before returns the stored reservation and reserves nothing.
+    /// Holds every item or none (`InsufficientStock` with the short products), with
+    /// `StockReserved`. A reservation id seen before returns the stored reservation and
+    /// reserves nothing.
     fn reserve(
         &self,
         new: NewReservation,
     ) -> impl Future<Output = Result<Reserved, InventoryError>> + Send;
 
     /// Moves a reservation out of HELD as the domain's [`crate::domain::settle`] decides, and
-    /// the stock with it. Only one of two racing settlements applies.
+    /// the stock with it, with `StockConfirmed` or `StockReleased`
+    /// ([`crate::domain::InventoryEvent::settled`]). Only one of two racing settlements
+    /// applies.
     fn settle(
         &self,
         id: &str,

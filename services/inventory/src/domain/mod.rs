@@ -135,6 +135,37 @@ pub enum Transition {
     AlreadyDone,
 }
 
+/// What happened to stock, published as an integration event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryEvent {
+    /// The quantity on hand was set (SetStock).
+    StockAdjusted {
+        /// The stock after the change.
+        stock: StockLevel,
+        /// On hand before (0 for a product never stocked).
+        previous_on_hand: i32,
+    },
+    /// Stock was held for a new reservation.
+    StockReserved(Reservation),
+    /// Held stock was sold.
+    StockConfirmed(Reservation),
+    /// Stock was returned: a hold released on request or by the sweeper, or a confirmed
+    /// reservation returned.
+    StockReleased(Reservation),
+}
+
+impl InventoryEvent {
+    /// The event of applying `settlement`, given the reservation after it.
+    pub fn settled(settlement: &Settlement, reservation: Reservation) -> Self {
+        match settlement {
+            Settlement::Confirm => Self::StockConfirmed(reservation),
+            Settlement::Release { .. } | Settlement::Return { .. } => {
+                Self::StockReleased(reservation)
+            }
+        }
+    }
+}
+
 /// What can go wrong in the inventory context. Mapped to gRPC in `grpc::status`.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {

@@ -1,7 +1,7 @@
 //! The tonic face of the inventory context: [`InventoryGrpc`] (thin handlers), proto ↔ domain
-//! conversion, and the one error → status table.
+//! conversion (also used for the events), and the one error → status table.
 
-mod convert;
+pub(crate) mod convert;
 mod service;
 mod status;
 

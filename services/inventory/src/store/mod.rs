@@ -5,7 +5,7 @@
 mod entities;
 mod repository;
 
-pub use repository::SeaInventoryRepository;
+pub use repository::{SeaInventoryRepository, ensure_stock};
 
 use polyshop_platform::db::Migration;
 

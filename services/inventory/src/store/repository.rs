@@ -4,8 +4,10 @@
 //! affected, never read-then-write: on PostgreSQL the `UPDATE` takes the row lock and
 //! re-checks its condition against the latest committed row, and SQLite runs on one pooled
 //! connection, so transactions are serialised. Either way two callers cannot both take the
-//! last unit.
+//! last unit. Every change commits with its outbox event (StockAdjusted, StockReserved,
+//! StockConfirmed or StockReleased); a repeat that changes nothing writes none.
 
+use polyshop_platform::events::outbox::{self, OutboxSignal};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
@@ -15,9 +17,10 @@ use super::entities::{reservation, reservation_item, stock};
 use crate::{
     app::{InventoryRepository, NewReservation, Reserved},
     domain::{
-        InventoryError, Reservation, ReservationItem, ReservationStatus, Settlement, StockLevel,
-        Transition, settle,
+        InventoryError, InventoryEvent, Reservation, ReservationItem, ReservationStatus,
+        Settlement, StockLevel, Transition, settle,
     },
+    events,
 };
 
 /// Creates the reservation unless its id exists; 0 rows affected means a repeat. On
@@ -52,13 +55,44 @@ const SET_ON_HAND: &str = "UPDATE stock SET on_hand = ?, updated_at = ?
 #[derive(Debug, Clone)]
 pub struct SeaInventoryRepository {
     db: DatabaseConnection,
+    signal: OutboxSignal,
 }
 
 impl SeaInventoryRepository {
-    /// A repository over `db` (already migrated).
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// A repository over `db` (already migrated, outbox tables included) that wakes the
+    /// outbox relay through `signal` after committing events.
+    pub fn new(db: DatabaseConnection, signal: OutboxSignal) -> Self {
+        Self { db, signal }
     }
+
+    /// Writes `event` to the outbox in `txn`, commits, and wakes the relay. On failure the
+    /// transaction rolls back, change and event together.
+    async fn commit_with(
+        &self,
+        txn: DatabaseTransaction,
+        event: &InventoryEvent,
+    ) -> Result<(), InventoryError> {
+        if let Err(e) = outbox::enqueue(&txn, &events::outgoing(event)).await {
+            txn.rollback().await.map_err(internal)?;
+            return Err(internal(e));
+        }
+        txn.commit().await.map_err(internal)?;
+        self.signal.wake();
+        Ok(())
+    }
+}
+
+/// Gives `product_id` a stock row at 0 in `txn` unless it has one; returns whether it
+/// created it. The `product.created` consumer calls this in its transaction.
+///
+/// # Errors
+/// `Internal` for database trouble.
+pub async fn ensure_stock(
+    txn: &DatabaseTransaction,
+    product_id: &str,
+    now: i64,
+) -> Result<bool, InventoryError> {
+    Ok(exec(txn, ENSURE_STOCK, [product_id.into(), now.into()]).await? > 0)
 }
 
 fn internal(e: DbErr) -> InventoryError {
@@ -155,6 +189,14 @@ impl InventoryRepository for SeaInventoryRepository {
     ) -> Result<StockLevel, InventoryError> {
         let txn = self.db.begin().await.map_err(internal)?;
         exec(&txn, ENSURE_STOCK, [product_id.into(), now.into()]).await?;
+        // Locked (PostgreSQL; SQLite serialises anyway) so the count before is the one this
+        // update replaces.
+        let before = stock::Entity::find_by_id(product_id.to_owned())
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| broken(format!("stock row of {product_id} vanished")))?;
         let updated = exec(
             &txn,
             SET_ON_HAND,
@@ -166,20 +208,25 @@ impl InventoryRepository for SeaInventoryRepository {
             ],
         )
         .await?;
+        if updated == 0 {
+            txn.rollback().await.map_err(internal)?;
+            return Err(InventoryError::BelowReserved {
+                product_id: product_id.to_owned(),
+                reserved: before.reserved,
+            });
+        }
         let row = stock::Entity::find_by_id(product_id.to_owned())
             .one(&txn)
             .await
             .map_err(internal)?
             .ok_or_else(|| broken(format!("stock row of {product_id} vanished")))?;
-        if updated == 0 {
-            txn.rollback().await.map_err(internal)?;
-            return Err(InventoryError::BelowReserved {
-                product_id: product_id.to_owned(),
-                reserved: row.reserved,
-            });
-        }
-        txn.commit().await.map_err(internal)?;
-        Ok(to_stock(row))
+        let stock = to_stock(row);
+        let event = InventoryEvent::StockAdjusted {
+            stock: stock.clone(),
+            previous_on_hand: before.on_hand,
+        };
+        self.commit_with(txn, &event).await?;
+        Ok(stock)
     }
 
     async fn reserve(&self, new: NewReservation) -> Result<Reserved, InventoryError> {
@@ -229,8 +276,7 @@ impl InventoryRepository for SeaInventoryRepository {
             .exec_without_returning(&txn)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
-        Ok(Reserved::New(Reservation {
+        let reservation = Reservation {
             id: new.id,
             items: new.items,
             status: ReservationStatus::Held,
@@ -238,7 +284,10 @@ impl InventoryRepository for SeaInventoryRepository {
             created_at: new.created_at,
             updated_at: new.created_at,
             release_reason: String::new(),
-        }))
+        };
+        self.commit_with(txn, &InventoryEvent::StockReserved(reservation.clone()))
+            .await?;
+        Ok(Reserved::New(reservation))
     }
 
     async fn settle(
@@ -313,13 +362,14 @@ impl InventoryRepository for SeaInventoryRepository {
                 )));
             }
         }
-        txn.commit().await.map_err(internal)?;
         let settled = Reservation {
             status: target,
             release_reason: reason,
             updated_at: now,
             ..current
         };
+        let event = InventoryEvent::settled(settlement, settled.clone());
+        self.commit_with(txn, &event).await?;
         Ok((settled, Transition::Apply))
     }
 

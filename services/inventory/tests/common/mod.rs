@@ -1,26 +1,45 @@
 //! The one way the inventory test suites start a server: `serve_with_auth` on 127.0.0.1:0
-//! with a fresh data dir (or the given settings), trusting a test token issuer.
+//! with a fresh data dir (or the given settings) and a nats-server of its own, trusting a test
+//! token issuer; plus readers of the `POLYSHOP_INVENTORY` stream and a publisher of catalog
+//! events.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::{net::SocketAddr, time::Duration};
 
-use polyshop::inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient};
+use futures::TryStreamExt;
+use polyshop::{
+    catalog::v1 as catalog,
+    inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient},
+};
 use polyshop_inventory::SERVICE_NAME;
 use polyshop_platform::{
     config::Settings,
+    db,
+    events::{HEADER_ID, HEADER_TYPE, outbox},
     shutdown,
-    testing::{self, TestTokens, bearer},
+    testing::{self, NatsServer, TestTokens, bearer},
 };
+use prost::{Message, Name};
 use tonic::transport::Channel;
 
 /// The caller every internal method expects.
 pub const ORDER_SERVICE: &str = "polyshop-order";
+/// The inventory stream.
+pub const STREAM: &str = "POLYSHOP_INVENTORY";
+pub const ADJUSTED: &str = "polyshop.inventory.stock.adjusted";
+pub const RESERVED: &str = "polyshop.inventory.stock.reserved";
+pub const CONFIRMED: &str = "polyshop.inventory.stock.confirmed";
+pub const RELEASED: &str = "polyshop.inventory.stock.released";
 
-/// A running inventory server and tokens for every kind of caller.
+/// A running inventory server with the nats-server it uses, and tokens for every kind of
+/// caller. The nats-server stops with it.
 pub struct Running {
     pub addr: SocketAddr,
     pub tokens: TestTokens,
+    /// The settings it runs with (its data dir, database and NATS URL).
+    pub settings: Settings,
+    pub nats: NatsServer,
     stop: shutdown::Trigger,
     task: tokio::task::JoinHandle<()>,
 }
@@ -42,20 +61,44 @@ impl Running {
         self.tokens.service(ORDER_SERVICE, SERVICE_NAME)
     }
 
-    pub async fn stop(self) {
+    /// Stops the server and hands back its nats-server, still running.
+    pub async fn stop(self) -> NatsServer {
         self.stop.fire();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.nats
+    }
+
+    /// A second connection to the server's database.
+    pub async fn database(&self) -> sea_orm::DatabaseConnection {
+        let s = &self.settings;
+        db::connect(&s.data_dir, "inventory", &s.inventory.service())
+            .await
+            .expect("connect")
+    }
+
+    /// Outbox rows the server has not published yet.
+    pub async fn pending(&self) -> u64 {
+        outbox::pending(&self.database().await)
+            .await
+            .expect("pending")
     }
 }
 
-/// Starts the service with `settings` and waits until it answers.
+/// Starts the service with `settings` and a nats-server of its own.
 pub async fn start(settings: Settings) -> Running {
+    start_with(settings, NatsServer::start().await).await
+}
+
+/// Starts the service with `settings`, using `nats`, and waits until it answers.
+pub async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
+    settings.nats.url = Some(nats.url());
     let tokens = TestTokens::new(&settings);
     let auth = tokens.authenticator(SERVICE_NAME);
     let (listener, addr) = testing::listener().await;
     let (stop, stopped) = shutdown::channel();
+    let served = settings.clone();
     let task = tokio::spawn(async move {
-        polyshop_inventory::serve_with_auth(settings, listener, auth, stopped.wait())
+        polyshop_inventory::serve_with_auth(served, listener, auth, stopped.wait())
             .await
             .expect("inventory service runs");
     });
@@ -76,6 +119,8 @@ pub async fn start(settings: Settings) -> Running {
     Running {
         addr,
         tokens,
+        settings,
+        nats,
         stop,
         task,
     }
@@ -147,4 +192,89 @@ pub async fn reserve(
         .into_inner()
         .reservation
         .expect("reservation"))
+}
+
+/// Polls `check` every 100 ms for up to 15 s.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..150 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A JetStream context on `nats`.
+pub async fn jetstream(nats: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    async_nats::jetstream::new(client)
+}
+
+/// How many messages the inventory stream holds on `subject` (0 before the stream exists).
+pub async fn count(nats: &NatsServer, subject: &str) -> usize {
+    let js = jetstream(nats).await;
+    let Ok(stream) = js.get_stream(STREAM).await else {
+        return 0;
+    };
+    let subjects = stream.info_with_subjects(subject).await.expect("info");
+    let counts: Vec<(String, usize)> = subjects.try_collect().await.expect("subjects");
+    counts.into_iter().map(|(_, n)| n).sum()
+}
+
+/// Waits until exactly `n` messages are on `subject`, and checks that no more arrive soon.
+pub async fn expect_published(nats: &NatsServer, subject: &str, n: usize) {
+    eventually(&format!("{n} message(s) on {subject}"), async || {
+        count(nats, subject).await >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(nats, subject).await, n, "messages on {subject}");
+}
+
+/// The last message on `subject`, decoded.
+pub async fn last_event<M: Message + Default>(nats: &NatsServer, subject: &str) -> M {
+    let js = jetstream(nats).await;
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    let message = stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .expect("a message");
+    M::decode(message.payload).expect("decode")
+}
+
+/// Publishes `product.created` for `product_id` as the catalog's relay does (event id as
+/// `Nats-Msg-Id`, plus the id and type headers), once the catalog stream exists; returns the
+/// event id.
+pub async fn publish_product_created(nats: &NatsServer, product_id: &str) -> String {
+    let js = jetstream(nats).await;
+    eventually("the catalog stream exists", async || {
+        js.get_stream("POLYSHOP_CATALOG").await.is_ok()
+    })
+    .await;
+    let event = catalog::ProductCreated {
+        product: Some(catalog::Product {
+            product_id: product_id.into(),
+            name: "Kettle".into(),
+            category: "kitchen".into(),
+            active: true,
+            ..Default::default()
+        }),
+        occur_time: Some(polyshop_platform::timestamp(polyshop_platform::now_millis())),
+    };
+    let id = polyshop_platform::new_id();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.as_str());
+    headers.insert(HEADER_ID, id.as_str());
+    headers.insert(HEADER_TYPE, catalog::ProductCreated::full_name().as_str());
+    js.publish_with_headers(
+        "polyshop.catalog.product.created",
+        headers,
+        event.encode_to_vec().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
+    id
 }

@@ -1,0 +1,168 @@
+//! `just bench-orders`: CreateOrder throughput and latency against a running system on its
+//! default ports (SQLite). Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
+//! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10).
+
+use std::time::{Duration, Instant};
+
+use polyshop::{
+    api::v1::Money,
+    catalog::v1::{CreateProductRequest, catalog_service_client::CatalogServiceClient},
+    inventory::v1::{SetStockRequest, inventory_service_client::InventoryServiceClient},
+    order::v1::{
+        CreateOrderItem, CreateOrderRequest, OrderStatus, ShippingAddress,
+        order_service_client::OrderServiceClient,
+    },
+    user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
+};
+use tonic::Request;
+
+fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    r
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let concurrency = env_or("BENCH_CONCURRENCY", 32);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let admin_login = std::env::var("ADMIN_LOGIN").unwrap_or_else(|_| "admin".into());
+    let admin_password = std::env::var("ADMIN_PASSWORD")?;
+    let mut users = UserServiceClient::connect("http://127.0.0.1:50051").await?;
+    let admin = users
+        .login(LoginRequest {
+            login: admin_login,
+            password: admin_password,
+        })
+        .await?
+        .into_inner()
+        .access_token;
+    let product = CatalogServiceClient::connect("http://127.0.0.1:50052")
+        .await?
+        .create_product(authed(
+            CreateProductRequest {
+                request_id: String::new(),
+                name: "Bench Mug".into(),
+                description: String::new(),
+                category: "bench".into(),
+                price: Some(Money {
+                    amount_minor: 990,
+                    currency_code: "USD".into(),
+                }),
+                active: true,
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner()
+        .product
+        .ok_or_else(|| anyhow::anyhow!("no product"))?;
+    InventoryServiceClient::connect("http://127.0.0.1:50053")
+        .await?
+        .set_stock(authed(
+            SetStockRequest {
+                product_id: product.product_id.clone(),
+                quantity_on_hand: 10_000_000,
+            },
+            &admin,
+        ))
+        .await?;
+
+    let run = polyshop_platform::new_id();
+    let mut tokens = Vec::new();
+    for i in 0..concurrency {
+        let name = format!("bench{}{i}", &run[run.len() - 6..]);
+        users
+            .register(RegisterRequest {
+                username: name.clone(),
+                email: format!("{name}@example.com"),
+                password: "correct horse battery".into(),
+                display_name: String::new(),
+            })
+            .await?;
+        tokens.push(
+            users
+                .login(LoginRequest {
+                    login: name,
+                    password: "correct horse battery".into(),
+                })
+                .await?
+                .into_inner()
+                .access_token,
+        );
+    }
+
+    let orders = OrderServiceClient::connect("http://127.0.0.1:50054").await?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (worker, token) in tokens.into_iter().enumerate() {
+        let mut orders = orders.clone();
+        let product_id = product.product_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut confirmed = 0u64;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let request = CreateOrderRequest {
+                    idempotency_key: format!("bench-{worker}-{n}"),
+                    items: vec![CreateOrderItem {
+                        product_id: product_id.clone(),
+                        quantity: 1,
+                    }],
+                    shipping_address: Some(ShippingAddress {
+                        recipient: "Bench".into(),
+                        line1: "Main St 1".into(),
+                        city: "Berlin".into(),
+                        postal_code: "10115".into(),
+                        country_code: "DE".into(),
+                        ..Default::default()
+                    }),
+                    payment_method_token: "tok_visa".into(),
+                };
+                let t = Instant::now();
+                let result = orders.create_order(authed(request, &token)).await;
+                latencies.push(t.elapsed());
+                if result.is_ok_and(|r| {
+                    r.into_inner()
+                        .order
+                        .is_some_and(|o| o.status == OrderStatus::Confirmed as i32)
+                }) {
+                    confirmed += 1;
+                }
+            }
+            (latencies, confirmed)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut confirmed = 0;
+    for task in tasks {
+        let (l, c) = task.await?;
+        latencies.extend(l);
+        confirmed += c;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct =
+        |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "bench-orders: {} CreateOrder calls in {elapsed:.1}s with {concurrency} clients: {:.0} orders/s, {} confirmed, p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        confirmed,
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}

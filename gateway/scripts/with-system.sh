@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs a command against a fresh Polyshop system with the edge on it:
+#   gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
+# Starts `polyshop up --no-demo` on a temporary data dir with a known admin password and
+# the edge's rate limits lifted (fuzzers and benchmarks are one client sending a lot), waits
+# until the edge is ready, runs the command with the edge's URL appended (admin credentials in
+# ADMIN_LOGIN/ADMIN_PASSWORD), then stops everything.
+# Env: POLYSHOP_BIN (else $CARGO_TARGET_DIR/debug/polyshop or target/debug/polyshop),
+# EDGE_URL (http://127.0.0.1:8080), READY_TIMEOUT (120 s).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bin="${POLYSHOP_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/polyshop}"
+url="${EDGE_URL:-http://127.0.0.1:8080}"
+[[ -x "$bin" ]] || { echo "with-system: $bin not built (just build)" >&2; exit 1; }
+[[ $# -gt 0 ]] || { echo "usage: with-system.sh <command> [args...]" >&2; exit 1; }
+
+data="$(mktemp -d)"
+password="edge-admin-$(date +%s%N)"
+export POLYSHOP_DATA_DIR="$data" POLYSHOP_USER_ADMIN_PASSWORD="$password" POLYSHOP_LOG="${POLYSHOP_LOG:-warn}"
+export POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000
+export POLYSHOP_GATEWAY_AUTH_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_AUTH_RATE_BURST=1000000
+"$bin" up --no-demo >"$data/up.log" 2>&1 &
+pid=$!
+cleanup() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+
+ready=0
+for _ in $(seq 1 "${READY_TIMEOUT:-120}"); do
+  kill -0 "$pid" 2>/dev/null || { echo "with-system: polyshop up exited" >&2; cat "$data/up.log" >&2; exit 1; }
+  if curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; then ready=1; break; fi
+  sleep 1
+done
+if [[ "$ready" != 1 ]]; then
+  curl -fsS -o /dev/null "$url/healthz" || { echo "with-system: the edge never answered at $url" >&2; tail -50 "$data/up.log" >&2; exit 1; }
+  echo "with-system: the edge is up but not ready: $(curl -s "$url/readyz")" >&2
+fi
+ADMIN_LOGIN=admin ADMIN_PASSWORD="$password" "$@" "$url"

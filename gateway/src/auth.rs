@@ -1,0 +1,224 @@
+//! Access rules at the edge, from the contract's access option: PUBLIC passes (a valid token
+//! still identifies the caller for rate limits), AUTHENTICATED needs a valid user token, ADMIN
+//! the admin role. Tokens are verified through the user service's JWKS (EdDSA only, issuer,
+//! audience and expiry checked) and cached until they expire, so a client's steady stream
+//! of requests pays one signature check. The token is forwarded and the service checks again.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use http::HeaderMap;
+use polyshop_platform::{
+    auth::{Principal, TokenError, UserTokenVerifier},
+    contract::Access,
+};
+use tonic::Code;
+
+use crate::errors::EdgeError;
+
+/// Verified tokens kept at most; past this, expired ones are dropped, then all.
+const CACHE_MAX: usize = 10_000;
+
+struct Cached {
+    principal: Arc<Principal>,
+    exp: u64,
+}
+
+/// Verifies bearer tokens and applies access rules.
+pub struct EdgeAuth {
+    verifier: UserTokenVerifier,
+    cache: RwLock<HashMap<Box<str>, Cached>>,
+}
+
+impl std::fmt::Debug for EdgeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeAuth").finish_non_exhaustive()
+    }
+}
+
+/// An `authorization` header that is not `Bearer <token>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedHeader;
+
+/// The bearer token of a request: `Ok(None)` without an `authorization` header.
+///
+/// # Errors
+/// [`MalformedHeader`] when the header is not `Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, MalformedHeader> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| MalformedHeader)?;
+    let (scheme, token) = value.split_once(' ').ok_or(MalformedHeader)?;
+    let token = token.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+        Ok(Some(token))
+    } else {
+        Err(MalformedHeader)
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl EdgeAuth {
+    /// Checks tokens with `verifier`.
+    pub fn new(verifier: UserTokenVerifier) -> Self {
+        Self {
+            verifier,
+            cache: RwLock::default(),
+        }
+    }
+
+    /// Who is calling, as far as `access` requires.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED (401) for a missing, malformed or rejected token where one is needed,
+    /// PERMISSION_DENIED (403) for a non-admin on an ADMIN method, UNAVAILABLE when the keys
+    /// cannot be fetched, NOT_FOUND for INTERNAL methods (they do not exist here).
+    pub async fn authorize(
+        &self,
+        access: Access,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<Principal>>, EdgeError> {
+        let token = bearer(headers);
+        if access == Access::Public {
+            // Anonymous calls stay anonymous when a bad token is sent along.
+            return Ok(match token {
+                Ok(Some(t)) => self.identify(t).await.ok(),
+                _ => None,
+            });
+        }
+        if access == Access::Internal {
+            return Err(EdgeError::not_found("no such method"));
+        }
+        let token = match token {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(EdgeError::unauthenticated(None)),
+            Err(MalformedHeader) => {
+                return Err(EdgeError::unauthenticated(Some(
+                    "malformed authorization header",
+                )));
+            }
+        };
+        let principal = self.identify(token).await?;
+        if access == Access::Admin && !principal.is_admin() {
+            return Err(EdgeError::new(
+                Code::PermissionDenied,
+                "this method needs the admin role",
+            ));
+        }
+        Ok(Some(principal))
+    }
+
+    async fn identify(&self, token: &str) -> Result<Arc<Principal>, EdgeError> {
+        let now = now_secs();
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            && hit.exp > now
+        {
+            return Ok(hit.principal.clone());
+        }
+        let claims = self.verifier.verify(token).await.map_err(|e| match e {
+            TokenError::KeysUnavailable(why) => {
+                tracing::warn!(%why, "cannot fetch the JWKS");
+                EdgeError::new(Code::Unavailable, "cannot verify tokens right now")
+            }
+            TokenError::Invalid(why) => {
+                tracing::debug!(%why, "token rejected");
+                EdgeError::unauthenticated(Some(reason(&why)))
+            }
+        })?;
+        let principal = Arc::new(Principal::User {
+            id: claims.sub,
+            roles: claims.roles,
+        });
+        if claims.exp > now {
+            let mut cache = self
+                .cache
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.len() >= CACHE_MAX {
+                cache.retain(|_, c| c.exp > now);
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                token.into(),
+                Cached {
+                    principal: principal.clone(),
+                    exp: claims.exp,
+                },
+            );
+        }
+        Ok(principal)
+    }
+}
+
+/// A short, fixed description for the client; the verifier's full reason stays in the log.
+fn reason(why: &str) -> &'static str {
+    let why = why.to_ascii_lowercase();
+    if why.contains("expired") {
+        "the token has expired"
+    } else if why.contains("issuer") {
+        "wrong issuer"
+    } else if why.contains("audience") {
+        "wrong audience"
+    } else if why.contains("algorithm") {
+        "algorithm not allowed"
+    } else if why.contains("signature") || why.contains("kid") {
+        "bad signature"
+    } else {
+        "the token cannot be verified"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, value.parse().expect("ascii"));
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        assert_eq!(bearer(&HeaderMap::new()), Ok(None));
+        assert_eq!(bearer(&headers("Bearer abc")), Ok(Some("abc")));
+        assert_eq!(bearer(&headers("bearer abc")), Ok(Some("abc")));
+        assert_eq!(bearer(&headers("Basic abc")), Err(MalformedHeader));
+        assert_eq!(bearer(&headers("Bearer ")), Err(MalformedHeader));
+        assert_eq!(bearer(&headers("Bearer")), Err(MalformedHeader));
+    }
+
+    #[tokio::test]
+    async fn missing_and_malformed_tokens_are_401_and_internal_is_404() {
+        let verifier = UserTokenVerifier::with_keys("iss".into(), "aud".into(), &[]);
+        let auth = EdgeAuth::new(verifier);
+        let none = auth
+            .authorize(Access::Authenticated, &HeaderMap::new())
+            .await;
+        assert_eq!(none.expect_err("401").code(), Code::Unauthenticated);
+        let bad = auth
+            .authorize(Access::Admin, &headers("Bearer x.y.z"))
+            .await;
+        assert_eq!(bad.expect_err("401").code(), Code::Unauthenticated);
+        let public = auth
+            .authorize(Access::Public, &headers("Bearer x.y.z"))
+            .await;
+        assert!(public.expect("public passes").is_none());
+        let internal = auth.authorize(Access::Internal, &HeaderMap::new()).await;
+        assert_eq!(internal.expect_err("404").code(), Code::NotFound);
+    }
+}

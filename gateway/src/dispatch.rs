@@ -1,0 +1,191 @@
+//! The one service behind the listener: probes and the OpenAPI document, load shedding, then
+//! by content type to grpc-web (translated by `tonic_web`), native gRPC or JSON. CORS for
+//! browsers wraps it all.
+
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::json;
+use tonic::{Code, body::Body};
+use tower::{Layer, Service, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{
+    edge::{AccessNote, Edge},
+    errors::{EdgeError, json_response},
+    json, passthrough,
+};
+
+/// Routes a request to its handler.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    edge: Arc<Edge>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Json,
+    Grpc,
+    GrpcWeb,
+}
+
+fn kind(request: &Request<Incoming>) -> Kind {
+    let ct = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if ct.starts_with(b"application/grpc-web") {
+        Kind::GrpcWeb
+    } else if ct.starts_with(b"application/grpc") {
+        Kind::Grpc
+    } else {
+        Kind::Json
+    }
+}
+
+impl Dispatch {
+    /// Dispatches with `edge`.
+    pub fn new(edge: Arc<Edge>) -> Self {
+        Self { edge }
+    }
+}
+
+impl Service<Request<Incoming>> for Dispatch {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let edge = self.edge.clone();
+        Box::pin(async move { Ok(dispatch(edge, request).await) })
+    }
+}
+
+async fn dispatch(edge: Arc<Edge>, request: Request<Incoming>) -> Response<Body> {
+    let kind = kind(&request);
+    if kind == Kind::Json && request.method() == Method::GET {
+        match request.uri().path() {
+            "/healthz" => {
+                return json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
+            }
+            "/readyz" => return ready(&edge).await,
+            "/openapi.json" => return json_response(StatusCode::OK, edge.openapi.clone()),
+            _ => {}
+        }
+    }
+    // Shed rather than queue: a full edge answers at once.
+    let Ok(_permit) = edge.in_flight.clone().try_acquire_owned() else {
+        tracing::warn!("concurrency limit reached; shedding");
+        let e = EdgeError::new(Code::Unavailable, "the edge is overloaded; retry shortly")
+            .with_header(header::RETRY_AFTER, "1");
+        let mut response = if kind == Kind::Json {
+            e.into_json()
+        } else {
+            e.into_grpc()
+        };
+        response.extensions_mut().insert(AccessNote {
+            protocol: "shed",
+            ..AccessNote::default()
+        });
+        return response;
+    };
+    match kind {
+        Kind::Json => json::handle(&edge, request).await,
+        Kind::Grpc => passthrough::handle(edge, request.map(Body::new), "grpc").await,
+        Kind::GrpcWeb => {
+            let inner = tower::service_fn(move |r: Request<Body>| {
+                let edge = edge.clone();
+                async move { Ok::<_, Infallible>(passthrough::handle(edge, r, "grpc-web").await) }
+            });
+            match tonic_web::GrpcWebLayer::new()
+                .layer(inner)
+                .oneshot(request)
+                .await
+            {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
+async fn ready(edge: &Edge) -> Response<Body> {
+    if edge.is_draining() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"{\"status\":\"draining\"}"),
+        );
+    }
+    let probes = edge.upstreams.probe().await;
+    let all = probes.iter().all(|(_, ok)| *ok);
+    let upstreams: serde_json::Map<String, serde_json::Value> = probes
+        .into_iter()
+        .map(|(name, ok)| (name, json!(if ok { "serving" } else { "unavailable" })))
+        .collect();
+    let body = json!({ "status": if all { "ready" } else { "not ready" }, "upstreams": upstreams });
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body.to_string().into())
+}
+
+/// CORS for browser clients (JSON and grpc-web): the configured origins, the headers gRPC-web
+/// and bearer auth need, and the response headers a client must be able to read.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let names = |list: &[&'static str]| -> Vec<header::HeaderName> {
+        list.iter()
+            .map(|n| header::HeaderName::from_static(n))
+            .collect()
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(names(&[
+            "authorization",
+            "content-type",
+            "x-request-id",
+            "x-grpc-web",
+            "x-user-agent",
+            "grpc-timeout",
+            "connect-protocol-version",
+            "connect-timeout-ms",
+        ]))
+        .expose_headers(names(&[
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+            "x-request-id",
+            "retry-after",
+            "ratelimit",
+            "ratelimit-policy",
+            "deprecation",
+            "www-authenticate",
+        ]))
+        .max_age(std::time::Duration::from_secs(600))
+}

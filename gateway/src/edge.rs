@@ -1,0 +1,248 @@
+//! The edge's shared state, built once at start: route table, upstreams (with the in-process
+//! storefront), token verification, rate limits, the load-shedding semaphore, the OpenAPI
+//! document, and the local gRPC services (reflection listing only exposed services, health).
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use polyshop::storefront::v1::storefront_service_server::StorefrontServiceServer;
+use polyshop_platform::{
+    auth::{AuthSetupError, Principal, UserTokenVerifier},
+    config::{GatewaySettings, Settings},
+    contract,
+    server::{ServeError, StartError},
+};
+use tokio::sync::Semaphore;
+use tonic_health::server::HealthReporter;
+use tower::{ServiceExt, util::BoxCloneSyncService};
+
+use crate::{
+    auth::EdgeAuth,
+    openapi,
+    ratelimit::RateLimiter,
+    routes::{LimitClass, RouteTable},
+    storefront::{Parts, Storefront},
+    upstream::{self, UpstreamError, Upstreams},
+};
+
+/// The client's socket address, put into every request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// What a handler tells the access log about a request (response extension).
+#[derive(Debug, Clone, Default)]
+pub struct AccessNote {
+    /// `json`, `grpc` or `grpc-web`.
+    pub protocol: &'static str,
+    /// The gRPC path of the RPC called.
+    pub rpc: Option<String>,
+    /// The calling user's id.
+    pub user: Option<String>,
+}
+
+/// Everything request handling shares.
+pub struct Edge {
+    /// Exposed routes and RPCs.
+    pub routes: RouteTable,
+    /// The services behind the edge.
+    pub upstreams: Upstreams,
+    /// Token checks.
+    pub auth: EdgeAuth,
+    /// Token buckets.
+    pub limiter: RateLimiter,
+    /// Gateway settings.
+    pub settings: GatewaySettings,
+    /// Deadline of one upstream call.
+    pub timeout: Duration,
+    /// Requests in flight; none left means shed.
+    pub in_flight: Arc<Semaphore>,
+    /// `GET /openapi.json`.
+    pub openapi: Bytes,
+    /// Reflection and health, served by the edge.
+    pub local_grpc: upstream::Service,
+    /// The edge's own health status.
+    pub health: HealthReporter,
+    draining: AtomicBool,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("upstreams", &self.upstreams)
+            .finish_non_exhaustive()
+    }
+}
+
+fn start_error(e: impl std::fmt::Display) -> StartError {
+    StartError::Other(format!("gateway: {e}"))
+}
+
+impl Edge {
+    /// Builds the edge from `settings`.
+    ///
+    /// # Errors
+    /// [`StartError`] for a bad contract binding, upstream URL or reflection set.
+    pub fn build(settings: &Settings) -> Result<Arc<Self>, StartError> {
+        let gateway = settings.gateway.clone();
+        let timeout = Duration::from_millis(gateway.request_timeout_ms.max(1));
+        let routes = RouteTable::from_pool(contract::pool()).map_err(start_error)?;
+        let mut upstreams =
+            Upstreams::connect(&upstream::urls(settings), timeout).map_err(start_error)?;
+        let channel = |name: &str| {
+            upstreams
+                .channel(name)
+                .ok_or_else(|| start_error(format!("no upstream {name}")))
+        };
+        let storefront = Storefront::new(
+            Parts {
+                user: channel("user")?,
+                catalog: channel("catalog")?,
+                order: channel("order")?,
+                notification: channel("notification")?,
+            },
+            timeout.mul_f64(0.75),
+        );
+        let server = StorefrontServiceServer::new(storefront);
+        upstreams.set_local(BoxCloneSyncService::new(ServiceExt::<
+            http::Request<tonic::body::Body>,
+        >::map_err(
+            server,
+            |e: std::convert::Infallible| -> UpstreamError { match e {} },
+        )));
+        let verifier = UserTokenVerifier::remote(
+            settings.auth.issuer.clone(),
+            settings.auth.audience.clone(),
+            &settings.user.url(),
+        )
+        .map_err(AuthSetupError::from)?;
+        let (health, local_grpc) = local_grpc(&routes)?;
+        let openapi = serde_json::to_vec(&openapi::document(&routes))
+            .map_err(start_error)?
+            .into();
+        Ok(Arc::new(Self {
+            limiter: RateLimiter::new(&gateway),
+            in_flight: Arc::new(Semaphore::new(gateway.max_concurrency.max(1))),
+            settings: gateway,
+            routes,
+            upstreams,
+            auth: EdgeAuth::new(verifier),
+            timeout,
+            openapi,
+            local_grpc,
+            health,
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// The upstream deadline: the configured timeout, or less if the client asks
+    /// (`grpc-timeout`).
+    pub fn deadline(&self, headers: &HeaderMap) -> Duration {
+        headers
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.timeout, |asked| asked.min(self.timeout))
+    }
+
+    /// The rate-limit key: the user, else the client IP. Credential calls always go by IP.
+    pub fn limit_key(
+        &self,
+        class: LimitClass,
+        principal: Option<&Principal>,
+        client: Option<ClientAddr>,
+    ) -> String {
+        let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        match (class, principal.and_then(Principal::user_id)) {
+            (LimitClass::Standard, Some(id)) => format!("user:{id}"),
+            _ => format!("ip:{ip}"),
+        }
+    }
+
+    /// Marks the edge as draining: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (last, _) = value.char_indices().last()?;
+    let (digits, unit) = value.split_at(last);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Health, and reflection (v1 and v1alpha) advertising only the exposed services.
+fn local_grpc(routes: &RouteTable) -> Result<(HealthReporter, upstream::Service), StartError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let mut v1 = tonic_reflection::server::Builder::configure();
+    let mut v1alpha = tonic_reflection::server::Builder::configure();
+    for builder in [&mut v1, &mut v1alpha] {
+        let mut b = std::mem::replace(builder, tonic_reflection::server::Builder::configure())
+            .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in routes.services() {
+            b = b.with_service_name(name);
+        }
+        *builder = b;
+    }
+    let v1 = v1
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()
+        .map_err(|e| StartError::Serve(ServeError::Reflection(e)))?;
+    let v1alpha = v1alpha
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        .build_v1alpha()
+        .map_err(|e| StartError::Serve(ServeError::Reflection(e)))?;
+    let routes = tonic::service::Routes::new(health)
+        .add_service(v1)
+        .add_service(v1alpha)
+        .prepare();
+    let service =
+        BoxCloneSyncService::new(ServiceExt::<http::Request<tonic::body::Body>>::map_err(
+            routes,
+            |e: std::convert::Infallible| -> UpstreamError { match e {} },
+        ));
+    Ok((reporter, service))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_every_unit() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("1x"), None);
+    }
+}

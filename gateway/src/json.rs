@@ -1,0 +1,272 @@
+//! JSON over HTTP: route → access rule → rate limit → body (size-limited) → request message →
+//! upstream unary call with a deadline → JSON response, or the JSON error shape.
+
+use std::{
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header, uri::PathAndQuery};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use polyshop_platform::{auth::Principal, contract::Idempotency};
+use prost_reflect::DynamicMessage;
+use tonic::{Code, Status, body::Body};
+
+use crate::{
+    codec::DynamicCodec,
+    edge::{AccessNote, ClientAddr, Edge},
+    errors::{EdgeError, json_response},
+    routes::{HttpRoute, Lookup, Rpc},
+    transcode,
+};
+
+/// Request headers passed on to the service as gRPC metadata.
+pub const FORWARDED: [&str; 5] = [
+    "authorization",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "user-agent",
+];
+
+/// Handles one JSON request.
+pub async fn handle(edge: &Edge, request: Request<Incoming>) -> Response<Body> {
+    let mut note = AccessNote {
+        protocol: "json",
+        ..AccessNote::default()
+    };
+    let mut response = match serve(edge, request, &mut note).await {
+        Ok(r) => r,
+        Err(e) => e.into_json(),
+    };
+    response.extensions_mut().insert(note);
+    response
+}
+
+async fn serve(
+    edge: &Edge,
+    request: Request<Incoming>,
+    note: &mut AccessNote,
+) -> Result<Response<Body>, EdgeError> {
+    let (parts, body) = request.into_parts();
+    let (route, vars) = match edge
+        .routes
+        .lookup(&parts.method, parts.uri.path())
+        .map_err(|e| EdgeError::bad_request(e.to_string()))?
+    {
+        Lookup::Found(route, vars) => (route, vars),
+        Lookup::MethodNotAllowed(allowed) => return Err(EdgeError::method_not_allowed(&allowed)),
+        Lookup::NotFound => {
+            return Err(EdgeError::not_found(format!(
+                "no route for {} {}",
+                parts.method,
+                parts.uri.path()
+            )));
+        }
+    };
+    let rpc = &route.rpc;
+    note.rpc = Some(rpc.path.clone());
+    let principal = edge.auth.authorize(rpc.access, &parts.headers).await?;
+    note.user = principal
+        .as_deref()
+        .and_then(Principal::user_id)
+        .map(str::to_owned);
+    let key = edge.limit_key(
+        rpc.class,
+        principal.as_deref(),
+        parts.extensions.get::<ClientAddr>().copied(),
+    );
+    let verdict = edge.limiter.check(rpc.class, &key)?;
+    let result = respond(edge, route, &vars, &parts, body, principal).await;
+    match result {
+        Ok(mut response) => {
+            response.headers_mut().extend(verdict.headers);
+            Ok(response)
+        }
+        Err(e) => Err(EdgeError::with_headers(e, &verdict.headers)),
+    }
+}
+
+async fn respond(
+    edge: &Edge,
+    route: &HttpRoute,
+    vars: &[(String, String)],
+    parts: &http::request::Parts,
+    body: Incoming,
+    principal: Option<Arc<Principal>>,
+) -> Result<Response<Body>, EdgeError> {
+    let rpc = &route.rpc;
+    let body = read_body(body, &parts.headers, edge.settings.max_body_bytes).await?;
+    let message = transcode::request(route, vars, parts.uri.query(), &body)?;
+    let deadline = edge.deadline(&parts.headers);
+    let reply = call(edge, rpc, message, &parts.headers, principal, deadline).await?;
+    let bytes = transcode::response(route, &reply)?;
+    let mut response = json_response(StatusCode::OK, bytes);
+    if rpc.deprecated {
+        response
+            .headers_mut()
+            .insert("deprecation", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Reads the body, refusing more than `limit` bytes (413).
+async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, EdgeError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(EdgeError::too_large(limit));
+    }
+    let bytes = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                EdgeError::too_large(limit)
+            } else {
+                EdgeError::bad_request("cannot read the request body")
+            }
+        })?
+        .to_bytes();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.to_ascii_lowercase().contains("json"));
+    if !json && !bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            EdgeError::bad_request("the request body must be application/json")
+                .with_http(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        );
+    }
+    Ok(bytes)
+}
+
+/// Calls `rpc` upstream with `message`, forwarding the caller's token and request id. A call
+/// that never reached the service (connection refused or reset) is tried once more, on the
+/// context's other connection, when the contract says a retry is safe.
+///
+/// # Errors
+/// The upstream's status; UNAVAILABLE when it cannot be reached; DEADLINE_EXCEEDED after
+/// `deadline`.
+pub async fn call(
+    edge: &Edge,
+    rpc: &Rpc,
+    message: DynamicMessage,
+    headers: &HeaderMap,
+    principal: Option<Arc<Principal>>,
+    deadline: Duration,
+) -> Result<DynamicMessage, EdgeError> {
+    let started = Instant::now();
+    let spare = (rpc.idempotency != Idempotency::Unknown).then(|| message.clone());
+    let first = attempt(edge, rpc, message, headers, principal.clone(), deadline).await;
+    match (first, spare) {
+        (Err(Failure::Transport(_)), Some(message)) => {
+            tokio::time::sleep(RETRY_AFTER).await;
+            let left = deadline.saturating_sub(started.elapsed());
+            attempt(edge, rpc, message, headers, principal, left)
+                .await
+                .map_err(Failure::into_error)
+        }
+        (result, _) => result.map_err(Failure::into_error),
+    }
+}
+
+/// Pause before the one retry of a call that did not reach the service.
+const RETRY_AFTER: Duration = Duration::from_millis(20);
+
+/// Why one attempt failed.
+enum Failure {
+    /// The service answered with an error, or time ran out: final.
+    Answered(EdgeError),
+    /// The call did not get through (no connection, reset): safe to repeat if idempotent.
+    Transport(EdgeError),
+}
+
+impl Failure {
+    fn into_error(self) -> EdgeError {
+        match self {
+            Self::Answered(e) | Self::Transport(e) => e,
+        }
+    }
+}
+
+async fn attempt(
+    edge: &Edge,
+    rpc: &Rpc,
+    message: DynamicMessage,
+    headers: &HeaderMap,
+    principal: Option<Arc<Principal>>,
+    deadline: Duration,
+) -> Result<DynamicMessage, Failure> {
+    let unavailable = || {
+        Failure::Answered(EdgeError::new(
+            Code::Unavailable,
+            format!("{} is unavailable", rpc.upstream),
+        ))
+    };
+    let service = edge.upstreams.get(&rpc.upstream).ok_or_else(unavailable)?;
+    let path = PathAndQuery::from_str(&rpc.path).map_err(|_| unavailable())?;
+    let mut request = tonic::Request::new(message);
+    for name in FORWARDED {
+        if let Some(value) = headers.get(name)
+            && let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes())
+        {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    request.set_timeout(deadline);
+    if let Some(p) = principal {
+        request.extensions_mut().insert(Principal::clone(&p));
+    }
+    let codec = DynamicCodec::new(rpc.method.output());
+    // Owned and boxed: the exchange borrows nothing from the caller, so the handler's future
+    // stays `Send` for any lifetime (rustc's higher-ranked inference balks otherwise).
+    let exchange: futures::future::BoxFuture<
+        'static,
+        Result<tonic::Response<DynamicMessage>, Status>,
+    > = Box::pin(async move {
+        let mut grpc = tonic::client::Grpc::new(service);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::from_error(Box::new(e)))?;
+        grpc.unary(request, path, codec).await
+    });
+    match tokio::time::timeout(deadline, exchange).await {
+        Err(_) => Err(Failure::Answered(EdgeError::new(
+            Code::DeadlineExceeded,
+            format!("{} did not answer in time", rpc.upstream),
+        ))),
+        Ok(Err(status)) => Err(sanitize(status, &rpc.upstream)),
+        Ok(Ok(response)) => Ok(response.into_inner()),
+    }
+}
+
+/// Statuses made by the client side (connection refused, reset) carry a transport error as
+/// their source: log it, and tell the client only that the context is unavailable.
+fn sanitize(status: Status, upstream: &str) -> Failure {
+    let Some(source) = std::error::Error::source(&status) else {
+        return Failure::Answered(status.into());
+    };
+    tracing::warn!(upstream, code = ?status.code(), error = %source, "upstream call failed");
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(e) = cause {
+        if e.is::<tonic::TimeoutExpired>() {
+            return Failure::Answered(EdgeError::new(
+                Code::DeadlineExceeded,
+                format!("{upstream} did not answer in time"),
+            ));
+        }
+        cause = e.source();
+    }
+    Failure::Transport(EdgeError::new(
+        Code::Unavailable,
+        format!("{upstream} is unavailable"),
+    ))
+}

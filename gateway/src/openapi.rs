@@ -1,0 +1,370 @@
+//! The OpenAPI 3.1 document served at `GET /openapi.json`, generated from the route table and
+//! the descriptors: every route with its path and query parameters, request and response
+//! schemas (proto comments as descriptions), the error responses and the bearer scheme.
+
+use std::collections::BTreeMap;
+
+use polyshop_platform::contract::Access;
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    routes::{BodySpec, HttpRoute, RouteTable, field_path},
+    schema::{Comments, Schemas, reference},
+};
+
+const ERROR_SCHEMA: &str = "polyshop.edge.Error";
+/// Query parameters are flattened this deep into nested messages.
+const MAX_QUERY_DEPTH: usize = 3;
+
+/// Error statuses every operation may answer, with what they mean at the edge.
+const ERRORS: [(&str, &str); 11] = [
+    (
+        "400",
+        "The request is invalid (malformed JSON, unknown field, failed validation).",
+    ),
+    ("401", "The access token is missing or invalid."),
+    ("403", "The caller may not do this."),
+    ("404", "Not found."),
+    ("409", "Conflict with the current state."),
+    ("413", "The request body is too large."),
+    ("429", "Rate limit exceeded; see Retry-After."),
+    ("500", "Internal error."),
+    ("501", "Not implemented."),
+    ("503", "A service is unavailable or the edge is overloaded."),
+    ("504", "A service did not answer in time."),
+];
+
+/// Builds the document for `routes`.
+pub fn document(routes: &RouteTable) -> Value {
+    let pool = polyshop_platform::contract::pool();
+    let comments = Comments::of(pool);
+    let mut schemas = Schemas::new(&comments);
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for route in routes.http_routes() {
+        let base = format!(
+            "{}_{}",
+            route.rpc.method.parent_service().name(),
+            route.rpc.method.name()
+        );
+        let n = seen.entry(base.clone()).or_default();
+        let operation_id = if *n == 0 { base } else { format!("{base}_{n}") };
+        *n += 1;
+        let op = operation(route, operation_id, &comments, &mut schemas);
+        paths
+            .entry(route.template.openapi_path())
+            .or_default()
+            .insert(route.method.as_str().to_ascii_lowercase(), op);
+    }
+    let mut components = Map::new();
+    for (name, schema) in std::mem::take(&mut schemas.components) {
+        components.insert(name, schema);
+    }
+    components.insert(ERROR_SCHEMA.into(), error_schema());
+    let mut tags: Vec<Value> = routes
+        .services()
+        .iter()
+        .filter_map(|s| pool.get_service_by_name(s))
+        .map(|s| {
+            json!({
+                "name": s.name(),
+                "description": comments.get(s.parent_file().name(), s.path()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    tags.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Polyshop API",
+            "version": "v1",
+            "description": "JSON over HTTP, transcoded by the edge from the gRPC contracts in proto/. \
+                Errors use one shape: {\"error\": {code, status, message, details}}.",
+        },
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
+            },
+        },
+    })
+}
+
+fn operation(
+    route: &HttpRoute,
+    operation_id: String,
+    comments: &Comments,
+    schemas: &mut Schemas<'_>,
+) -> Value {
+    let method = &route.rpc.method;
+    let doc = comments
+        .get(method.parent_file().name(), method.path())
+        .unwrap_or_default();
+    let input = method.input();
+    let path_fields: Vec<String> = route
+        .template
+        .variables()
+        .iter()
+        .map(|v| v.field_path.clone())
+        .collect();
+    let mut parameters = Vec::new();
+    for var in &path_fields {
+        let Ok(fields) = field_path(&input, var) else {
+            continue;
+        };
+        let Some(last) = fields.last() else { continue };
+        parameters.push(parameter(
+            var,
+            "path",
+            true,
+            schemas.field(last),
+            comments,
+            last,
+        ));
+    }
+    let mut op = json!({
+        "operationId": operation_id,
+        "tags": [method.parent_service().name()],
+        "summary": doc.lines().next().unwrap_or_default(),
+        "description": doc,
+        "x-grpc-method": route.rpc.path,
+        "x-polyshop-access": format!("{:?}", route.rpc.access).to_ascii_uppercase(),
+    });
+    let top_level: Vec<&str> = path_fields
+        .iter()
+        .filter(|p| !p.contains('.'))
+        .map(String::as_str)
+        .collect();
+    match &route.body {
+        BodySpec::All => {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": schemas.object(&input, &top_level) } },
+            });
+        }
+        BodySpec::Field(field) => {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": schemas.field(field) } },
+            });
+        }
+        BodySpec::None => {}
+    }
+    if !matches!(route.body, BodySpec::All) {
+        let skip_field = match &route.body {
+            BodySpec::Field(f) => Some(f.name().to_owned()),
+            _ => None,
+        };
+        query_parameters(
+            &input,
+            "",
+            0,
+            &path_fields,
+            skip_field.as_deref(),
+            comments,
+            schemas,
+            &mut parameters,
+        );
+    }
+    if !parameters.is_empty() {
+        op["parameters"] = Value::Array(parameters);
+    }
+    let output = match &route.response_body {
+        Some(field) => schemas.field(field),
+        None => schemas.message(&method.output()),
+    };
+    op["responses"] = responses(output, route);
+    if route.rpc.access != Access::Public {
+        op["security"] = json!([{ "bearerAuth": [] }]);
+    }
+    if route.rpc.deprecated {
+        op["deprecated"] = Value::Bool(true);
+    }
+    op
+}
+
+fn parameter(
+    name: &str,
+    location: &str,
+    required: bool,
+    schema: Value,
+    comments: &Comments,
+    field: &FieldDescriptor,
+) -> Value {
+    let mut p = json!({ "name": name, "in": location, "required": required, "schema": schema });
+    if let Some(text) = comments.get(field.parent_file().name(), field.path()) {
+        p["description"] = Value::String(text.to_owned());
+    }
+    if field.is_list() {
+        p["style"] = Value::String("form".into());
+        p["explode"] = Value::Bool(true);
+    }
+    p
+}
+
+#[allow(clippy::too_many_arguments)] // a recursive walk carrying its context
+fn query_parameters(
+    message: &MessageDescriptor,
+    prefix: &str,
+    depth: usize,
+    path_fields: &[String],
+    skip_field: Option<&str>,
+    comments: &Comments,
+    schemas: &mut Schemas<'_>,
+    out: &mut Vec<Value>,
+) {
+    for field in message.fields() {
+        let name = format!("{prefix}{}", field.name());
+        if path_fields.contains(&name) || (depth == 0 && skip_field == Some(field.name())) {
+            continue;
+        }
+        match field.kind() {
+            Kind::Message(m) if !is_text_wkt(&m) => {
+                if !field.is_list() && !field.is_map() && depth < MAX_QUERY_DEPTH {
+                    let nested = format!("{name}.");
+                    query_parameters(
+                        &m,
+                        &nested,
+                        depth + 1,
+                        path_fields,
+                        None,
+                        comments,
+                        schemas,
+                        out,
+                    );
+                }
+            }
+            _ if field.is_map() => {}
+            _ => out.push(parameter(
+                &name,
+                "query",
+                false,
+                schemas.field(&field),
+                comments,
+                &field,
+            )),
+        }
+    }
+}
+
+fn is_text_wkt(m: &MessageDescriptor) -> bool {
+    matches!(
+        m.full_name(),
+        "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.DoubleValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+fn responses(output: Value, route: &HttpRoute) -> Value {
+    let header =
+        |description: &str| json!({ "description": description, "schema": { "type": "string" } });
+    let mut headers = json!({
+        "X-Request-Id": header("The request id, as sent or generated; also passed to the services."),
+        "RateLimit": header("Remaining quota (IETF RateLimit header fields)."),
+        "RateLimit-Policy": header("The quota policy (IETF RateLimit header fields)."),
+    });
+    if route.rpc.deprecated {
+        headers["Deprecation"] = header("Set on deprecated methods.");
+    }
+    let mut out = Map::new();
+    out.insert(
+        "200".into(),
+        json!({
+            "description": "OK",
+            "headers": headers,
+            "content": { "application/json": { "schema": output } },
+        }),
+    );
+    for (code, description) in ERRORS {
+        let mut response = json!({
+            "description": description,
+            "content": { "application/json": { "schema": reference(ERROR_SCHEMA) } },
+        });
+        match code {
+            "401" => {
+                response["headers"] =
+                    json!({ "WWW-Authenticate": header("Bearer challenge (RFC 6750).") })
+            }
+            "429" => response["headers"] = json!({ "Retry-After": header("Seconds to wait.") }),
+            _ => {}
+        }
+        out.insert(code.into(), response);
+    }
+    Value::Object(out)
+}
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Every error: the gRPC status mapped to HTTP, with its google.rpc details.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "status", "message"],
+                "properties": {
+                    "code": { "type": "integer", "description": "The HTTP status." },
+                    "status": { "type": "string", "description": "The gRPC code name, e.g. INVALID_ARGUMENT." },
+                    "message": { "type": "string" },
+                    "details": {
+                        "type": "array",
+                        "description": "google.rpc details: ErrorInfo, BadRequest (fieldViolations), RetryInfo, …",
+                        "items": {
+                            "type": "object",
+                            "required": ["@type"],
+                            "properties": { "@type": { "type": "string" } },
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_schemas_and_security() {
+        let routes = RouteTable::from_pool(polyshop_platform::contract::pool()).expect("routes");
+        let doc = document(&routes);
+        assert_eq!(doc["openapi"], "3.1.0");
+        for route in routes.http_routes() {
+            let op = &doc["paths"][route.template.openapi_path()]
+                [route.method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {}", route.method, route.pattern);
+        }
+        let get = &doc["paths"]["/v1/users/{user_id}"]["get"];
+        assert_eq!(get["security"][0]["bearerAuth"], json!([]));
+        assert_eq!(get["parameters"][0]["in"], "path");
+        let login = &doc["paths"]["/v1/auth/login"]["post"];
+        assert!(login.get("security").is_none());
+        let product = &doc["components"]["schemas"]["polyshop.catalog.v1.Product"];
+        assert!(
+            product["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
+        let money = &doc["components"]["schemas"]["polyshop.api.v1.Money"];
+        assert_eq!(money["properties"]["amountMinor"]["type"], "string");
+        let list = &doc["paths"]["/v1/products"]["get"]["parameters"];
+        assert!(
+            list.as_array()
+                .is_some_and(|p| p.iter().any(|p| p["name"] == "page_size"))
+        );
+    }
+}

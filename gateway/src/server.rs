@@ -1,0 +1,94 @@
+//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port through hyper-util's auto builder,
+//! the client address put into each request, and graceful shutdown (stop accepting, health
+//! NOT_SERVING, drain in-flight connections for up to the grace period).
+
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic_health::ServingStatus;
+use tower::{Service, ServiceExt};
+
+use crate::edge::{ClientAddr, Edge};
+
+/// Health names the edge reports: the whole server, and the one service it implements.
+pub const HEALTH_NAMES: [&str; 2] = ["", "polyshop.storefront.v1.StorefrontService"];
+
+/// Serves `service` on `listener` until `shutdown`, then drains for up to `grace`.
+pub async fn run<S>(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    for name in HEALTH_NAMES {
+        edge.health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let hyper_service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ClientAddr(peer));
+            service.clone().oneshot(request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    edge.start_draining();
+    for name in HEALTH_NAMES {
+        edge.health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    tracing::info!("gateway draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("gateway stopped"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+        }
+    }
+}

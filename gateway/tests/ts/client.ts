@@ -1,0 +1,83 @@
+// Drives the edge with a client generated from proto/: register, log in, browse the catalog
+// and place an order, all over grpc-web (connect-web's transport, Node's fetch).
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { CatalogService } from "./gen/polyshop/catalog/v1/catalog_pb.js";
+import { InventoryService } from "./gen/polyshop/inventory/v1/inventory_pb.js";
+import { OrderService } from "./gen/polyshop/order/v1/order_pb.js";
+import { UserService } from "./gen/polyshop/user/v1/user_pb.js";
+import { MoneySchema } from "./gen/polyshop/api/v1/money_pb.js";
+
+const baseUrl = process.env.EDGE_URL ?? "http://127.0.0.1:8080";
+let token = "";
+const bearer: Interceptor = (next) => async (req) => {
+  if (token) req.header.set("authorization", `Bearer ${token}`);
+  return next(req);
+};
+const transport = createGrpcWebTransport({ baseUrl, interceptors: [bearer] });
+const users = createClient(UserService, transport);
+const catalog = createClient(CatalogService, transport);
+const inventory = createClient(InventoryService, transport);
+const orders = createClient(OrderService, transport);
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+async function ensureProduct(): Promise<string> {
+  const listed = await catalog.listProducts({ pageSize: 1 });
+  if (listed.products.length > 0) return listed.products[0].productId;
+  const login = process.env.ADMIN_LOGIN, password = process.env.ADMIN_PASSWORD;
+  if (!login || !password) throw new Error("the catalog is empty: set ADMIN_LOGIN and ADMIN_PASSWORD");
+  const saved = token;
+  token = (await users.login({ login, password })).accessToken;
+  const created = await catalog.createProduct({
+    requestId: `ts-${Date.now()}`, name: "TS kettle", category: "kitchen", active: true,
+    price: create(MoneySchema, { amountMinor: 2599n, currencyCode: "EUR" }),
+  });
+  const id = created.product!.productId;
+  await inventory.setStock({ productId: id, quantityOnHand: 10 });
+  token = saved;
+  return id;
+}
+
+async function main(): Promise<void> {
+  const name = `ts${Date.now().toString(36)}`;
+  const password = "typescript password 1";
+  const registered = await users.register({ username: name, email: `${name}@example.com`, password });
+  check(registered.user?.username === name, "register over grpc-web");
+  const login = await users.login({ login: name, password });
+  token = login.accessToken;
+  check(token.split(".").length === 3, "login returns a JWT");
+  const me = await users.getUser({ userId: registered.user!.userId });
+  check(me.user?.userId === registered.user!.userId, "authenticated GetUser");
+
+  const productId = await ensureProduct();
+  const product = await catalog.getProduct({ productId });
+  check(typeof product.product?.price?.amountMinor === "bigint", "GetProduct: int64 as bigint");
+
+  try {
+    await users.listUsers({});
+    check(false, "a customer may not list users");
+  } catch (e) {
+    check(ConnectError.from(e).code === Code.PermissionDenied, "admin route refused with PERMISSION_DENIED");
+  }
+
+  if (process.env.SKIP_ORDER === "1") return;
+  const placed = await orders.createOrder({
+    idempotencyKey: `ts-${Date.now()}`,
+    items: [{ productId, quantity: 1 }],
+    shippingAddress: { recipient: name, line1: "Main St 1", city: "Berlin", postalCode: "10115", countryCode: "DE" },
+    paymentMethodToken: "tok_visa",
+  });
+  check(placed.order !== undefined, `order placed (${placed.order?.status})`);
+  const read = await orders.getOrder({ orderId: placed.order!.orderId });
+  check(read.order?.orderId === placed.order!.orderId, "GetOrder reads it back");
+}
+
+main().catch((e) => {
+  console.error(e instanceof ConnectError ? `${Code[e.code]}: ${e.rawMessage}` : e);
+  process.exit(1);
+});

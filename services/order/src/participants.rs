@@ -1,0 +1,274 @@
+//! The saga's participants over gRPC: user, catalog, inventory and payment, each call with a
+//! service token, a deadline, retries only where the contract marks the method idempotent,
+//! and a circuit breaker per upstream.
+
+use std::{sync::Arc, time::Duration};
+
+use polyshop::{
+    catalog::v1::{BatchGetProductsRequest, Product, catalog_service_client::CatalogServiceClient},
+    inventory::v1::{
+        ConfirmReservationRequest, ReleaseReservationRequest, ReservationItem, ReserveStockRequest,
+        inventory_service_client::InventoryServiceClient,
+    },
+    payment::v1::{
+        ChargeRequest, ListPaymentsRequest, Payment, RefundRequest,
+        payment_service_client::PaymentServiceClient,
+    },
+    user::v1::{GetUserRequest, User, user_service_client::UserServiceClient},
+};
+use polyshop_platform::{
+    auth::{ServiceAuth, ServiceTokens},
+    config::Settings,
+    resilience::{self, CircuitBreaker, RetryPolicy},
+    server::StartError,
+};
+use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
+
+type Client<T> = T;
+type Authed = InterceptedService<Channel, ServiceAuth>;
+
+/// Clients of every participant, with their breakers.
+#[derive(Debug)]
+pub struct Participants {
+    user: Client<UserServiceClient<Authed>>,
+    catalog: Client<CatalogServiceClient<Authed>>,
+    inventory: Client<InventoryServiceClient<Authed>>,
+    payment: Client<PaymentServiceClient<Authed>>,
+    user_breaker: CircuitBreaker,
+    catalog_breaker: CircuitBreaker,
+    inventory_breaker: CircuitBreaker,
+    payment_breaker: CircuitBreaker,
+    policy: RetryPolicy,
+}
+
+fn channel(url: &str, timeout: Duration) -> Result<Channel, StartError> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| StartError::Other(format!("bad upstream URL {url}: {e}")))?
+        .connect_timeout(Duration::from_millis(500).min(timeout))
+        .timeout(timeout)
+        .connect_lazy())
+}
+
+macro_rules! call {
+    ($self:ident, $breaker:ident, $client:ident, $path:literal, $method:ident, $request:expr) => {{
+        let request = $request;
+        resilience::call(&$self.$breaker, &$self.policy, $path, || {
+            let mut client = $self.$client.clone();
+            let request = request.clone();
+            async move {
+                client
+                    .$method(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        })
+        .await
+    }};
+}
+
+impl Participants {
+    /// Lazily connected clients of the participants named in `settings`.
+    ///
+    /// # Errors
+    /// When a URL is malformed.
+    pub fn new(settings: &Settings, tokens: &Arc<ServiceTokens>) -> Result<Self, StartError> {
+        let o = &settings.order;
+        let timeout = Duration::from_millis(o.call_timeout_ms);
+        let auth = |audience: &str| ServiceAuth::new(tokens.clone(), audience);
+        let breaker = |name: &str| {
+            CircuitBreaker::new(
+                name,
+                o.breaker_failures,
+                Duration::from_millis(o.breaker_cool_down_ms),
+            )
+        };
+        Ok(Self {
+            user: UserServiceClient::with_interceptor(
+                channel(&settings.user.url(), timeout)?,
+                auth("polyshop-user"),
+            ),
+            catalog: CatalogServiceClient::with_interceptor(
+                channel(&settings.catalog.url(), timeout)?,
+                auth("polyshop-catalog"),
+            ),
+            inventory: InventoryServiceClient::with_interceptor(
+                channel(&settings.inventory.service().url(), timeout)?,
+                auth("polyshop-inventory"),
+            ),
+            payment: PaymentServiceClient::with_interceptor(
+                channel(&settings.payment.url(), timeout)?,
+                auth("polyshop-payment"),
+            ),
+            user_breaker: breaker("user"),
+            catalog_breaker: breaker("catalog"),
+            inventory_breaker: breaker("inventory"),
+            payment_breaker: breaker("payment"),
+            policy: RetryPolicy {
+                max_attempts: o.call_attempts.max(1),
+                attempt_timeout: timeout,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+
+    /// The user, or NOT_FOUND.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn user(&self, user_id: &str) -> Result<User, Status> {
+        let request = GetUserRequest {
+            user_id: user_id.to_owned(),
+        };
+        let response = call!(
+            self,
+            user_breaker,
+            user,
+            "/polyshop.user.v1.UserService/GetUser",
+            get_user,
+            request
+        )?;
+        response
+            .user
+            .ok_or_else(|| Status::internal("user service returned no user"))
+    }
+
+    /// The products found, and the ids not found.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn products(&self, ids: Vec<String>) -> Result<(Vec<Product>, Vec<String>), Status> {
+        let request = BatchGetProductsRequest { product_ids: ids };
+        let response = call!(
+            self,
+            catalog_breaker,
+            catalog,
+            "/polyshop.catalog.v1.CatalogService/BatchGetProducts",
+            batch_get_products,
+            request
+        )?;
+        Ok((response.products, response.not_found_ids))
+    }
+
+    /// Holds stock for every item or none.
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION when stock is short; other upstream statuses.
+    pub async fn reserve(
+        &self,
+        reservation_id: &str,
+        items: Vec<ReservationItem>,
+    ) -> Result<(), Status> {
+        let request = ReserveStockRequest {
+            reservation_id: reservation_id.to_owned(),
+            items,
+        };
+        call!(
+            self,
+            inventory_breaker,
+            inventory,
+            "/polyshop.inventory.v1.InventoryService/ReserveStock",
+            reserve_stock,
+            request
+        )
+        .map(drop)
+    }
+
+    /// Sells held stock.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn confirm(&self, reservation_id: &str) -> Result<(), Status> {
+        let request = ConfirmReservationRequest {
+            reservation_id: reservation_id.to_owned(),
+        };
+        call!(
+            self,
+            inventory_breaker,
+            inventory,
+            "/polyshop.inventory.v1.InventoryService/ConfirmReservation",
+            confirm_reservation,
+            request
+        )
+        .map(drop)
+    }
+
+    /// Returns a reservation's stock.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn release(&self, reservation_id: &str, reason: &str) -> Result<(), Status> {
+        let request = ReleaseReservationRequest {
+            reservation_id: reservation_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        call!(
+            self,
+            inventory_breaker,
+            inventory,
+            "/polyshop.inventory.v1.InventoryService/ReleaseReservation",
+            release_reservation,
+            request
+        )
+        .map(drop)
+    }
+
+    /// Charges; a decline is a payment in status DECLINED.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn charge(&self, request: ChargeRequest) -> Result<Payment, Status> {
+        let response = call!(
+            self,
+            payment_breaker,
+            payment,
+            "/polyshop.payment.v1.PaymentService/Charge",
+            charge,
+            request
+        )?;
+        response
+            .payment
+            .ok_or_else(|| Status::internal("payment service returned no payment"))
+    }
+
+    /// Refunds a captured payment in full.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn refund(&self, payment_id: &str, key: &str, reason: &str) -> Result<(), Status> {
+        let request = RefundRequest {
+            idempotency_key: key.to_owned(),
+            payment_id: payment_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        call!(
+            self,
+            payment_breaker,
+            payment,
+            "/polyshop.payment.v1.PaymentService/Refund",
+            refund,
+            request
+        )
+        .map(drop)
+    }
+
+    /// Every payment of an order.
+    ///
+    /// # Errors
+    /// The upstream status.
+    pub async fn payments_for(&self, order_id: &str) -> Result<Vec<Payment>, Status> {
+        let request = ListPaymentsRequest {
+            page_size: 100,
+            page_token: String::new(),
+            order_id: order_id.to_owned(),
+        };
+        let response = call!(
+            self,
+            payment_breaker,
+            payment,
+            "/polyshop.payment.v1.PaymentService/ListPayments",
+            list_payments,
+            request
+        )?;
+        Ok(response.payments)
+    }
+}

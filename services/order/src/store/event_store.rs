@@ -1,0 +1,233 @@
+//! The event store: per-order streams with a version and optimistic concurrency (a write
+//! that expected another version fails with `Conflict`), snapshots every N events, and the
+//! outbox row of each event in the same transaction.
+
+use polyshop_platform::events::outbox;
+use prost::Message;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+
+use super::{all, b64, exec, one, unb64};
+use crate::{
+    codec,
+    domain::{Order, OrderError, OrderEvent},
+};
+
+/// One stored event.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Position in the order's stream, from 1.
+    pub version: i64,
+    /// Event id (also the `Nats-Msg-Id`).
+    pub event_id: String,
+    /// `created`, `confirmed`, …
+    pub kind: String,
+    /// The proto event.
+    pub payload: Vec<u8>,
+    /// Epoch ms.
+    pub recorded_at: i64,
+}
+
+/// Appends and loads order streams.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    db: DatabaseConnection,
+    snapshot_every: i64,
+}
+
+impl EventStore {
+    /// A store over `db`, snapshotting every `snapshot_every` events.
+    pub fn new(db: DatabaseConnection, snapshot_every: i64) -> Self {
+        Self {
+            db,
+            snapshot_every: snapshot_every.max(1),
+        }
+    }
+
+    /// The connection, for transactions that span the saga table too.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Appends `events` to `order`'s stream inside `txn`, expecting the stream to be at
+    /// `order.version` (0 for a new order); returns the new state.
+    ///
+    /// # Errors
+    /// `Conflict` when another writer got there first; `Internal` for storage errors.
+    pub async fn append_in(
+        &self,
+        txn: &DatabaseTransaction,
+        current: Option<&Order>,
+        events: &[OrderEvent],
+    ) -> Result<Order, OrderError> {
+        let now = polyshop_platform::now_millis();
+        let mut state = current.cloned();
+        for event in events {
+            let version = state.as_ref().map_or(0, |s| s.version) + 1;
+            let (order_id, user_id) = match (&state, event) {
+                (_, OrderEvent::Created(o)) => (o.id.clone(), o.user_id.clone()),
+                (Some(s), _) => (s.id.clone(), s.user_id.clone()),
+                (None, _) => return Err(OrderError::NotFound),
+            };
+            let event_id = polyshop_platform::new_id();
+            let out = codec::outgoing(&order_id, &user_id, event, &event_id, now);
+            let inserted = exec(
+                txn,
+                "INSERT INTO order_events (order_id, version, event_id, kind, payload, recorded_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    order_id.clone().into(),
+                    version.into(),
+                    event_id.into(),
+                    event.kind().into(),
+                    b64(&out.payload).into(),
+                    now.into(),
+                ],
+            )
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if polyshop_platform::db::is_unique_violation(&e) => {
+                    return Err(OrderError::Conflict);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            outbox::enqueue(txn, &out).await?;
+            state = Order::replay(state, &[(event.clone(), now)]);
+            if let Some(s) = &state
+                && s.version % self.snapshot_every == 0
+            {
+                self.snapshot(txn, s).await?;
+            }
+        }
+        state.ok_or(OrderError::NotFound)
+    }
+
+    /// Appends in a transaction of its own.
+    ///
+    /// # Errors
+    /// As [`EventStore::append_in`].
+    pub async fn append(
+        &self,
+        current: Option<&Order>,
+        events: &[OrderEvent],
+    ) -> Result<Order, OrderError> {
+        let txn = self.db.begin().await?;
+        match self.append_in(&txn, current, events).await {
+            Ok(order) => {
+                txn.commit().await?;
+                Ok(order)
+            }
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn snapshot(&self, txn: &DatabaseTransaction, order: &Order) -> Result<(), OrderError> {
+        let payload = b64(&codec::order(order).encode_to_vec());
+        let now = polyshop_platform::now_millis();
+        let updated = exec(
+            txn,
+            "UPDATE order_snapshots SET version = ?, payload = ?, taken_at = ? WHERE order_id = ?",
+            vec![
+                order.version.into(),
+                payload.clone().into(),
+                now.into(),
+                order.id.clone().into(),
+            ],
+        )
+        .await?;
+        if updated == 0 {
+            exec(
+                txn,
+                "INSERT INTO order_snapshots (order_id, version, payload, taken_at) VALUES (?, ?, ?, ?)",
+                vec![order.id.clone().into(), order.version.into(), payload.into(), now.into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The current state: the latest snapshot plus the events after it.
+    ///
+    /// # Errors
+    /// `Internal` for storage or decoding errors.
+    pub async fn load(&self, order_id: &str) -> Result<Option<Order>, OrderError> {
+        let snapshot = match one(
+            &self.db,
+            "SELECT version, payload FROM order_snapshots WHERE order_id = ?",
+            vec![order_id.into()],
+        )
+        .await?
+        {
+            Some(row) => {
+                let payload: String = row.try_get("", "payload")?;
+                let pb = polyshop::order::v1::Order::decode(unb64(&payload)?.as_slice())
+                    .map_err(|e| OrderError::Internal(Box::new(e)))?;
+                Some(codec::order_in(&pb))
+            }
+            None => None,
+        };
+        let after = snapshot.as_ref().map_or(0, |s| s.version);
+        let events = self.events_after(order_id, after).await?;
+        let decoded = events
+            .iter()
+            .map(|r| codec::decode(&r.kind, &r.payload).map(|e| (e, r.recorded_at)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| OrderError::Internal(Box::new(e)))?;
+        Ok(Order::replay(snapshot, &decoded))
+    }
+
+    /// Every event of an order, oldest first.
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn history(&self, order_id: &str) -> Result<Vec<Recorded>, OrderError> {
+        self.events_after(order_id, 0).await
+    }
+
+    async fn events_after(
+        &self,
+        order_id: &str,
+        version: i64,
+    ) -> Result<Vec<Recorded>, OrderError> {
+        let rows = all(
+            &self.db,
+            "SELECT version, event_id, kind, payload, recorded_at FROM order_events
+             WHERE order_id = ? AND version > ? ORDER BY version",
+            vec![order_id.into(), version.into()],
+        )
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let payload: String = row.try_get("", "payload")?;
+                Ok(Recorded {
+                    version: row.try_get("", "version")?,
+                    event_id: row.try_get("", "event_id")?,
+                    kind: row.try_get("", "kind")?,
+                    payload: unb64(&payload)?,
+                    recorded_at: row.try_get("", "recorded_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+            .map_err(OrderError::from)
+    }
+
+    /// Ids of every order, oldest first (for rebuilding the read model).
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn order_ids(&self) -> Result<Vec<String>, OrderError> {
+        let rows = all(
+            &self.db,
+            "SELECT DISTINCT order_id FROM order_events ORDER BY order_id",
+            vec![],
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.try_get::<String>("", "order_id").ok())
+            .collect())
+    }
+}

@@ -1,0 +1,107 @@
+//! Persistence of the order context: the event store (append-only, versioned, snapshots),
+//! saga state, the read model the projection maintains, and the user replica. Plain SQL
+//! through sea-orm, portable between SQLite and PostgreSQL.
+
+mod event_store;
+mod read_model;
+mod replica;
+mod sagas;
+
+pub use event_store::{EventStore, Recorded};
+pub use read_model::{ListFilter, Projected, ReadModel};
+pub use replica::UserReplica;
+pub use sagas::{Claim, Saga, SagaStep, SagaStore};
+
+use polyshop_platform::db::{Migration, placeholders};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
+
+/// Schema of the order database, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "event store, snapshots, sagas, read model, user replica",
+    sql: "CREATE TABLE order_events (
+            order_id TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            event_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            recorded_at BIGINT NOT NULL,
+            PRIMARY KEY (order_id, version));
+          CREATE TABLE order_snapshots (
+            order_id TEXT PRIMARY KEY,
+            version BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            taken_at BIGINT NOT NULL);
+          CREATE TABLE sagas (
+            order_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            request TEXT NOT NULL,
+            step TEXT NOT NULL,
+            reservation_id TEXT,
+            payment_id TEXT,
+            payment_uncertain BOOLEAN NOT NULL DEFAULT FALSE,
+            reason TEXT,
+            detail TEXT NOT NULL DEFAULT '',
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            UNIQUE (user_id, idempotency_key));
+          CREATE INDEX sagas_unfinished ON sagas (step);
+          CREATE TABLE order_view (
+            order_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            updated_at BIGINT NOT NULL);
+          CREATE INDEX order_view_by_user ON order_view (user_id, order_id);
+          CREATE TABLE user_replica (
+            user_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            updated_at BIGINT NOT NULL)",
+}];
+
+/// A statement with `?` placeholders for the connection's backend.
+pub(crate) fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<Value>) -> Statement {
+    let backend = conn.get_database_backend();
+    Statement::from_sql_and_values(backend, placeholders(backend, sql), values)
+}
+
+pub(crate) async fn exec<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<u64, DbErr> {
+    Ok(conn
+        .execute_raw(stmt(conn, sql, values))
+        .await?
+        .rows_affected())
+}
+
+pub(crate) async fn one<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Option<QueryResult>, DbErr> {
+    conn.query_one_raw(stmt(conn, sql, values)).await
+}
+
+pub(crate) async fn all<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    conn.query_all_raw(stmt(conn, sql, values)).await
+}
+
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub(crate) fn unb64(text: &str) -> Result<Vec<u8>, DbErr> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| DbErr::Custom(format!("corrupt payload: {e}")))
+}

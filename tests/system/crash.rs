@@ -1,0 +1,194 @@
+//! Crash recovery: the order process is killed at each saga step (a failpoint makes it exit
+//! the first time it gets there), `polyshop up` restarts it, and the resumed saga ends the
+//! order CONFIRMED or REJECTED with no leaked reservation, no double charge and stock conserved.
+
+use std::time::Duration;
+
+use polyshop::{
+    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
+    inventory::v1::{GetStockRequest, inventory_service_client::InventoryServiceClient},
+    order::v1::{
+        CreateOrderItem, CreateOrderRequest, Order, OrderStatus, ShippingAddress,
+        order_service_client::OrderServiceClient,
+    },
+    payment::v1::{
+        ListPaymentsRequest, PaymentStatus, payment_service_client::PaymentServiceClient,
+    },
+    user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
+};
+use polyshop_platform::testing::bearer;
+
+use crate::harness::System;
+
+async fn stock(system: &System, product_id: &str) -> (i32, i32) {
+    let s = InventoryServiceClient::connect(system.url("INVENTORY"))
+        .await
+        .expect("connect")
+        .get_stock(GetStockRequest {
+            product_id: product_id.into(),
+        })
+        .await
+        .expect("stock")
+        .into_inner()
+        .stock
+        .expect("level");
+    (s.quantity_on_hand, s.quantity_reserved)
+}
+
+async fn place(system: &System, token: &str, product_id: &str) -> Result<Order, tonic::Status> {
+    let mut orders = OrderServiceClient::connect(system.url("ORDER"))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let request = CreateOrderRequest {
+        idempotency_key: "crash-test".into(),
+        items: vec![CreateOrderItem {
+            product_id: product_id.into(),
+            quantity: 2,
+        }],
+        shipping_address: Some(ShippingAddress {
+            recipient: "Jane".into(),
+            line1: "Main St 1".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country_code: "DE".into(),
+            ..Default::default()
+        }),
+        payment_method_token: "tok_visa".into(),
+    };
+    orders
+        .create_order(bearer(request, token))
+        .await
+        .map(|r| r.into_inner().order.expect("order"))
+}
+
+async fn crash_at(failpoint: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = System::environment(dir.path());
+    env.insert("POLYSHOP_FAILPOINT".into(), format!("{failpoint}=exit"));
+    let system = System::up(dir.path(), env).await;
+
+    let mut users = UserServiceClient::connect(system.url("USER"))
+        .await
+        .expect("connect");
+    users
+        .register(RegisterRequest {
+            username: "jane".into(),
+            email: "jane@example.com".into(),
+            password: "correct horse battery".into(),
+            display_name: String::new(),
+        })
+        .await
+        .expect("register");
+    let token = users
+        .login(LoginRequest {
+            login: "jane".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .access_token;
+    let admin = users
+        .login(LoginRequest {
+            login: "admin".into(),
+            password: system.admin_password(),
+        })
+        .await
+        .expect("admin login")
+        .into_inner()
+        .access_token;
+    let product = CatalogServiceClient::connect(system.url("CATALOG"))
+        .await
+        .expect("connect")
+        .list_products(ListProductsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .products
+        .remove(0);
+    let before = stock(&system, &product.product_id).await;
+
+    // The first call dies with the process at the failpoint (or answers, for the last step).
+    let _ = place(&system, &token, &product.product_id).await;
+    // The client retries with the same key until the restarted service answers.
+    let mut order = None;
+    for _ in 0..120 {
+        match place(&system, &token, &product.product_id).await {
+            Ok(o) if o.status != OrderStatus::Pending as i32 => {
+                order = Some(o);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    let order = order.unwrap_or_else(|| panic!("{failpoint}: the order never settled"));
+    assert!(
+        [OrderStatus::Confirmed as i32, OrderStatus::Rejected as i32].contains(&order.status),
+        "{failpoint}: ended {order:?}"
+    );
+    assert!(
+        dir.path().join("failpoints").join(failpoint).exists(),
+        "{failpoint} really fired"
+    );
+
+    let after = stock(&system, &product.product_id).await;
+    let sold = if order.status == OrderStatus::Confirmed as i32 {
+        2
+    } else {
+        0
+    };
+    assert_eq!(
+        after,
+        (before.0 - sold, 0),
+        "{failpoint}: stock conserved, no reservation leaked"
+    );
+    let payments = PaymentServiceClient::connect(system.url("PAYMENT"))
+        .await
+        .expect("connect")
+        .list_payments(bearer(
+            ListPaymentsRequest {
+                page_size: 100,
+                page_token: String::new(),
+                order_id: order.order_id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("payments")
+        .into_inner()
+        .payments;
+    let captured = payments
+        .iter()
+        .filter(|p| p.status == PaymentStatus::Captured as i32)
+        .count();
+    let expected = usize::from(order.status == OrderStatus::Confirmed as i32);
+    assert_eq!(
+        captured, expected,
+        "{failpoint}: exactly one charge for a confirmed order, none kept otherwise"
+    );
+    assert!(payments.len() <= 1, "{failpoint}: never charged twice");
+    assert!(system.stop().await);
+}
+
+#[tokio::test]
+async fn a_crash_after_creating_the_order_is_recovered() {
+    crash_at("order.after_create").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_reserving_stock_is_recovered() {
+    crash_at("order.after_reserve").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_charging_is_recovered() {
+    crash_at("order.after_charge").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_confirming_is_recovered() {
+    crash_at("order.after_confirm").await;
+}
