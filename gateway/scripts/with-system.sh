@@ -10,6 +10,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${POLYSHOP_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/polyshop}"
+# Not a config key: polyshop rejects unknown POLYSHOP_* variables.
+unset POLYSHOP_BIN
 url="${EDGE_URL:-http://127.0.0.1:8080}"
 [[ -x "$bin" ]] || { echo "with-system: $bin not built (just build)" >&2; exit 1; }
 [[ $# -gt 0 ]] || { echo "usage: with-system.sh <command> [args...]" >&2; exit 1; }

@@ -141,6 +141,7 @@ pub async fn postgres_database(test: &str) -> Option<String> {
     let admin = crate::db::connect_url(&base, "test-admin")
         .await
         .expect("connect to PostgreSQL");
+    drop_stale_databases(&admin).await;
     let name = format!("polyshop_test_{}", uuid::Uuid::now_v7().simple());
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -151,6 +152,35 @@ pub async fn postgres_database(test: &str) -> Option<String> {
         "{test}: PostgreSQL backend covered (database {name})"
     ));
     Some(format!("{prefix}/{name}"))
+}
+
+/// Drops `polyshop_test_*` databases more than an hour old (their names carry a UUIDv7, whose
+/// first 48 bits are a millisecond timestamp), so test runs do not pile databases up.
+async fn drop_stale_databases(admin: &sea_orm::DatabaseConnection) {
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'polyshop_test_%'",
+        ))
+        .await
+    else {
+        return;
+    };
+    let hour_ago = crate::now_millis() - 3_600_000;
+    for row in rows {
+        let Ok(name) = row.try_get_by_index::<String>(0) else {
+            continue;
+        };
+        let created = name
+            .strip_prefix("polyshop_test_")
+            .and_then(|hex| hex.get(..12))
+            .and_then(|ms| i64::from_str_radix(ms, 16).ok());
+        if created.is_some_and(|ms| ms < hour_ago) {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
 }
 
 /// A nats-server child with JetStream on a free port, for one test. Stops on drop.

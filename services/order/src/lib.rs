@@ -46,8 +46,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let auth = Arc::new(Authenticator::for_service(&settings, SERVICE_NAME)?);
-    serve_with_auth(settings, listener, auth, shutdown).await
+    // Tokens of users the replica knows to be suspended, inactive or deleted stop working here
+    // too, as soon as the user event arrives.
+    let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    let auth = Authenticator::for_service(&settings, SERVICE_NAME)?
+        .with_account_status(Arc::new(ReplicatedAccounts(UserReplica::new(conn))));
+    serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
+}
+
+/// Account status from the user replica: unknown users pass (the saga checks them again).
+struct ReplicatedAccounts(UserReplica);
+
+impl polyshop_platform::auth::AccountStatus for ReplicatedAccounts {
+    fn is_active<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, tonic::Status>> {
+        Box::pin(async move {
+            match self.0.status(user_id).await {
+                Ok(status) => Ok(status.is_none_or(|s| s == "active")),
+                Err(e) => Err(polyshop_platform::status::internal(&e)),
+            }
+        })
+    }
 }
 
 /// Opens the database, starts the event bus, the projection and replica consumers and the

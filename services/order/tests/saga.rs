@@ -453,3 +453,48 @@ async fn with_payment_down_the_breaker_opens_orders_fail_fast_and_it_closes_afte
     assert_eq!(order.status, OrderStatus::Confirmed as i32);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_suspended_users_token_stops_working_here_once_the_user_event_arrives() {
+    use polyshop::user::v1::{
+        ChangeUserStatusRequest, UserStatus, user_service_client::UserServiceClient,
+    };
+    let system = System::start().await;
+    let admin = system.admin().await;
+    let mug = system.product(&admin, "Mug", 500, 5).await;
+    let (user_id, token) = system.customer("jane").await;
+    UserServiceClient::new(system.channel("user"))
+        .change_user_status(bearer(
+            ChangeUserStatusRequest {
+                user_id,
+                status: UserStatus::Suspended as i32,
+                reason: "fraud".into(),
+            },
+            &admin,
+        ))
+        .await
+        .expect("suspend");
+    let refused = eventually(Duration::from_secs(10), async || {
+        match system
+            .place(
+                &token,
+                &polyshop_platform::new_id(),
+                &[(&mug, 1)],
+                "tok_visa",
+            )
+            .await
+        {
+            Err(s) if s.code() == Code::Unauthenticated => Some(()),
+            _ => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                None
+            }
+        }
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the replica's status change revokes the token in the order service"
+    );
+    system.shutdown().await;
+}
