@@ -220,22 +220,6 @@ pub struct UserSettings {
     pub admin_password: Option<String>,
 }
 
-impl UserSettings {
-    /// The generic part, for the server bootstrap.
-    pub fn service(&self) -> ServiceSettings {
-        ServiceSettings {
-            listen: self.listen,
-            url: self.url.clone(),
-            database_url: self.database_url.clone(),
-        }
-    }
-
-    /// The URL clients dial.
-    pub fn url(&self) -> String {
-        self.service().url()
-    }
-}
-
 impl Default for UserSettings {
     fn default() -> Self {
         Self {
@@ -263,22 +247,6 @@ pub struct NotificationSettings {
     pub smtp_addr: Option<String>,
     /// Envelope and header sender of outgoing mail.
     pub mail_from: String,
-}
-
-impl NotificationSettings {
-    /// The generic part, for the server bootstrap.
-    pub fn service(&self) -> ServiceSettings {
-        ServiceSettings {
-            listen: self.listen,
-            url: self.url.clone(),
-            database_url: self.database_url.clone(),
-        }
-    }
-
-    /// The URL clients dial.
-    pub fn url(&self) -> String {
-        self.service().url()
-    }
 }
 
 impl Default for NotificationSettings {
@@ -315,22 +283,6 @@ pub struct OrderSettings {
     pub snapshot_every: i64,
     /// How often unfinished sagas are resumed.
     pub resume_interval_ms: u64,
-}
-
-impl OrderSettings {
-    /// The generic part, for the server bootstrap.
-    pub fn service(&self) -> ServiceSettings {
-        ServiceSettings {
-            listen: self.listen,
-            url: self.url.clone(),
-            database_url: self.database_url.clone(),
-        }
-    }
-
-    /// The URL clients dial.
-    pub fn url(&self) -> String {
-        self.service().url()
-    }
 }
 
 impl Default for OrderSettings {
@@ -384,16 +336,34 @@ impl ServiceSettings {
     }
 }
 
-impl InventorySettings {
-    /// The generic part, for the server bootstrap.
-    pub fn service(&self) -> ServiceSettings {
-        ServiceSettings {
-            listen: self.listen,
-            url: self.url.clone(),
-            database_url: self.database_url.clone(),
+/// `service()` and `url()` for the sections that extend [`ServiceSettings`] with their own keys
+/// (kept as plain fields rather than `#[serde(flatten)]`, which `deny_unknown_fields` forbids).
+macro_rules! service_section {
+    ($($section:ty),+) => {$(
+        impl $section {
+            /// The generic part, for the server bootstrap.
+            pub fn service(&self) -> ServiceSettings {
+                ServiceSettings {
+                    listen: self.listen,
+                    url: self.url.clone(),
+                    database_url: self.database_url.clone(),
+                }
+            }
+
+            /// The URL clients dial.
+            pub fn url(&self) -> String {
+                self.service().url()
+            }
         }
-    }
+    )+};
 }
+
+service_section!(
+    UserSettings,
+    InventorySettings,
+    OrderSettings,
+    NotificationSettings
+);
 
 fn url_of(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
