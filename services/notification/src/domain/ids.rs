@@ -6,14 +6,21 @@ use uuid::{Builder, Uuid};
 /// The id of the notification event `source_event_id` causes for `user_id`, and its creation
 /// time (epoch ms).
 ///
-/// The id is a UUIDv7 whose timestamp is the source event's (event ids are UUIDv7; `now` is
-/// used when one is not) and whose remaining bits are a hash of the pair. A redelivered event
-/// therefore yields the same id again, which keeps delivery idempotent: the mailbox skips an
-/// id it already holds, and SMTP receivers see the same Message-ID. Lists sort by id, so
-/// "newest first" means by the time of the event that caused the notification.
+/// The id is a UUIDv7 that keeps the first 96 bits of the source event's id (its timestamp and
+/// the publisher's monotonic counter) and puts a hash of the pair in the last 32. A
+/// redelivered event therefore yields the same id again, which keeps delivery idempotent: the
+/// mailbox skips an id it already holds, and SMTP receivers see the same Message-ID. Lists
+/// sort by id, so "newest first" follows the order in which the events were made, even for
+/// events of the same millisecond. An event id that is not UUIDv7 gets `now` as its time and
+/// hash bits for the rest.
 pub fn notification_id(source_event_id: &str, user_id: &str, now: i64) -> (String, i64) {
-    let millis = event_time(source_event_id).unwrap_or(now).max(0);
     let first = fnv1a64(0, source_event_id, user_id).to_be_bytes();
+    if let Some((event, millis)) = v7_event(source_event_id) {
+        let mut bytes = *event.as_bytes();
+        bytes[12..].copy_from_slice(&first[..4]);
+        return (Uuid::from_bytes(bytes).to_string(), millis);
+    }
+    let millis = now.max(0);
     let second = fnv1a64(1, source_event_id, user_id).to_be_bytes();
     let mut random = [0u8; 10];
     random[..8].copy_from_slice(&first);
@@ -21,6 +28,12 @@ pub fn notification_id(source_event_id: &str, user_id: &str, now: i64) -> (Strin
     let id = Builder::from_unix_timestamp_millis(u64::try_from(millis).unwrap_or(0), &random)
         .into_uuid();
     (id.to_string(), millis)
+}
+
+/// A UUIDv7 event id with its epoch-ms timestamp.
+fn v7_event(event_id: &str) -> Option<(Uuid, i64)> {
+    let uuid = Uuid::parse_str(event_id).ok()?;
+    Some((uuid, event_time(event_id)?))
 }
 
 /// The epoch-ms timestamp inside a UUIDv7 event id.
@@ -118,6 +131,18 @@ mod tests {
         let uuid = Uuid::parse_str(&id).expect("uuid");
         assert_eq!(uuid.get_version_num(), 7);
         assert_eq!(event_time(&id), Some(expected));
+    }
+
+    #[test]
+    fn notifications_sort_like_the_events_that_caused_them_within_one_millisecond() {
+        let events: Vec<_> = (0..50).map(|_| Uuid::now_v7().to_string()).collect();
+        let ids: Vec<_> = events
+            .iter()
+            .map(|e| notification_id(e, "u1", 0).0)
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
     }
 
     #[test]
