@@ -25,9 +25,10 @@ build: tools
 run *args: build
     "{{target_dir}}/debug/polyshop" up "$@"
 
-# Every test: unit, service, contract and end-to-end suites.
+# Every test: unit, service, contract and end-to-end suites, then the TypeScript grpc-web client.
 test: tools
     cargo test --workspace --no-fail-fast
+    @just _ts-client "{{target_dir}}/debug/polyshop"
 
 # Format the code.
 fmt:
@@ -42,12 +43,13 @@ lint: tools
 breaking: tools
     @scripts/buf-breaking.sh
 
-# What CI runs: format check, lints, breaking-change check, every test.
+# What CI runs: format check, lints, breaking-change check, every test, the API fuzzer.
 ci: tools
     cargo fmt --all -- --check
     just lint
     just breaking
     just test
+    POLYSHOP_BIN="{{target_dir}}/debug/polyshop" gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
 
 # Generate Python and TypeScript clients from proto/ into gen/ (ignored by git).
 gen-clients: tools
@@ -67,6 +69,16 @@ bench-orders: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
 
-# A TypeScript grpc-web client generated from proto/ against a fresh system (Node 20).
+# A TypeScript grpc-web client generated from proto/ against a fresh system (Node >= 18).
 test-ts: build
-    gateway/scripts/with-system.sh gateway/tests/ts/run.sh
+    @just _ts-client "{{target_dir}}/debug/polyshop"
+
+# The TypeScript client against a fresh system run by the given binary; says so when Node is missing.
+_ts-client bin:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v npm >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 18 ? 1 : 0)' 2>/dev/null; then
+      echo "test-ts: Node >= 18 with npm not found: the TypeScript grpc-web client was NOT covered"
+      exit 0
+    fi
+    POLYSHOP_BIN="{{bin}}" gateway/scripts/with-system.sh gateway/tests/ts/run.sh

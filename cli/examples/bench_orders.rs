@@ -1,5 +1,5 @@
-//! `just bench-orders`: CreateOrder throughput and latency against a running system on its
-//! default ports (SQLite). Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
+//! `just bench-orders`: CreateOrder throughput and latency against a running system (SQLite)
+//! at the addresses in POLYSHOP_<SERVICE>_LISTEN, else the default ports. Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
 //! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10).
 
 use std::time::{Duration, Instant};
@@ -25,6 +25,13 @@ fn authed<T>(message: T, token: &str) -> Request<T> {
     r
 }
 
+/// The URL of a service: its POLYSHOP_<SERVICE>_LISTEN address, else the default port.
+fn service_url(service: &str, default_port: u16) -> String {
+    let addr = std::env::var(format!("POLYSHOP_{service}_LISTEN"))
+        .unwrap_or_else(|_| format!("127.0.0.1:{default_port}"));
+    format!("http://{addr}")
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -38,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let admin_login = std::env::var("ADMIN_LOGIN").unwrap_or_else(|_| "admin".into());
     let admin_password = std::env::var("ADMIN_PASSWORD")?;
-    let mut users = UserServiceClient::connect("http://127.0.0.1:50051").await?;
+    let mut users = UserServiceClient::connect(service_url("USER", 50051)).await?;
     let admin = users
         .login(LoginRequest {
             login: admin_login,
@@ -47,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .into_inner()
         .access_token;
-    let product = CatalogServiceClient::connect("http://127.0.0.1:50052")
+    let product = CatalogServiceClient::connect(service_url("CATALOG", 50052))
         .await?
         .create_product(authed(
             CreateProductRequest {
@@ -67,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         .into_inner()
         .product
         .ok_or_else(|| anyhow::anyhow!("no product"))?;
-    InventoryServiceClient::connect("http://127.0.0.1:50053")
+    InventoryServiceClient::connect(service_url("INVENTORY", 50053))
         .await?
         .set_stock(authed(
             SetStockRequest {
@@ -102,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let orders = OrderServiceClient::connect("http://127.0.0.1:50054").await?;
+    let orders = OrderServiceClient::connect(service_url("ORDER", 50054)).await?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();

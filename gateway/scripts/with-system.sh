@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # Runs a command against a fresh Polyshop system with the edge on it:
 #   gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
-# Starts `polyshop up --no-demo` on a temporary data dir with a known admin password and
-# the edge's rate limits lifted (fuzzers and benchmarks are one client sending a lot), waits
-# until the edge is ready, runs the command with the edge's URL appended (admin credentials in
-# ADMIN_LOGIN/ADMIN_PASSWORD), then stops everything.
+# Starts `polyshop up --no-demo` on a temporary data dir and free ports (so it runs beside a
+# `just run`), with a known admin password and the edge's rate limits lifted (fuzzers and
+# benchmarks are one client sending a lot), waits until the edge is ready, runs the command
+# with the edge's URL appended (admin credentials in ADMIN_LOGIN/ADMIN_PASSWORD, every
+# service's address in POLYSHOP_<SERVICE>_LISTEN), then stops everything.
 # Env: POLYSHOP_BIN (else $CARGO_TARGET_DIR/debug/polyshop or target/debug/polyshop),
-# EDGE_URL (http://127.0.0.1:8080), READY_TIMEOUT (120 s).
+# READY_TIMEOUT (120 s).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${POLYSHOP_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/polyshop}"
 # Not a config key: polyshop rejects unknown POLYSHOP_* variables.
 unset POLYSHOP_BIN
-url="${EDGE_URL:-http://127.0.0.1:8080}"
 [[ -x "$bin" ]] || { echo "with-system: $bin not built (just build)" >&2; exit 1; }
 [[ $# -gt 0 ]] || { echo "usage: with-system.sh <command> [args...]" >&2; exit 1; }
 
 data="$(mktemp -d)"
 password="edge-admin-$(date +%s%N)"
 export POLYSHOP_DATA_DIR="$data" POLYSHOP_USER_ADMIN_PASSWORD="$password" POLYSHOP_LOG="${POLYSHOP_LOG:-warn}"
+# Ports the kernel hands out now; they are free a moment later in all but a crowded machine.
+read -r -a ports < <(python3 -c 'import socket
+socks = [socket.socket() for _ in range(8)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
+i=0
+for service in USER CATALOG INVENTORY ORDER PAYMENT NOTIFICATION GATEWAY; do
+  export "POLYSHOP_${service}_LISTEN=127.0.0.1:${ports[$i]}"
+  i=$((i + 1))
+done
+export POLYSHOP_NATS_EMBEDDED_PORT="${ports[7]}"
+url="http://$POLYSHOP_GATEWAY_LISTEN"
 export POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000
 export POLYSHOP_GATEWAY_AUTH_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_AUTH_RATE_BURST=1000000
 "$bin" up --no-demo >"$data/up.log" 2>&1 &

@@ -204,19 +204,19 @@ fn local_grpc(routes: &RouteTable) -> Result<(HealthReporter, upstream::Service)
     for builder in [&mut v1, &mut v1alpha] {
         let mut b = std::mem::replace(builder, tonic_reflection::server::Builder::configure())
             .register_encoded_file_descriptor_set(polyshop::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health");
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for name in polyshop_platform::server::LOCAL_SERVICES {
+            b = b.with_service_name(name);
+        }
         for name in routes.services() {
             b = b.with_service_name(name);
         }
         *builder = b;
     }
     let v1 = v1
-        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| StartError::Serve(ServeError::Reflection(e)))?;
     let v1alpha = v1alpha
-        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()
         .map_err(|e| StartError::Serve(ServeError::Reflection(e)))?;
     let routes = tonic::service::Routes::new(health)

@@ -228,6 +228,8 @@ async fn reflection_lists_exposed_services_only() {
         "polyshop.order.v1.OrderService",
         "polyshop.storefront.v1.StorefrontService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
     ] {
         assert!(
             names.contains(&expected.to_owned()),

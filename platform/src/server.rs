@@ -18,6 +18,14 @@ use crate::{
 
 pub mod request_log;
 
+/// The services every Polyshop gRPC server hosts beside its own: health and reflection (v1
+/// and v1alpha, so grpcurl of any version can list them).
+pub const LOCAL_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 /// How often the database is pinged for health.
 const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
 
@@ -82,13 +90,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    // Advertise only what this server serves; every other type stays resolvable by symbol
+    // Advertise only what this server serves (health and both reflection versions included); every other type stays resolvable by symbol
     // (error details, messages of other contexts used in events).
     let advertised: Vec<String> = spec
         .grpc_services
         .iter()
         .map(|s| (*s).to_owned())
-        .chain(["grpc.health.v1.Health".to_owned()])
+        .chain(LOCAL_SERVICES.map(str::to_owned))
         .collect();
     let builder = || {
         advertised.iter().fold(

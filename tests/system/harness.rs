@@ -58,6 +58,7 @@ impl System {
             "PAYMENT",
             "NOTIFICATION",
             "ORDER",
+            "GATEWAY",
         ] {
             env.insert(
                 format!("POLYSHOP_{service}_LISTEN"),
@@ -105,7 +106,7 @@ impl System {
         }
     }
 
-    /// The URL of a service (`USER`, `CATALOG`, `INVENTORY`).
+    /// The URL of a service (`USER`, `CATALOG`, …, `GATEWAY`).
     pub fn url(&self, service: &str) -> String {
         format!("http://{}", self.env[&format!("POLYSHOP_{service}_LISTEN")])
     }

@@ -29,11 +29,60 @@ async fn product_count(url: String) -> usize {
         .len()
 }
 
+/// `grpcurl list` against a service: what its reflection advertises.
+async fn grpcurl_list(url: &str) -> Vec<String> {
+    let grpcurl = crate::harness::repo_root().join(".tools/bin/grpcurl");
+    assert!(
+        grpcurl.exists(),
+        "{} is missing: run `just tools`",
+        grpcurl.display()
+    );
+    let addr = url.trim_start_matches("http://");
+    let out = Command::new(grpcurl)
+        .args(["-plaintext", addr, "list"])
+        .output()
+        .await
+        .expect("run grpcurl");
+    assert!(
+        out.status.success(),
+        "grpcurl list {addr}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = System::environment(dir.path());
     let system = System::up(dir.path(), env.clone()).await;
+    for (name, service) in [
+        ("USER", "polyshop.user.v1.UserService"),
+        ("CATALOG", "polyshop.catalog.v1.CatalogService"),
+        ("INVENTORY", "polyshop.inventory.v1.InventoryService"),
+        ("ORDER", "polyshop.order.v1.OrderService"),
+        ("PAYMENT", "polyshop.payment.v1.PaymentService"),
+        (
+            "NOTIFICATION",
+            "polyshop.notification.v1.NotificationService",
+        ),
+    ] {
+        let listed = grpcurl_list(&system.url(name)).await;
+        for expected in [
+            service,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(
+                listed.iter().any(|l| l == expected),
+                "{name} lists {expected}: {listed:?}"
+            );
+        }
+    }
     let demo_products = product_count(system.url("CATALOG")).await;
     assert!(
         demo_products >= 5,
