@@ -72,7 +72,11 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         let handle = supervise(
             service.as_str().to_owned(),
             exe.clone(),
-            vec!["serve".into(), service.as_str().into()],
+            vec![
+                "serve".into(),
+                service.as_str().into(),
+                "--supervised".into(),
+            ],
             env,
             stopped.clone(),
         );
@@ -158,10 +162,17 @@ async fn start_nats(
     );
     let conf = dir.join("nats.conf");
     std::fs::write(&conf, config)?;
+    // Through `polyshop exec-supervised`, so the broker stops if `up` is killed.
+    let exe = std::env::current_exe().context("cannot find the polyshop binary")?;
     let handle = supervise(
         "nats-server".into(),
-        PathBuf::from("nats-server"),
-        vec!["-c".into(), conf.display().to_string()],
+        exe,
+        vec![
+            "exec-supervised".into(),
+            "nats-server".into(),
+            "-c".into(),
+            conf.display().to_string(),
+        ],
         Vec::new(),
         stopped,
     );

@@ -72,7 +72,19 @@ where
             .get::<ClientAddr>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_default();
-        let span = tracing::info_span!("edge", request_id = id.to_str().unwrap_or("-"));
+        let span = tracing::info_span!(
+            "edge",
+            request_id = id.to_str().unwrap_or("-"),
+            trace_id = tracing::field::Empty
+        );
+        polyshop_platform::telemetry::continue_trace(&span, request.headers());
+        // Upstream calls forward `traceparent`: make it name the edge's span.
+        if let Some(value) = span
+            .in_scope(polyshop_platform::telemetry::current_traceparent)
+            .and_then(|tp| http::HeaderValue::from_str(&tp).ok())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         let started = Instant::now();
         Box::pin(
             async move {

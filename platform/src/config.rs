@@ -279,6 +279,10 @@ pub struct OrderSettings {
     pub breaker_failures: u32,
     /// How long an open breaker fails fast before letting a probe through.
     pub breaker_cool_down_ms: u64,
+    /// Calls in flight to one participant at most (its bulkhead).
+    pub bulkhead_max_concurrent: usize,
+    /// Calls waiting for a slot to one participant at most; beyond, RESOURCE_EXHAUSTED.
+    pub bulkhead_max_waiting: usize,
     /// A snapshot of the aggregate is stored every this many events.
     pub snapshot_every: i64,
     /// How often unfinished sagas are resumed.
@@ -295,6 +299,8 @@ impl Default for OrderSettings {
             call_attempts: 3,
             breaker_failures: 5,
             breaker_cool_down_ms: 5000,
+            bulkhead_max_concurrent: 64,
+            bulkhead_max_waiting: 256,
             snapshot_every: 5,
             resume_interval_ms: 2000,
         }

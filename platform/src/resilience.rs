@@ -1,13 +1,20 @@
 //! Calls to other services that fail well: a deadline on every call, retries with exponential
 //! backoff and full jitter only for methods the contract marks idempotent and only for codes
 //! worth retrying, and a circuit breaker per upstream (closed → open → half-open) that fails
-//! fast while an upstream is down and logs every state change.
+//! fast while an upstream is down and logs every state change; a bulkhead per upstream caps
+//! the calls in flight and the callers waiting for a slot, so one slow upstream cannot tie up
+//! every task of the caller.
 
 use std::{
     future::Future,
-    sync::Mutex,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use rand::Rng;
 use tonic::{Code, Status};
@@ -115,6 +122,78 @@ impl CircuitBreaker {
             }
             inner.state = BreakerState::Open;
             inner.opened_at = Some(Instant::now());
+        }
+    }
+}
+
+/// A bulkhead for one upstream: at most `max_concurrent` calls in flight and `max_waiting`
+/// callers queued for a slot; a caller beyond that, or one that waited `max_wait`, is refused
+/// with RESOURCE_EXHAUSTED at once instead of piling up.
+#[derive(Debug)]
+pub struct Bulkhead {
+    name: String,
+    max_concurrent: usize,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    max_wait: Duration,
+}
+
+/// A slot in a [`Bulkhead`]; dropping it frees the slot.
+#[derive(Debug)]
+pub struct BulkheadPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Decrements the waiting count however the wait ends (including cancellation).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Bulkhead {
+    /// A bulkhead for upstream `name`.
+    pub fn new(name: &str, max_concurrent: usize, max_waiting: usize, max_wait: Duration) -> Self {
+        Self {
+            name: name.to_owned(),
+            max_concurrent: max_concurrent.max(1),
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            max_wait,
+        }
+    }
+
+    /// Calls in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// A slot, waiting for one if the queue has room.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED when the queue is full or the wait ran out.
+    pub async fn enter(&self) -> Result<BulkheadPermit, Status> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(BulkheadPermit(permit));
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if queued >= self.max_waiting {
+            tracing::warn!(upstream = %self.name, "bulkhead full: call refused");
+            return Err(Status::resource_exhausted(format!(
+                "too many calls to {} in flight",
+                self.name
+            )));
+        }
+        match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(BulkheadPermit(permit)),
+            _ => Err(Status::resource_exhausted(format!(
+                "no free slot for a call to {} in time",
+                self.name
+            ))),
         }
     }
 }
@@ -299,6 +378,34 @@ mod tests {
             .await
             .expect("probe passes");
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_full_bulkhead_queues_then_refuses_and_frees_slots_on_drop() {
+        let bulkhead = Bulkhead::new("payment", 2, 1, Duration::from_millis(50));
+        let a = bulkhead.enter().await.expect("first slot");
+        let _b = bulkhead.enter().await.expect("second slot");
+        assert_eq!(bulkhead.in_flight(), 2);
+        // One caller may wait; it gets the slot `a` frees.
+        let waiter = async { bulkhead.enter().await };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            // A second waiter finds the queue full and is refused at once.
+            let refused = bulkhead.enter().await.expect_err("queue full");
+            drop(a);
+            refused
+        };
+        let (waited, refused) = tokio::join!(waiter, release);
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        let _c = waited.expect("the waiter gets the freed slot");
+        // Nobody frees a slot now: a waiter gives up after max_wait.
+        let timed_out = bulkhead.enter().await.expect_err("no slot in time");
+        assert_eq!(timed_out.code(), Code::ResourceExhausted);
+        assert_eq!(
+            bulkhead.waiting.load(Ordering::Acquire),
+            0,
+            "no waiter leaked"
+        );
     }
 
     #[tokio::test]

@@ -82,6 +82,8 @@ impl System {
             .envs(&env)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Its own process group, so a failed test can take down `up` and every child.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start polyshop up");
@@ -148,6 +150,18 @@ impl System {
             .expect("polyshop up stops within a minute")
             .expect("wait");
         status.success()
+    }
+}
+
+impl Drop for System {
+    /// A test that panicked leaves no processes behind: the whole group is killed.
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

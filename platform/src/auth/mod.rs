@@ -272,6 +272,8 @@ impl tonic::service::Interceptor for ServiceAuth {
             .parse()
             .map_err(|_| Status::internal("internal error"))?;
         request.metadata_mut().insert("authorization", value);
+        // Interceptors run inside the caller's span: the callee continues this trace.
+        crate::telemetry::inject(request.metadata_mut());
         Ok(request)
     }
 }

@@ -12,8 +12,9 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, TransactionTrait,
 };
 
-use super::{HEADER_ID, HEADER_TYPE, ReceivedEvent, streams::DLQ_PREFIX};
+use super::{HEADER_ID, HEADER_TRACEPARENT, HEADER_TYPE, ReceivedEvent, streams::DLQ_PREFIX};
 use crate::{db::placeholders, shutdown::Shutdown};
+use tracing::Instrument as _;
 
 /// Header: the subject a dead letter was first published on.
 pub const DLQ_SUBJECT: &str = "Polyshop-Dlq-Subject";
@@ -148,7 +149,18 @@ async fn process(
         payload: message.payload.clone(),
         delivered,
     };
-    match apply(db, &spec.name, handler, &event).await {
+    let span = tracing::info_span!(
+        "event",
+        consumer = %spec.name,
+        subject = %event.subject,
+        event_id = %event.id,
+        trace_id = tracing::field::Empty
+    );
+    crate::telemetry::continue_trace_from(&span, header(message, HEADER_TRACEPARENT).as_deref());
+    match apply(db, &spec.name, handler, &event)
+        .instrument(span)
+        .await
+    {
         Ok(()) => message.ack().await,
         Err(HandlerError::Poison(reason)) => {
             tracing::error!(consumer = %spec.name, event_id = %event.id, %reason, "poison event; dead-lettered");

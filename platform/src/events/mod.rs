@@ -85,7 +85,8 @@ pub fn subject_of<M: Name>() -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
-/// Wraps a domain event for the outbox, with a new id and its declared subject.
+/// Wraps a domain event for the outbox, with a new id, its declared subject and the current
+/// trace.
 ///
 /// # Panics
 /// If `M` declares no subject — the contract tests make that impossible for real events.
@@ -97,7 +98,7 @@ pub fn event<M: Message + Name>(message: &M) -> OutgoingEvent {
         subject,
         type_name: M::full_name(),
         payload: message.encode_to_vec(),
-        traceparent: None,
+        traceparent: crate::telemetry::current_traceparent(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One JSON log line per call: request id (kept from `x-request-id` or generated, and echoed
-//! back), method, gRPC status and latency, inside a span that carries the request id.
+//! back), method, gRPC status and latency, inside a span that carries the request id and
+//! continues the caller's trace.
 
 use std::{
     task::{Context, Poll},
@@ -72,7 +73,14 @@ where
             request.headers_mut().insert(REQUEST_ID, value);
         }
         let method = request.uri().path().to_owned();
-        let span = tracing::info_span!("rpc", service = self.service, %method, %request_id);
+        let span = tracing::info_span!(
+            "rpc",
+            service = self.service,
+            %method,
+            %request_id,
+            trace_id = tracing::field::Empty
+        );
+        crate::telemetry::continue_trace(&span, request.headers());
         let started = Instant::now();
         Box::pin(
             async move {

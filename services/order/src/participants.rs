@@ -1,6 +1,6 @@
 //! The saga's participants over gRPC: user, catalog, inventory and payment, each call with a
 //! service token, a deadline, retries only where the contract marks the method idempotent,
-//! and a circuit breaker per upstream.
+//! a circuit breaker and a bulkhead per upstream.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,26 +18,49 @@ use polyshop::{
 };
 use polyshop_platform::{
     auth::{ServiceAuth, ServiceTokens},
-    config::Settings,
-    resilience::{self, CircuitBreaker, RetryPolicy},
+    config::{OrderSettings, Settings},
+    resilience::{self, Bulkhead, CircuitBreaker, RetryPolicy},
     server::StartError,
 };
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
-type Client<T> = T;
 type Authed = InterceptedService<Channel, ServiceAuth>;
 
-/// Clients of every participant, with their breakers.
+/// One participant: its client, breaker and bulkhead.
+#[derive(Debug)]
+struct Upstream<C> {
+    client: C,
+    breaker: CircuitBreaker,
+    bulkhead: Bulkhead,
+}
+
+impl<C> Upstream<C> {
+    /// `client` of participant `name`, protected as `settings` say.
+    fn new(name: &str, client: C, settings: &OrderSettings, timeout: Duration) -> Self {
+        Self {
+            client,
+            breaker: CircuitBreaker::new(
+                name,
+                settings.breaker_failures,
+                Duration::from_millis(settings.breaker_cool_down_ms),
+            ),
+            bulkhead: Bulkhead::new(
+                name,
+                settings.bulkhead_max_concurrent,
+                settings.bulkhead_max_waiting,
+                timeout,
+            ),
+        }
+    }
+}
+
+/// Clients of every participant, with their protections.
 #[derive(Debug)]
 pub struct Participants {
-    user: Client<UserServiceClient<Authed>>,
-    catalog: Client<CatalogServiceClient<Authed>>,
-    inventory: Client<InventoryServiceClient<Authed>>,
-    payment: Client<PaymentServiceClient<Authed>>,
-    user_breaker: CircuitBreaker,
-    catalog_breaker: CircuitBreaker,
-    inventory_breaker: CircuitBreaker,
-    payment_breaker: CircuitBreaker,
+    user: Upstream<UserServiceClient<Authed>>,
+    catalog: Upstream<CatalogServiceClient<Authed>>,
+    inventory: Upstream<InventoryServiceClient<Authed>>,
+    payment: Upstream<PaymentServiceClient<Authed>>,
     policy: RetryPolicy,
 }
 
@@ -50,10 +73,12 @@ fn channel(url: &str, timeout: Duration) -> Result<Channel, StartError> {
 }
 
 macro_rules! call {
-    ($self:ident, $breaker:ident, $client:ident, $path:literal, $method:ident, $request:expr) => {{
+    ($self:ident, $upstream:ident, $path:literal, $method:ident, $request:expr) => {{
         let request = $request;
-        resilience::call(&$self.$breaker, &$self.policy, $path, || {
-            let mut client = $self.$client.clone();
+        // The slot is held across retries: they are the same logical call.
+        let _slot = $self.$upstream.bulkhead.enter().await?;
+        resilience::call(&$self.$upstream.breaker, &$self.policy, $path, || {
+            let mut client = $self.$upstream.client.clone();
             let request = request.clone();
             async move {
                 client
@@ -75,34 +100,43 @@ impl Participants {
         let o = &settings.order;
         let timeout = Duration::from_millis(o.call_timeout_ms);
         let auth = |audience: &str| ServiceAuth::new(tokens.clone(), audience);
-        let breaker = |name: &str| {
-            CircuitBreaker::new(
-                name,
-                o.breaker_failures,
-                Duration::from_millis(o.breaker_cool_down_ms),
-            )
-        };
         Ok(Self {
-            user: UserServiceClient::with_interceptor(
-                channel(&settings.user.url(), timeout)?,
-                auth("polyshop-user"),
+            user: Upstream::new(
+                "user",
+                UserServiceClient::with_interceptor(
+                    channel(&settings.user.url(), timeout)?,
+                    auth("polyshop-user"),
+                ),
+                o,
+                timeout,
             ),
-            catalog: CatalogServiceClient::with_interceptor(
-                channel(&settings.catalog.url(), timeout)?,
-                auth("polyshop-catalog"),
+            catalog: Upstream::new(
+                "catalog",
+                CatalogServiceClient::with_interceptor(
+                    channel(&settings.catalog.url(), timeout)?,
+                    auth("polyshop-catalog"),
+                ),
+                o,
+                timeout,
             ),
-            inventory: InventoryServiceClient::with_interceptor(
-                channel(&settings.inventory.service().url(), timeout)?,
-                auth("polyshop-inventory"),
+            inventory: Upstream::new(
+                "inventory",
+                InventoryServiceClient::with_interceptor(
+                    channel(&settings.inventory.service().url(), timeout)?,
+                    auth("polyshop-inventory"),
+                ),
+                o,
+                timeout,
             ),
-            payment: PaymentServiceClient::with_interceptor(
-                channel(&settings.payment.url(), timeout)?,
-                auth("polyshop-payment"),
+            payment: Upstream::new(
+                "payment",
+                PaymentServiceClient::with_interceptor(
+                    channel(&settings.payment.url(), timeout)?,
+                    auth("polyshop-payment"),
+                ),
+                o,
+                timeout,
             ),
-            user_breaker: breaker("user"),
-            catalog_breaker: breaker("catalog"),
-            inventory_breaker: breaker("inventory"),
-            payment_breaker: breaker("payment"),
             policy: RetryPolicy {
                 max_attempts: o.call_attempts.max(1),
                 attempt_timeout: timeout,
@@ -121,7 +155,6 @@ impl Participants {
         };
         let response = call!(
             self,
-            user_breaker,
             user,
             "/polyshop.user.v1.UserService/GetUser",
             get_user,
@@ -140,7 +173,6 @@ impl Participants {
         let request = BatchGetProductsRequest { product_ids: ids };
         let response = call!(
             self,
-            catalog_breaker,
             catalog,
             "/polyshop.catalog.v1.CatalogService/BatchGetProducts",
             batch_get_products,
@@ -164,7 +196,6 @@ impl Participants {
         };
         call!(
             self,
-            inventory_breaker,
             inventory,
             "/polyshop.inventory.v1.InventoryService/ReserveStock",
             reserve_stock,
@@ -183,7 +214,6 @@ impl Participants {
         };
         call!(
             self,
-            inventory_breaker,
             inventory,
             "/polyshop.inventory.v1.InventoryService/ConfirmReservation",
             confirm_reservation,
@@ -203,7 +233,6 @@ impl Participants {
         };
         call!(
             self,
-            inventory_breaker,
             inventory,
             "/polyshop.inventory.v1.InventoryService/ReleaseReservation",
             release_reservation,
@@ -219,7 +248,6 @@ impl Participants {
     pub async fn charge(&self, request: ChargeRequest) -> Result<Payment, Status> {
         let response = call!(
             self,
-            payment_breaker,
             payment,
             "/polyshop.payment.v1.PaymentService/Charge",
             charge,
@@ -242,7 +270,6 @@ impl Participants {
         };
         call!(
             self,
-            payment_breaker,
             payment,
             "/polyshop.payment.v1.PaymentService/Refund",
             refund,
@@ -263,7 +290,6 @@ impl Participants {
         };
         let response = call!(
             self,
-            payment_breaker,
             payment,
             "/polyshop.payment.v1.PaymentService/ListPayments",
             list_payments,

@@ -1,0 +1,193 @@
+//! Trace context crosses every hop: a caller's `traceparent` reaches the events a request
+//! causes, through the edge, through the order saga's calls to other services, and through
+//! the outbox into JetStream.
+
+use std::time::Duration;
+
+use polyshop::{
+    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
+    order::v1::{
+        CreateOrderItem, CreateOrderRequest, OrderStatus, ShippingAddress,
+        order_service_client::OrderServiceClient,
+    },
+    user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
+};
+use polyshop_platform::testing::bearer;
+
+use crate::harness::System;
+
+/// A W3C traceparent for `trace_id` (32 hex digits), sampled.
+fn traceparent(trace_id: &str) -> String {
+    format!("00-{trace_id}-00f067aa0ba902b7-01")
+}
+
+fn traced<T>(mut request: tonic::Request<T>, trace_id: &str) -> tonic::Request<T> {
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent(trace_id).parse().expect("ascii"));
+    request
+}
+
+/// Waits until `stream` holds a message on `subject` whose `traceparent` names `trace_id`.
+async fn wait_for_traced_event(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+    trace_id: &str,
+) {
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        seen.clear();
+        if let Ok(mut s) = js.get_stream(stream).await
+            && let Ok(info) = s.info().await
+        {
+            for seq in info.state.first_sequence..=info.state.last_sequence {
+                let Ok(message) = s.get_raw_message(seq).await else {
+                    continue;
+                };
+                let tp = message
+                    .headers
+                    .get("traceparent")
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                if message.subject.as_str() == subject && tp.contains(trace_id) {
+                    assert_ne!(
+                        tp,
+                        traceparent(trace_id),
+                        "the event names a span of the service, not the caller's"
+                    );
+                    return;
+                }
+                seen.push(format!("{} {tp}", message.subject));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no {subject} on {stream} in trace {trace_id}; saw {seen:?}");
+}
+
+#[tokio::test]
+async fn a_callers_trace_reaches_the_events_it_causes_across_services() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = System::environment(dir.path());
+    let nats_url = format!("nats://127.0.0.1:{}", env["POLYSHOP_NATS_EMBEDDED_PORT"]);
+    let gateway = env["POLYSHOP_GATEWAY_LISTEN"].clone();
+    let system = System::up(dir.path(), env).await;
+    let nats = async_nats::connect(&nats_url).await.expect("connect nats");
+    let js = async_nats::jetstream::new(nats);
+
+    // Straight to the user service.
+    let register_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut users = UserServiceClient::connect(system.url("USER"))
+        .await
+        .expect("connect");
+    users
+        .register(traced(
+            tonic::Request::new(RegisterRequest {
+                username: "traced".into(),
+                email: "traced@example.com".into(),
+                password: "correct horse battery".into(),
+                display_name: String::new(),
+            }),
+            register_trace,
+        ))
+        .await
+        .expect("register");
+    wait_for_traced_event(
+        &js,
+        "POLYSHOP_USER",
+        "polyshop.user.registered",
+        register_trace,
+    )
+    .await;
+
+    // Through the edge (JSON).
+    let edge_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let body = r#"{"username":"edgetraced","email":"edgetraced@example.com","password":"correct horse battery"}"#;
+    let status = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            &format!("http://{gateway}/v1/users"),
+            "-H",
+            "content-type: application/json",
+            "-H",
+            &format!("traceparent: {}", traceparent(edge_trace)),
+            "-d",
+            body,
+        ])
+        .output()
+        .await
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+    wait_for_traced_event(&js, "POLYSHOP_USER", "polyshop.user.registered", edge_trace).await;
+
+    // The order saga: order → inventory and payment, each publishing through its outbox.
+    let token = users
+        .login(LoginRequest {
+            login: "traced".into(),
+            password: "correct horse battery".into(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+        .access_token;
+    let product = CatalogServiceClient::connect(system.url("CATALOG"))
+        .await
+        .expect("connect")
+        .list_products(ListProductsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .products
+        .remove(0);
+    let order_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let order = OrderServiceClient::connect(system.url("ORDER"))
+        .await
+        .expect("connect")
+        .create_order(traced(
+            bearer(
+                CreateOrderRequest {
+                    idempotency_key: "traced-order".into(),
+                    items: vec![CreateOrderItem {
+                        product_id: product.product_id,
+                        quantity: 1,
+                    }],
+                    shipping_address: Some(ShippingAddress {
+                        recipient: "Jane".into(),
+                        line1: "Main St 1".into(),
+                        city: "Berlin".into(),
+                        postal_code: "10115".into(),
+                        country_code: "DE".into(),
+                        ..Default::default()
+                    }),
+                    payment_method_token: "tok_visa".into(),
+                },
+                &token,
+            ),
+            order_trace,
+        ))
+        .await
+        .expect("create order")
+        .into_inner()
+        .order
+        .expect("order");
+    assert_eq!(order.status, OrderStatus::Confirmed as i32);
+    for (stream, subject) in [
+        ("POLYSHOP_INVENTORY", "polyshop.inventory.stock.reserved"),
+        ("POLYSHOP_PAYMENT", "polyshop.payment.captured"),
+        ("POLYSHOP_ORDER", "polyshop.order.confirmed"),
+    ] {
+        wait_for_traced_event(&js, stream, subject, order_trace).await;
+    }
+    assert!(system.stop().await);
+}
