@@ -10,7 +10,7 @@
 #   POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000 POLYSHOP_LOG=warn
 # Env: ADMIN_LOGIN (admin), ADMIN_PASSWORD (else read from $DATA_DIR/admin-credentials.txt,
 # DATA_DIR=data), SEED_COUNT (200), THREADS (2), CONNS (64), DURATION (10s), WARMUP (5s),
-# RUNS (3), GATEWAY_PID (else the process listening on the URL's port), PEER (1: also run
+# RUNS (3), GATEWAY_PID (else the process listening on the URL's port), PEER (1, default: also run
 # the Node peer's gateway-tuned target with the same knobs).
 set -euo pipefail
 
@@ -62,7 +62,7 @@ for run in $(seq 1 "$RUNS"); do
     "$run" "$(get rps)" "$(get p50_us)" "$(get p99_us)" "$(get non2xx)" "$rss" "$hwm"
 done
 
-if [[ "${PEER:-0}" == 1 ]]; then
+if [[ "${PEER:-1}" == 1 ]]; then
   peer="$root/../shared/bench/seeds-node"
   [[ -x "$peer/bench.sh" ]] || { echo "bench-edge: Node peer not found at $peer" >&2; exit 1; }
   echo "Node peer (gateway-tuned), same knobs:"

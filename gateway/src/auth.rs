@@ -1,13 +1,11 @@
 //! Access rules at the edge, from the contract's access option: PUBLIC passes (a valid token
 //! still identifies the caller for rate limits), AUTHENTICATED needs a valid user token, ADMIN
 //! the admin role. Tokens are verified through the user service's JWKS (EdDSA only, issuer,
-//! audience and expiry checked) and cached until they expire, so a client's steady stream
-//! of requests pays one signature check. The token is forwarded and the service checks again.
+//! audience and expiry checked; the verifier remembers verified tokens until they expire, so
+//! a client's steady stream of requests pays one signature check). The token is forwarded
+//! and the service checks again.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-};
+use std::sync::Arc;
 
 use http::HeaderMap;
 use polyshop_platform::{
@@ -18,18 +16,9 @@ use tonic::Code;
 
 use crate::errors::EdgeError;
 
-/// Verified tokens kept at most; past this, expired ones are dropped, then all.
-const CACHE_MAX: usize = 10_000;
-
-struct Cached {
-    principal: Arc<Principal>,
-    exp: u64,
-}
-
 /// Verifies bearer tokens and applies access rules.
 pub struct EdgeAuth {
     verifier: UserTokenVerifier,
-    cache: RwLock<HashMap<Box<str>, Cached>>,
 }
 
 impl std::fmt::Debug for EdgeAuth {
@@ -60,19 +49,10 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, MalformedHeader> {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl EdgeAuth {
     /// Checks tokens with `verifier`.
     pub fn new(verifier: UserTokenVerifier) -> Self {
-        Self {
-            verifier,
-            cache: RwLock::default(),
-        }
+        Self { verifier }
     }
 
     /// Who is calling, as far as `access` requires.
@@ -117,16 +97,6 @@ impl EdgeAuth {
     }
 
     async fn identify(&self, token: &str) -> Result<Arc<Principal>, EdgeError> {
-        let now = now_secs();
-        if let Some(hit) = self
-            .cache
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(token)
-            && hit.exp > now
-        {
-            return Ok(hit.principal.clone());
-        }
         let claims = self.verifier.verify(token).await.map_err(|e| match e {
             TokenError::KeysUnavailable(why) => {
                 tracing::warn!(%why, "cannot fetch the JWKS");
@@ -137,30 +107,10 @@ impl EdgeAuth {
                 EdgeError::unauthenticated(Some(reason(&why)))
             }
         })?;
-        let principal = Arc::new(Principal::User {
+        Ok(Arc::new(Principal::User {
             id: claims.sub,
             roles: claims.roles,
-        });
-        if claims.exp > now {
-            let mut cache = self
-                .cache
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if cache.len() >= CACHE_MAX {
-                cache.retain(|_, c| c.exp > now);
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
-            }
-            cache.insert(
-                token.into(),
-                Cached {
-                    principal: principal.clone(),
-                    exp: claims.exp,
-                },
-            );
-        }
-        Ok(principal)
+        }))
     }
 }
 

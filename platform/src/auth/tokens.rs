@@ -141,13 +141,50 @@ pub fn jwk_of(key: &KeyPair) -> JsonWebKey {
     }
 }
 
+/// Verified tokens kept at most; past this, expired ones are dropped, then all.
+const VERIFIED_MAX: usize = 10_000;
+
+/// Tokens whose signature and claims were checked, until they expire: a client's steady
+/// stream of calls pays one signature check, not one per call.
+#[derive(Debug, Default)]
+struct Verified(RwLock<HashMap<Box<str>, Claims>>);
+
+impl Verified {
+    fn get(&self, token: &str, now: u64) -> Option<Claims> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            .filter(|c| c.exp > now)
+            .cloned()
+    }
+
+    fn put(&self, token: &str, claims: &Claims, now: u64) {
+        if claims.exp <= now {
+            return;
+        }
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= VERIFIED_MAX {
+            map.retain(|_, c| c.exp > now);
+            if map.len() >= VERIFIED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(token.into(), claims.clone());
+    }
+}
+
 /// Verifies user access tokens against the user service's JWKS, cached by `kid` and refetched
-/// when a token names a key it has not seen.
+/// when a token names a key it has not seen; verified tokens are remembered until they expire.
 #[derive(Debug)]
 pub struct UserTokenVerifier {
     issuer: String,
     audience: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
+    verified: Verified,
     source: Option<UserServiceClient<Channel>>,
     // Async: concurrent verifiers of an unknown kid wait for the one fetch in flight.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
@@ -160,6 +197,7 @@ impl UserTokenVerifier {
             issuer,
             audience,
             keys: RwLock::default(),
+            verified: Verified::default(),
             source: None,
             last_fetch: tokio::sync::Mutex::new(None),
         };
@@ -181,6 +219,7 @@ impl UserTokenVerifier {
             issuer,
             audience,
             keys: RwLock::default(),
+            verified: Verified::default(),
             source: Some(UserServiceClient::new(channel)),
             last_fetch: tokio::sync::Mutex::new(None),
         })
@@ -230,6 +269,10 @@ impl UserTokenVerifier {
     /// # Errors
     /// [`TokenError`] naming what failed.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
         let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid(format!(
@@ -254,6 +297,7 @@ impl UserTokenVerifier {
         if claims.typ != TYPE_ACCESS {
             return Err(TokenError::Invalid("not an access token".into()));
         }
+        self.verified.put(token, &claims, now);
         Ok(claims)
     }
 }
@@ -337,5 +381,58 @@ impl ServiceTokens {
             return Err(TokenError::Invalid("not a service token".into()));
         }
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer_and_verifier() -> (TokenIssuer, UserTokenVerifier, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = super::super::keys::load_or_generate(&dir.path().join("k.pem")).expect("key");
+        let issuer = TokenIssuer::new(key, "iss".into(), "aud".into(), Duration::from_secs(60));
+        let verifier = UserTokenVerifier::with_keys("iss".into(), "aud".into(), &[issuer.jwk()]);
+        (issuer, verifier, dir)
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_and_a_bad_one_is_not() {
+        let (issuer, verifier, _dir) = issuer_and_verifier();
+        let (token, _) = issuer.issue("u1", vec!["customer".into()]).expect("sign");
+        let claims = verifier.verify(&token).await.expect("valid");
+        assert_eq!(claims.sub, "u1");
+        // Without keys only the remembered verdict can accept it.
+        verifier
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        assert_eq!(verifier.verify(&token).await.expect("remembered"), claims);
+        let (other, _) = issuer.issue("u2", vec![]).expect("sign");
+        assert!(verifier.verify(&other).await.is_err(), "never verified");
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert!(verifier.verify(&tampered).await.is_err());
+    }
+
+    #[test]
+    fn expired_verdicts_are_not_served() {
+        let verified = Verified::default();
+        let claims = Claims {
+            iss: "iss".into(),
+            sub: "u1".into(),
+            aud: "aud".into(),
+            exp: 100,
+            iat: 0,
+            jti: "j".into(),
+            typ: TYPE_ACCESS.into(),
+            roles: vec![],
+        };
+        verified.put("t", &claims, 50);
+        assert_eq!(verified.get("t", 99), Some(claims.clone()));
+        assert_eq!(verified.get("t", 100), None);
+        verified.put("late", &claims, 100);
+        assert_eq!(verified.get("late", 0), None, "an expired token is not stored");
     }
 }

@@ -107,18 +107,10 @@ pub async fn publish_batch(
             }
         }
     }
-    let mut published = 0;
+    let mut acked: Vec<String> = Vec::with_capacity(in_flight.len());
     for (id, ack) in in_flight {
         match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-            Ok(Ok(_)) => {
-                db.execute_raw(Statement::from_sql_and_values(
-                    backend,
-                    placeholders(backend, "DELETE FROM event_outbox WHERE id = ?"),
-                    [id.into()],
-                ))
-                .await?;
-                published += 1;
-            }
+            Ok(Ok(_)) => acked.push(id),
             Ok(Err(e)) => {
                 failure.get_or_insert(RelayError::Publish(e.to_string()));
                 record_failure(db, &id, &e.to_string()).await;
@@ -128,6 +120,21 @@ pub async fn publish_batch(
             }
         }
     }
+    // One statement (one commit, one fsync) for the whole batch; a crash before it only means
+    // a re-publish, which the stream's duplicate window drops.
+    if !acked.is_empty() {
+        let marks = vec!["?"; acked.len()].join(", ");
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            placeholders(
+                backend,
+                &format!("DELETE FROM event_outbox WHERE id IN ({marks})"),
+            ),
+            acked.iter().map(|id| id.clone().into()),
+        ))
+        .await?;
+    }
+    let published = acked.len();
     match failure {
         Some(e) if published == 0 => Err(e),
         _ => Ok(published),
