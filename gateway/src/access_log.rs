@@ -120,6 +120,24 @@ fn log<RB>(
     let protocol = note.map_or("http", |n| n.protocol);
     let rpc = note.and_then(|n| n.rpc.as_deref()).unwrap_or("");
     let user = note.and_then(|n| n.user.as_deref()).unwrap_or("");
+    // Labelled by RPC, never by path: paths carry ids.
+    let status_label = status.to_string();
+    let labels = [
+        ("protocol", protocol),
+        ("rpc", if rpc.is_empty() { "-" } else { rpc }),
+        ("status", status_label.as_str()),
+    ];
+    polyshop_platform::metrics::inc(
+        "polyshop_edge_requests_total",
+        "Requests the edge answered, by protocol, RPC and HTTP status.",
+        &labels,
+    );
+    polyshop_platform::metrics::observe(
+        "polyshop_edge_request_duration_seconds",
+        "Time the edge took to answer, by protocol and RPC.",
+        &labels[..2],
+        latency_ms / 1000.0,
+    );
     if status >= 500 {
         tracing::warn!(target: "polyshop_gateway::access", %method, path, protocol, status, grpc_status, rpc, user, client, latency_ms, "request");
     } else {

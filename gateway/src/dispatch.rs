@@ -82,6 +82,15 @@ async fn dispatch(edge: Arc<Edge>, request: Request<Incoming>) -> Response<Body>
             }
             "/readyz" => return ready(&edge).await,
             "/openapi.json" => return json_response(StatusCode::OK, edge.openapi.clone()),
+            "/metrics" => {
+                let mut response =
+                    json_response(StatusCode::OK, polyshop_platform::metrics::render().into());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(polyshop_platform::metrics::CONTENT_TYPE),
+                );
+                return response;
+            }
             _ => {}
         }
     }

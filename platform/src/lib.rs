@@ -1,7 +1,7 @@
 //! Shared runtime of every Polyshop server: layered config, JSON logs and OTLP tracing,
 //! sea-orm connections and migrations, token signing and verification, access rules from the
 //! descriptor set, the `google.rpc` status helpers, and the server bootstrap (health,
-//! reflection, request logging, graceful shutdown).
+//! reflection, request logging, Prometheus metrics, graceful shutdown).
 //!
 //! Services depend on this crate and on the contracts, never on each other.
 
@@ -10,6 +10,7 @@ pub mod config;
 pub mod contract;
 pub mod db;
 pub mod events;
+pub mod metrics;
 pub mod paging;
 pub mod resilience;
 pub mod server;

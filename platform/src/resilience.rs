@@ -72,6 +72,21 @@ impl CircuitBreaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Publishes a state change as a gauge: 0 closed, 1 open, 2 half-open.
+    fn report(&self, state: BreakerState) {
+        let value = match state {
+            BreakerState::Closed => 0.0,
+            BreakerState::Open => 1.0,
+            BreakerState::HalfOpen => 2.0,
+        };
+        crate::metrics::set(
+            "polyshop_circuit_breaker_state",
+            "Circuit breaker per upstream: 0 closed, 1 open, 2 half-open.",
+            &[("upstream", &self.name)],
+            value,
+        );
+    }
+
     /// The current state.
     pub fn state(&self) -> BreakerState {
         self.lock().state
@@ -90,6 +105,7 @@ impl CircuitBreaker {
                     inner.state = BreakerState::HalfOpen;
                     inner.probing = true;
                     tracing::info!(upstream = %self.name, "circuit half-open: probing");
+                    self.report(BreakerState::HalfOpen);
                     true
                 } else {
                     false
@@ -110,6 +126,7 @@ impl CircuitBreaker {
         if success {
             if inner.state != BreakerState::Closed {
                 tracing::info!(upstream = %self.name, "circuit closed");
+                self.report(BreakerState::Closed);
             }
             inner.state = BreakerState::Closed;
             inner.failures = 0;
@@ -119,6 +136,7 @@ impl CircuitBreaker {
         if inner.state == BreakerState::HalfOpen || inner.failures >= self.threshold {
             if inner.state != BreakerState::Open {
                 tracing::warn!(upstream = %self.name, failures = inner.failures, "circuit opened");
+                self.report(BreakerState::Open);
             }
             inner.state = BreakerState::Open;
             inner.opened_at = Some(Instant::now());
@@ -183,6 +201,7 @@ impl Bulkhead {
         let _waiting = Waiting(&self.waiting);
         if queued >= self.max_waiting {
             tracing::warn!(upstream = %self.name, "bulkhead full: call refused");
+            self.refused();
             return Err(Status::resource_exhausted(format!(
                 "too many calls to {} in flight",
                 self.name
@@ -190,11 +209,22 @@ impl Bulkhead {
         }
         match tokio::time::timeout(self.max_wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(BulkheadPermit(permit)),
-            _ => Err(Status::resource_exhausted(format!(
-                "no free slot for a call to {} in time",
-                self.name
-            ))),
+            _ => {
+                self.refused();
+                Err(Status::resource_exhausted(format!(
+                    "no free slot for a call to {} in time",
+                    self.name
+                )))
+            }
         }
+    }
+
+    fn refused(&self) {
+        crate::metrics::inc(
+            "polyshop_bulkhead_refused_total",
+            "Calls a bulkhead refused (queue full or no slot in time), by upstream.",
+            &[("upstream", &self.name)],
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! The bootstrap every service runs: its routes behind request logging and the auth layer,
-//! plus tonic-health (SERVING only while the database answers) and tonic-reflection (v1 and
+//! plus tonic-health (SERVING only while the database answers), Prometheus metrics at
+//! `GET /metrics` (HTTP/1.1 on the same port) and tonic-reflection (v1 and
 //! v1alpha, so grpcurl 1.8 works), with graceful shutdown: NOT_SERVING first, then drain
 //! in-flight calls for up to the grace period.
 
@@ -133,10 +134,17 @@ pub async fn serve(
             drain_started.fire();
         }
     };
+    // Prometheus scrapes over HTTP/1.1: `GET /metrics` on the gRPC port.
+    let routes = Routes::from(
+        spec.routes
+            .into_axum_router()
+            .route("/metrics", axum::routing::get(crate::metrics::handler)),
+    );
     let server = Server::builder()
+        .accept_http1(true)
         .layer(RequestLogLayer::new(spec.name))
         .layer(AuthLayer::new(spec.auth.clone()))
-        .add_routes(spec.routes)
+        .add_routes(routes)
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

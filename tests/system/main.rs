@@ -4,5 +4,6 @@
 mod crash;
 mod harness;
 mod lifecycle;
+mod metrics;
 mod python_client;
 mod trace_context;

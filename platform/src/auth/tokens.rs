@@ -433,6 +433,10 @@ mod tests {
         assert_eq!(verified.get("t", 99), Some(claims.clone()));
         assert_eq!(verified.get("t", 100), None);
         verified.put("late", &claims, 100);
-        assert_eq!(verified.get("late", 0), None, "an expired token is not stored");
+        assert_eq!(
+            verified.get("late", 0),
+            None,
+            "an expired token is not stored"
+        );
     }
 }

@@ -157,10 +157,25 @@ async fn process(
         trace_id = tracing::field::Empty
     );
     crate::telemetry::continue_trace_from(&span, header(message, HEADER_TRACEPARENT).as_deref());
-    match apply(db, &spec.name, handler, &event)
+    let outcome = apply(db, &spec.name, handler, &event)
         .instrument(span)
-        .await
-    {
+        .await;
+    crate::metrics::inc(
+        "polyshop_events_handled_total",
+        "Event deliveries a consumer handled, by outcome (ok, poison, retry).",
+        &[
+            ("consumer", &spec.name),
+            (
+                "outcome",
+                match &outcome {
+                    Ok(()) => "ok",
+                    Err(HandlerError::Poison(_)) => "poison",
+                    Err(HandlerError::Retry(_)) => "retry",
+                },
+            ),
+        ],
+    );
+    match outcome {
         Ok(()) => message.ack().await,
         Err(HandlerError::Poison(reason)) => {
             tracing::error!(consumer = %spec.name, event_id = %event.id, %reason, "poison event; dead-lettered");
@@ -237,6 +252,11 @@ async fn dead_letter(
     message: &jetstream::Message,
     reason: &str,
 ) -> Result<(), async_nats::Error> {
+    crate::metrics::inc(
+        "polyshop_events_dead_lettered_total",
+        "Events a consumer moved to the dead-letter stream.",
+        &[("consumer", &spec.name)],
+    );
     let mut headers = message.headers.clone().unwrap_or_default();
     let id = header(message, HEADER_ID).unwrap_or_else(crate::new_id);
     // Unique per source message, so a redriven event that fails again is dead-lettered again

@@ -135,6 +135,12 @@ pub async fn publish_batch(
         .await?;
     }
     let published = acked.len();
+    crate::metrics::add(
+        "polyshop_outbox_published_total",
+        "Outbox events JetStream acknowledged.",
+        &[],
+        published as u64,
+    );
     match failure {
         Some(e) if published == 0 => Err(e),
         _ => Ok(published),

@@ -73,6 +73,7 @@ where
             request.headers_mut().insert(REQUEST_ID, value);
         }
         let method = request.uri().path().to_owned();
+        let service = self.service;
         let span = tracing::info_span!(
             "rpc",
             service = self.service,
@@ -100,10 +101,12 @@ where
                         if let Ok(value) = HeaderValue::from_str(&request_id) {
                             response.headers_mut().insert(REQUEST_ID, value);
                         }
-                        if method.starts_with("/grpc.") {
+                        if method.starts_with('/') && !method.starts_with("/polyshop.") {
+                            // Health, reflection and metrics scrapes.
                             tracing::debug!(grpc.code = %code_name, latency_ms, "call");
                         } else {
                             tracing::info!(grpc.code = %code_name, latency_ms, "call");
+                            record(service, &method, &code_name, latency_ms / 1000.0);
                         }
                         Ok(response)
                     }
@@ -116,4 +119,19 @@ where
             .instrument(span),
         )
     }
+}
+
+/// Counts a served call and its latency.
+fn record(service: &str, method: &str, code: &str, seconds: f64) {
+    crate::metrics::inc(
+        "polyshop_rpc_requests_total",
+        "gRPC calls served, by method and status code.",
+        &[("service", service), ("method", method), ("code", code)],
+    );
+    crate::metrics::observe(
+        "polyshop_rpc_duration_seconds",
+        "Time to serve a gRPC call, by method.",
+        &[("service", service), ("method", method)],
+        seconds,
+    );
 }
