@@ -22,6 +22,9 @@ pub enum AdminCommand {
     /// Inspect or replay the dead-letter stream.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// List the service instances in the registry (discovery mode `nats`): service, instance,
+    /// URL and age.
+    Services,
     /// Rebuild a read model from its history.
     RebuildProjection {
         /// Which projection: `orders`.
@@ -78,6 +81,20 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("redrove {n} dead letter(s)");
                 }
+            }
+        }
+        AdminCommand::Services => {
+            let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
+            let js = async_nats::jetstream::new(client);
+            let store = polyshop_platform::discovery::bucket(&js, &settings.discovery).await?;
+            let instances = polyshop_platform::discovery::instances(&store).await?;
+            if instances.is_empty() {
+                println!("no instances registered (is discovery.mode = \"nats\"?)");
+            }
+            let now = polyshop_platform::now_millis();
+            for i in instances {
+                let age = (now - i.started_at).max(0) / 1000;
+                println!("{}\t{}\t{}\tup {age}s", i.service, i.instance, i.url);
             }
         }
         AdminCommand::RebuildProjection { .. } => {

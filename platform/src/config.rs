@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// Sections that environment keys are split into: `POLYSHOP_USER_DATABASE_URL` is
 /// `user.database_url`.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
+    "discovery",
     "events",
     "user",
     "catalog",
@@ -59,6 +60,8 @@ pub struct Settings {
     pub nats: NatsSettings,
     /// Event consumer settings.
     pub events: EventSettings,
+    /// Service registry and discovery.
+    pub discovery: DiscoverySettings,
     /// The user service.
     pub user: UserSettings,
     /// The catalog service.
@@ -151,6 +154,42 @@ pub struct NatsSettings {
     pub url: Option<String>,
     /// Port of the embedded nats-server.
     pub embedded_port: u16,
+}
+
+/// How services find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryMode {
+    /// The configured `<service>.url` of each service.
+    Static,
+    /// A registry in NATS JetStream KV: services register with a TTL and heartbeat, callers
+    /// balance over the live instances (and fall back to the configured URL when none is).
+    Nats,
+}
+
+/// Service registry and discovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoverySettings {
+    /// `static` or `nats`.
+    pub mode: DiscoveryMode,
+    /// An instance that stops heartbeating is dropped after this long.
+    pub ttl_secs: u64,
+    /// How often a registered instance refreshes its entry.
+    pub heartbeat_ms: u64,
+    /// How often callers re-read the registry.
+    pub poll_ms: u64,
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        Self {
+            mode: DiscoveryMode::Static,
+            ttl_secs: 15,
+            heartbeat_ms: 5000,
+            poll_ms: 2000,
+        }
+    }
 }
 
 /// How event consumers acknowledge and give up.
@@ -430,6 +469,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             nats: NatsSettings::default(),
             events: EventSettings::default(),
+            discovery: DiscoverySettings::default(),
             user: UserSettings::default(),
             catalog: ServiceSettings::on_port(50052),
             inventory: InventorySettings::default(),
@@ -497,6 +537,12 @@ impl Settings {
         }
         if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
             return bad("events.max_deliver and events.ack_wait_secs must be > 0");
+        }
+        let d = &self.discovery;
+        if d.poll_ms == 0 || d.heartbeat_ms == 0 || d.ttl_secs * 1000 <= d.heartbeat_ms {
+            return bad(
+                "discovery: poll_ms and heartbeat_ms must be > 0, ttl_secs longer than a heartbeat",
+            );
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return bad("auth.issuer and auth.audience must not be empty");

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod discovery;
 pub mod events;
 pub mod metrics;
 pub mod paging;

@@ -35,7 +35,11 @@ async fn stock(system: &System, product_id: &str) -> (i32, i32) {
     (s.quantity_on_hand, s.quantity_reserved)
 }
 
-async fn place(system: &System, token: &str, product_id: &str) -> Result<Order, tonic::Status> {
+pub(crate) async fn place(
+    system: &System,
+    token: &str,
+    product_id: &str,
+) -> Result<Order, tonic::Status> {
     let mut orders = OrderServiceClient::connect(system.url("ORDER"))
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;

@@ -142,6 +142,34 @@ impl System {
             .to_owned()
     }
 
+    /// Registers `username` (password "correct horse battery") and returns its access token.
+    pub async fn signup(&self, username: &str) -> String {
+        use polyshop::user::v1::{
+            LoginRequest, RegisterRequest, user_service_client::UserServiceClient,
+        };
+        let mut users = UserServiceClient::connect(self.url("USER"))
+            .await
+            .expect("connect");
+        users
+            .register(RegisterRequest {
+                username: username.into(),
+                email: format!("{username}@example.com"),
+                password: "correct horse battery".into(),
+                display_name: String::new(),
+            })
+            .await
+            .expect("register");
+        users
+            .login(LoginRequest {
+                login: username.into(),
+                password: "correct horse battery".into(),
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .access_token
+    }
+
     /// SIGTERM, then wait; returns whether it exited with 0.
     pub async fn stop(mut self) -> bool {
         sigterm(&self.child);

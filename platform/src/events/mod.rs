@@ -143,6 +143,8 @@ pub struct EventBus {
     pub js: async_nats::jetstream::Context,
     /// Wake the relay after committing outbox rows.
     pub signal: outbox::OutboxSignal,
+    discovery: crate::config::DiscoverySettings,
+    stopped: crate::shutdown::Shutdown,
 }
 
 impl EventBus {
@@ -165,6 +167,8 @@ impl EventBus {
         let bus = Self {
             js: js.clone(),
             signal: signal.clone(),
+            discovery: settings.discovery.clone(),
+            stopped: shutdown.clone(),
         };
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
@@ -179,6 +183,50 @@ impl EventBus {
             relay::run(db, js, signal, shutdown).await;
         });
         Ok(bus)
+    }
+
+    /// Registers this process as an instance of `service` at `url` (when discovery is `nats`)
+    /// until the bus stops.
+    pub fn register(&self, service: &str, url: String) {
+        if self.discovery.mode == crate::config::DiscoveryMode::Nats {
+            let instance = crate::discovery::register(
+                self.js.clone(),
+                self.discovery.clone(),
+                service,
+                url,
+                self.stopped.clone(),
+            );
+            tracing::info!(service, instance = %instance.instance, url = %instance.url, "registered");
+        }
+    }
+
+    /// A lazy channel to `service`: over its registered instances when discovery is `nats`
+    /// (falling back to `url` while none is registered), else to `url`. `configure` sets the
+    /// endpoints' timeouts.
+    ///
+    /// # Errors
+    /// When `url` is malformed.
+    pub fn channel_to(
+        &self,
+        service: &str,
+        url: &str,
+        configure: impl Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint + Send + 'static,
+    ) -> Result<tonic::transport::Channel, crate::discovery::RegistryError> {
+        match self.discovery.mode {
+            crate::config::DiscoveryMode::Nats => crate::discovery::channel(
+                self.js.clone(),
+                self.discovery.clone(),
+                service,
+                url,
+                configure,
+                self.stopped.clone(),
+            ),
+            crate::config::DiscoveryMode::Static => {
+                let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+                    .map_err(|e| crate::discovery::RegistryError::new(e.to_string()))?;
+                Ok(configure(endpoint).connect_lazy())
+            }
+        }
     }
 
     /// Runs a durable consumer in the background until `shutdown`.

@@ -79,6 +79,7 @@ pub async fn serve_with_auth(
         background_stopped.clone(),
     )
     .await?;
+    bus.register("inventory", settings.inventory.service().url());
     events::spawn_consumers(&bus, &conn, &settings.events, &background_stopped);
     let repo = Arc::new(SeaInventoryRepository::new(conn.clone(), bus.signal));
     let every = Duration::from_secs(settings.inventory.sweep_interval_secs);

@@ -81,6 +81,7 @@ pub async fn serve_with_auth(
         events_stopped.clone(),
     )
     .await?;
+    bus.register("notification", settings.notification.service().url());
     let from = settings.notification.mail_from.clone();
     match &settings.notification.smtp_addr {
         Some(addr) => {

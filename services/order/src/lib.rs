@@ -89,6 +89,7 @@ pub async fn serve_with_auth(
 
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
+    bus.register("order", settings.order.url());
     let events = &settings.events;
     bus.spawn_consumer(
         conn.clone(),
@@ -103,7 +104,7 @@ pub async fn serve_with_auth(
         stopped.clone(),
     );
 
-    let participants = Arc::new(Participants::new(&settings, &auth.service_tokens())?);
+    let participants = Arc::new(Participants::new(&settings, &auth.service_tokens(), &bus)?);
     let saga = Arc::new(SagaRunner::new(
         EventStore::new(conn.clone(), settings.order.snapshot_every),
         SagaStore::new(conn.clone()),

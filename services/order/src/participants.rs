@@ -1,6 +1,7 @@
 //! The saga's participants over gRPC: user, catalog, inventory and payment, each call with a
 //! service token, a deadline, retries only where the contract marks the method idempotent,
-//! a circuit breaker and a bulkhead per upstream.
+//! a circuit breaker and a bulkhead per upstream; each upstream is its configured URL, or its
+//! live instances from the registry when discovery is on.
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ use polyshop::{
 use polyshop_platform::{
     auth::{ServiceAuth, ServiceTokens},
     config::{OrderSettings, Settings},
+    events::EventBus,
     resilience::{self, Bulkhead, CircuitBreaker, RetryPolicy},
     server::StartError,
 };
@@ -64,12 +66,18 @@ pub struct Participants {
     policy: RetryPolicy,
 }
 
-fn channel(url: &str, timeout: Duration) -> Result<Channel, StartError> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| StartError::Other(format!("bad upstream URL {url}: {e}")))?
-        .connect_timeout(Duration::from_millis(500).min(timeout))
-        .timeout(timeout)
-        .connect_lazy())
+/// A lazy channel to participant `service` (found through the registry when discovery is on).
+fn channel(
+    bus: &EventBus,
+    service: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<Channel, StartError> {
+    bus.channel_to(service, url, move |e| {
+        e.connect_timeout(Duration::from_millis(500).min(timeout))
+            .timeout(timeout)
+    })
+    .map_err(|e| StartError::Other(format!("bad upstream URL {url}: {e}")))
 }
 
 macro_rules! call {
@@ -96,7 +104,11 @@ impl Participants {
     ///
     /// # Errors
     /// When a URL is malformed.
-    pub fn new(settings: &Settings, tokens: &Arc<ServiceTokens>) -> Result<Self, StartError> {
+    pub fn new(
+        settings: &Settings,
+        tokens: &Arc<ServiceTokens>,
+        bus: &EventBus,
+    ) -> Result<Self, StartError> {
         let o = &settings.order;
         let timeout = Duration::from_millis(o.call_timeout_ms);
         let auth = |audience: &str| ServiceAuth::new(tokens.clone(), audience);
@@ -104,7 +116,7 @@ impl Participants {
             user: Upstream::new(
                 "user",
                 UserServiceClient::with_interceptor(
-                    channel(&settings.user.url(), timeout)?,
+                    channel(bus, "user", &settings.user.url(), timeout)?,
                     auth("polyshop-user"),
                 ),
                 o,
@@ -113,7 +125,7 @@ impl Participants {
             catalog: Upstream::new(
                 "catalog",
                 CatalogServiceClient::with_interceptor(
-                    channel(&settings.catalog.url(), timeout)?,
+                    channel(bus, "catalog", &settings.catalog.url(), timeout)?,
                     auth("polyshop-catalog"),
                 ),
                 o,
@@ -122,7 +134,12 @@ impl Participants {
             inventory: Upstream::new(
                 "inventory",
                 InventoryServiceClient::with_interceptor(
-                    channel(&settings.inventory.service().url(), timeout)?,
+                    channel(
+                        bus,
+                        "inventory",
+                        &settings.inventory.service().url(),
+                        timeout,
+                    )?,
                     auth("polyshop-inventory"),
                 ),
                 o,
@@ -131,7 +148,7 @@ impl Participants {
             payment: Upstream::new(
                 "payment",
                 PaymentServiceClient::with_interceptor(
-                    channel(&settings.payment.url(), timeout)?,
+                    channel(bus, "payment", &settings.payment.url(), timeout)?,
                     auth("polyshop-payment"),
                 ),
                 o,

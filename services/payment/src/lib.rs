@@ -64,6 +64,7 @@ pub async fn serve_with_auth(
     // dropped (which also stops the relay) if the server returns early.
     let (stop_bus, bus_stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped).await?;
+    bus.register("payment", settings.payment.url());
     let shutdown = async move {
         shutdown.await;
         stop_bus.fire();

@@ -53,6 +53,7 @@ pub async fn serve(
     db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped).await?;
+    bus.register("user", settings.user.url());
     let repo = Arc::new(SeaUserRepository::new(conn.clone(), bus.signal.clone()));
 
     if let Some(password) = &settings.user.admin_password {

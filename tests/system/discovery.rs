@@ -1,0 +1,60 @@
+//! With `discovery.mode = "nats"` every service registers in the NATS KV registry and the
+//! order saga reaches its participants through it.
+
+use polyshop::{
+    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
+    order::v1::OrderStatus,
+};
+
+use crate::{crash::place, harness::System};
+
+#[tokio::test]
+async fn services_register_and_the_saga_finds_its_participants_in_the_registry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = System::environment(dir.path());
+    env.insert("POLYSHOP_DISCOVERY_MODE".into(), "nats".into());
+    let system = System::up(dir.path(), env).await;
+
+    let mut listed = String::new();
+    for _ in 0..50 {
+        listed = system.polyshop(&["admin", "services"]).await;
+        if listed.lines().count() == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for service in [
+        "user",
+        "catalog",
+        "inventory",
+        "order",
+        "payment",
+        "notification",
+    ] {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{service}\t")))
+            .unwrap_or_else(|| panic!("{service} registered: {listed}"));
+        let url = system.url(&service.to_ascii_uppercase());
+        assert!(line.contains(&url), "{line} names {url}");
+    }
+
+    let token = system.signup("discovered").await;
+    let product = CatalogServiceClient::connect(system.url("CATALOG"))
+        .await
+        .expect("connect")
+        .list_products(ListProductsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .products
+        .remove(0);
+    let order = place(&system, &token, &product.product_id)
+        .await
+        .expect("order");
+    assert_eq!(order.status, OrderStatus::Confirmed as i32, "{order:?}");
+    assert!(system.stop().await);
+}
