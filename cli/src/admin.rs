@@ -22,6 +22,15 @@ pub enum AdminCommand {
     /// Inspect or replay the dead-letter stream.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Print the effective configuration (defaults, polyshop.toml, POLYSHOP_* merged) as JSON;
+    /// a bad key or value fails before this runs.
+    Config,
+    /// Create an Ed25519 signing key (PKCS#8 PEM, mode 0600) at PATH, for
+    /// `auth.signing_key_path` / `auth.service_key_path`; an existing key is kept.
+    GenKey {
+        /// Where to write it.
+        path: std::path::PathBuf,
+    },
     /// List the service instances in the registry (discovery mode `nats`): service, instance,
     /// URL and age.
     Services,
@@ -82,6 +91,13 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
                     println!("redrove {n} dead letter(s)");
                 }
             }
+        }
+        AdminCommand::Config => {
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+        }
+        AdminCommand::GenKey { path } => {
+            let key = auth::keys::load_or_generate(&path)?;
+            println!("{}: key {}", path.display(), key.kid);
         }
         AdminCommand::Services => {
             let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;

@@ -2,6 +2,7 @@
 //! from outside (generated Rust and Python clients, signals, restarts).
 
 mod crash;
+mod deploy;
 mod discovery;
 mod harness;
 mod lifecycle;
