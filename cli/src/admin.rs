@@ -5,6 +5,7 @@ use polyshop_platform::{
     auth,
     config::Settings,
     events::{self, dlq},
+    flags,
 };
 
 /// Operator commands.
@@ -31,6 +32,9 @@ pub enum AdminCommand {
         /// Where to write it.
         path: std::path::PathBuf,
     },
+    /// Show or change feature flags (runtime overrides in NATS KV reach every process).
+    #[command(subcommand)]
+    Flags(FlagsCommand),
     /// List the service instances in the registry (discovery mode `nats`): service, instance,
     /// URL and age.
     Services,
@@ -38,6 +42,25 @@ pub enum AdminCommand {
     RebuildProjection {
         /// Which projection: `orders`.
         #[arg(value_parser = ["orders"])]
+        name: String,
+    },
+}
+
+/// Feature flag commands.
+#[derive(Debug, Subcommand)]
+pub enum FlagsCommand {
+    /// Every flag: its value here (config), the runtime override if any, and what it does.
+    List,
+    /// Override a flag everywhere: `on` or `off`.
+    Set {
+        /// The flag.
+        name: String,
+        /// `on` or `off`.
+        value: String,
+    },
+    /// Drop a flag's override: back to each process's configured value.
+    Clear {
+        /// The flag.
         name: String,
     },
 }
@@ -98,6 +121,41 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
         AdminCommand::GenKey { path } => {
             let key = auth::keys::load_or_generate(&path)?;
             println!("{}: key {}", path.display(), key.kid);
+        }
+        AdminCommand::Flags(command) => {
+            let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
+            let js = async_nats::jetstream::new(client);
+            let fail = |e: String| anyhow::anyhow!("{e}");
+            match command {
+                FlagsCommand::List => {
+                    let overrides = flags::overrides(&js).await.map_err(fail)?;
+                    let configured = flags::Flags::new(&settings.flags);
+                    for f in flags::KNOWN {
+                        let over = overrides
+                            .get(f.name)
+                            .map_or("-", |v| if *v { "on" } else { "off" });
+                        let here = if configured.enabled(f.name) {
+                            "on"
+                        } else {
+                            "off"
+                        };
+                        println!(
+                            "{}\tconfig {here}\toverride {over}\t{}",
+                            f.name, f.description
+                        );
+                    }
+                }
+                FlagsCommand::Set { name, value } => {
+                    let v = flags::parse(&value)
+                        .ok_or_else(|| anyhow::anyhow!("{value}: say on or off"))?;
+                    flags::set(&js, &name, Some(v)).await.map_err(fail)?;
+                    println!("{name} is {value} everywhere");
+                }
+                FlagsCommand::Clear { name } => {
+                    flags::set(&js, &name, None).await.map_err(fail)?;
+                    println!("{name} is back to its configured value");
+                }
+            }
         }
         AdminCommand::Services => {
             let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;

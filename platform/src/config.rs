@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 /// Sections that environment keys are split into: `POLYSHOP_USER_DATABASE_URL` is
 /// `user.database_url`.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "discovery",
+    "flags",
     "events",
     "user",
     "catalog",
@@ -62,6 +63,8 @@ pub struct Settings {
     pub events: EventSettings,
     /// Service registry and discovery.
     pub discovery: DiscoverySettings,
+    /// Feature flags by name (see `flags::KNOWN`); runtime overrides come from NATS KV.
+    pub flags: std::collections::BTreeMap<String, bool>,
     /// The user service.
     pub user: UserSettings,
     /// The catalog service.
@@ -470,6 +473,7 @@ impl Default for Settings {
             nats: NatsSettings::default(),
             events: EventSettings::default(),
             discovery: DiscoverySettings::default(),
+            flags: std::collections::BTreeMap::new(),
             user: UserSettings::default(),
             catalog: ServiceSettings::on_port(50052),
             inventory: InventorySettings::default(),
@@ -537,6 +541,12 @@ impl Settings {
         }
         if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
             return bad("events.max_deliver and events.ack_wait_secs must be > 0");
+        }
+        if let Some(name) = self.flags.keys().find(|n| crate::flags::spec(n).is_none()) {
+            return Err(ConfigError::Invalid(format!(
+                "unknown feature flag flags.{name}; known: {}",
+                crate::flags::names()
+            )));
         }
         let d = &self.discovery;
         if d.poll_ms == 0 || d.heartbeat_ms == 0 || d.ttl_secs * 1000 <= d.heartbeat_ms {

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod db;
 pub mod discovery;
 pub mod events;
+pub mod flags;
 pub mod metrics;
 pub mod paging;
 pub mod resilience;

@@ -229,6 +229,13 @@ impl EventBus {
         }
     }
 
+    /// The feature flags of `settings`, following runtime overrides until the bus stops.
+    pub fn flags(&self, settings: &crate::config::Settings) -> crate::flags::Flags {
+        let flags = crate::flags::Flags::new(&settings.flags);
+        flags.watch(self.js.clone(), self.stopped.clone());
+        flags
+    }
+
     /// Runs a durable consumer in the background until `shutdown`.
     pub fn spawn_consumer(
         &self,

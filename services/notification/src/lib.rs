@@ -87,13 +87,27 @@ pub async fn serve_with_auth(
         Some(addr) => {
             tracing::info!(relay = %addr, "mail goes to the SMTP relay");
             let sender = Arc::new(SmtpSender::new(addr.clone(), from));
-            events::spawn_consumers(&bus, &conn, &settings.events, sender, &events_stopped);
+            events::spawn_consumers(
+                &bus,
+                &conn,
+                &settings.events,
+                sender,
+                bus.flags(&settings),
+                &events_stopped,
+            );
         }
         None => {
             let dir = settings.data_dir.join("mailbox");
             tracing::info!(dir = %dir.display(), "mail goes to the local mailbox");
             let sender = Arc::new(MailboxSender::new(dir, from));
-            events::spawn_consumers(&bus, &conn, &settings.events, sender, &events_stopped);
+            events::spawn_consumers(
+                &bus,
+                &conn,
+                &settings.events,
+                sender,
+                bus.flags(&settings),
+                &events_stopped,
+            );
         }
     }
     let shutdown = async move {

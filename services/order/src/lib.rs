@@ -105,13 +105,16 @@ pub async fn serve_with_auth(
     );
 
     let participants = Arc::new(Participants::new(&settings, &auth.service_tokens(), &bus)?);
-    let saga = Arc::new(SagaRunner::new(
-        EventStore::new(conn.clone(), settings.order.snapshot_every),
-        SagaStore::new(conn.clone()),
-        UserReplica::new(conn.clone()),
-        participants.clone(),
-        bus.signal.clone(),
-    ));
+    let saga = Arc::new(
+        SagaRunner::new(
+            EventStore::new(conn.clone(), settings.order.snapshot_every),
+            SagaStore::new(conn.clone()),
+            UserReplica::new(conn.clone()),
+            participants.clone(),
+            bus.signal.clone(),
+        )
+        .with_flags(bus.flags(&settings)),
+    );
     tokio::spawn(resume_sagas(
         saga.clone(),
         Duration::from_millis(settings.order.resume_interval_ms),

@@ -53,7 +53,8 @@ pub async fn forget_recipient<S: EventStore>(
 }
 
 /// Stores the notification `trigger` (from event `source_event_id`) causes for `user_id`
-/// and mails it when the user's address is known; without one it is kept in-app only.
+/// and, when `mail` is on (the `notification_email` flag), mails it if the user's address is
+/// known; otherwise it is kept in-app only.
 /// `None` when this event already produced this user's notification.
 ///
 /// # Errors
@@ -62,6 +63,7 @@ pub async fn forget_recipient<S: EventStore>(
 pub async fn notify<S: EventStore, M: Sender>(
     store: &S,
     sender: &M,
+    mail: bool,
     source_event_id: &str,
     user_id: &str,
     trigger: &Trigger,
@@ -90,7 +92,13 @@ pub async fn notify<S: EventStore, M: Sender>(
     if !store.insert(&notification).await? {
         return Ok(None);
     }
-    let channel = match store.recipient(user_id).await? {
+    let recipient = if mail {
+        store.recipient(user_id).await?
+    } else {
+        tracing::debug!(user_id, "notification_email is off: in-app only");
+        None
+    };
+    let channel = match recipient {
         Some(recipient) if is_mailable(&recipient.email) => {
             sender
                 .send(store, &Mail::new(&notification, &recipient))
@@ -143,13 +151,13 @@ mod tests {
         let store = MemoryStore::default();
         let sender = RecordingSender::default();
         remember_recipient(&store, &ada()).await.expect("recipient");
-        let first = notify(&store, &sender, EVENT, "u1", &confirmed())
+        let first = notify(&store, &sender, true, EVENT, "u1", &confirmed())
             .await
             .expect("notify")
             .expect("stored");
         assert_eq!(first.channel, "recording");
         assert_eq!(first.notification.kind, NotificationKind::OrderConfirmed);
-        let again = notify(&store, &sender, EVENT, "u1", &confirmed())
+        let again = notify(&store, &sender, true, EVENT, "u1", &confirmed())
             .await
             .expect("notify again");
         assert_eq!(again, None);
@@ -164,7 +172,7 @@ mod tests {
     async fn a_user_without_a_known_address_gets_an_in_app_notification_only() {
         let store = MemoryStore::default();
         let sender = RecordingSender::default();
-        let delivered = notify(&store, &sender, EVENT, "u2", &confirmed())
+        let delivered = notify(&store, &sender, true, EVENT, "u2", &confirmed())
             .await
             .expect("notify")
             .expect("stored");
@@ -177,7 +185,7 @@ mod tests {
     async fn a_failed_delivery_is_an_error_the_consumer_retries() {
         let store = MemoryStore::default();
         remember_recipient(&store, &ada()).await.expect("recipient");
-        let err = notify(&store, &FailingSender, EVENT, "u1", &confirmed())
+        let err = notify(&store, &FailingSender, true, EVENT, "u1", &confirmed())
             .await
             .expect_err("delivery fails");
         assert!(matches!(err, NotificationError::Delivery(_)), "{err}");
@@ -188,7 +196,7 @@ mod tests {
         let store = MemoryStore::default();
         let sender = RecordingSender::default();
         for user_id in ["", "../x"] {
-            let err = notify(&store, &sender, EVENT, user_id, &confirmed())
+            let err = notify(&store, &sender, true, EVENT, user_id, &confirmed())
                 .await
                 .expect_err("invalid");
             assert!(matches!(err, NotificationError::Invalid(_)), "{err}");

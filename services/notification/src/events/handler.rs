@@ -16,6 +16,7 @@ use polyshop_platform::{
         consumer::{Handler, HandlerError},
         outbox::{self, OutboxSignal},
     },
+    flags::Flags,
     status::Violations,
 };
 use sea_orm::DatabaseTransaction;
@@ -36,12 +37,17 @@ use crate::{
 pub struct NotificationHandler<M> {
     sender: Arc<M>,
     signal: OutboxSignal,
+    flags: Flags,
 }
 
 impl<M: Sender> NotificationHandler<M> {
     /// A handler delivering through `sender`, waking the outbox relay through `signal`.
-    pub fn new(sender: Arc<M>, signal: OutboxSignal) -> Self {
-        Self { sender, signal }
+    pub fn new(sender: Arc<M>, signal: OutboxSignal, flags: Flags) -> Self {
+        Self {
+            sender,
+            signal,
+            flags,
+        }
     }
 
     async fn apply(
@@ -113,7 +119,8 @@ impl<M: Sender> NotificationHandler<M> {
                 ));
             }
         };
-        app::notify(store, sender, id, &user_id, &trigger).await
+        let mail = self.flags.enabled("notification_email");
+        app::notify(store, sender, mail, id, &user_id, &trigger).await
     }
 }
 

@@ -9,7 +9,8 @@ pub use handler::NotificationHandler;
 use std::sync::Arc;
 
 use polyshop_platform::{
-    config::EventSettings, events::EventBus, events::consumer::ConsumerSpec, shutdown::Shutdown,
+    config::EventSettings, events::EventBus, events::consumer::ConsumerSpec, flags::Flags,
+    shutdown::Shutdown,
 };
 use sea_orm::DatabaseConnection;
 
@@ -64,9 +65,10 @@ pub fn spawn_consumers<M: Sender>(
     db: &DatabaseConnection,
     settings: &EventSettings,
     sender: Arc<M>,
+    flags: Flags,
     shutdown: &Shutdown,
 ) {
-    let handler = Arc::new(NotificationHandler::new(sender, bus.signal.clone()));
+    let handler = Arc::new(NotificationHandler::new(sender, bus.signal.clone(), flags));
     for spec in consumer_specs(settings) {
         bus.spawn_consumer(db.clone(), spec, handler.clone(), shutdown.clone());
     }

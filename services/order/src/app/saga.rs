@@ -16,7 +16,7 @@ use polyshop::{
     payment::v1::{ChargeRequest, LineItem, PaymentStatus},
     user::v1::UserStatus as PbUserStatus,
 };
-use polyshop_platform::events::outbox::OutboxSignal;
+use polyshop_platform::{events::outbox::OutboxSignal, flags::Flags};
 use sea_orm::TransactionTrait;
 use tonic::{Code, Status};
 
@@ -48,6 +48,7 @@ pub struct SagaRunner {
     participants: Arc<Participants>,
     outbox: OutboxSignal,
     running: Mutex<HashSet<String>>,
+    flags: Flags,
 }
 
 fn is_unreachable(status: &Status) -> bool {
@@ -70,7 +71,15 @@ impl SagaRunner {
             participants,
             outbox,
             running: Mutex::default(),
+            flags: Flags::new(&std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Reads feature flags (`order_replica_fallback`) from `flags` instead of the defaults.
+    #[must_use]
+    pub fn with_flags(mut self, flags: Flags) -> Self {
+        self.flags = flags;
+        self
     }
 
     /// Places an order for `user_id`: claims the idempotency key, drives the saga, and
@@ -230,6 +239,13 @@ impl SagaRunner {
             Err(s) if s.code() == Code::NotFound => {
                 Ok(Some((Rejection::UserNotFound, "no such account".into())))
             }
+            Err(s) if !self.flags.enabled("order_replica_fallback") => Ok(Some((
+                Rejection::ServiceUnavailable,
+                format!(
+                    "cannot check the account (replica fallback is switched off): {}",
+                    s.message()
+                ),
+            ))),
             Err(s) => {
                 // The user service is away: the replica fed by user events decides.
                 let replicated = self.replica.status(user_id).await?;
