@@ -310,6 +310,7 @@ pub struct ServiceTokens {
     name: String,
     ttl: Duration,
     minted: Mutex<HashMap<String, (String, u64)>>,
+    verified: Verified,
 }
 
 impl ServiceTokens {
@@ -326,6 +327,7 @@ impl ServiceTokens {
             name: name.to_owned(),
             ttl,
             minted: Mutex::default(),
+            verified: Verified::default(),
         })
     }
 
@@ -374,12 +376,18 @@ impl ServiceTokens {
     /// # Errors
     /// [`TokenError`] naming what failed.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        // A caller reuses its token for most of its lifetime: check the signature once.
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
         let claims = decode::<Claims>(token, &self.decoding, &validation(None, &self.name))
             .map_err(|e| TokenError::Invalid(e.to_string()))?
             .claims;
         if claims.typ != TYPE_SERVICE || !claims.iss.starts_with("polyshop-") {
             return Err(TokenError::Invalid("not a service token".into()));
         }
+        self.verified.put(token, &claims, now);
         Ok(claims)
     }
 }

@@ -26,7 +26,7 @@ use polyshop_platform::{
 };
 use tokio::net::TcpListener;
 
-use crate::store::SeaCatalogRepository;
+use crate::store::{CachedCatalog, SeaCatalogRepository};
 
 /// The name this service verifies service tokens as.
 pub const SERVICE_NAME: &str = "polyshop-catalog";
@@ -71,7 +71,10 @@ pub async fn serve_with_auth(
         stop_bus.fire();
     };
 
-    let repo = Arc::new(SeaCatalogRepository::new(conn.clone(), bus.signal));
+    let repo = Arc::new(CachedCatalog::new(
+        SeaCatalogRepository::new(conn.clone(), bus.signal),
+        store::CACHE_TTL,
+    ));
     let routes =
         tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(repo)));
     server::serve(

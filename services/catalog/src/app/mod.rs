@@ -8,7 +8,7 @@ mod list_products;
 mod update_product;
 
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
 
 pub use create_product::*;
 pub use get_products::*;

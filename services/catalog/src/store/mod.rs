@@ -2,9 +2,11 @@
 //! [`SeaCatalogRepository`], the implementation of [`crate::app::CatalogRepository`].
 //! Entities never leave this module.
 
+mod cache;
 mod entities;
 mod repository;
 
+pub use cache::{CachedCatalog, TTL as CACHE_TTL};
 pub use repository::SeaCatalogRepository;
 
 use polyshop_platform::db::Migration;
