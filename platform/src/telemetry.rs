@@ -69,10 +69,19 @@ pub fn init(service: &str, settings: &Settings) -> TelemetryGuard {
     let provider = builder.build();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     // The log filter applies to log lines only: request and event spans must exist for the
-    // trace to cross the process even when logs are at `warn`.
+    // trace to cross the process even when logs are at `warn`. Info-level log lines are not
+    // copied into spans as span events (the access log would cost an allocation-heavy copy
+    // per request); warnings and errors are.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service.to_owned()))
-        .with_filter(LevelFilter::INFO);
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            let limit = if meta.is_span() {
+                LevelFilter::INFO
+            } else {
+                LevelFilter::WARN
+            };
+            limit >= *meta.level()
+        }));
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(otel)
