@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use polyshop::{
-    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
     inventory::v1::{GetStockRequest, inventory_service_client::InventoryServiceClient},
     order::v1::{
         CreateOrderItem, CreateOrderRequest, Order, OrderStatus, ShippingAddress,
@@ -101,18 +100,7 @@ async fn crash_at(failpoint: &str) {
         .expect("admin login")
         .into_inner()
         .access_token;
-    let product = CatalogServiceClient::connect(system.url("CATALOG"))
-        .await
-        .expect("connect")
-        .list_products(ListProductsRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .products
-        .remove(0);
+    let product = system.first_product().await;
     let before = stock(&system, &product.product_id).await;
 
     // The first call dies with the process at the failpoint (or answers, for the last step).

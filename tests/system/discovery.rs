@@ -1,10 +1,7 @@
 //! With `discovery.mode = "nats"` every service registers in the NATS KV registry and the
 //! order saga reaches its participants through it.
 
-use polyshop::{
-    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
-    order::v1::OrderStatus,
-};
+use polyshop::order::v1::OrderStatus;
 
 use crate::{crash::place, harness::System};
 
@@ -40,18 +37,7 @@ async fn services_register_and_the_saga_finds_its_participants_in_the_registry()
     }
 
     let token = system.signup("discovered").await;
-    let product = CatalogServiceClient::connect(system.url("CATALOG"))
-        .await
-        .expect("connect")
-        .list_products(ListProductsRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .products
-        .remove(0);
+    let product = system.first_product().await;
     let order = place(&system, &token, &product.product_id)
         .await
         .expect("order");

@@ -142,6 +142,25 @@ impl System {
             .to_owned()
     }
 
+    /// The newest product of the (demo) catalog.
+    pub async fn first_product(&self) -> polyshop::catalog::v1::Product {
+        use polyshop::catalog::v1::{
+            ListProductsRequest, catalog_service_client::CatalogServiceClient,
+        };
+        CatalogServiceClient::connect(self.url("CATALOG"))
+            .await
+            .expect("connect")
+            .list_products(ListProductsRequest {
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .products
+            .remove(0)
+    }
+
     /// Registers `username` (password "correct horse battery") and returns its access token.
     pub async fn signup(&self, username: &str) -> String {
         use polyshop::user::v1::{

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use polyshop::{
-    catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
     order::v1::{
         CreateOrderItem, CreateOrderRequest, OrderStatus, ShippingAddress,
         order_service_client::OrderServiceClient,
@@ -138,18 +137,7 @@ async fn a_callers_trace_reaches_the_events_it_causes_across_services() {
         .expect("login")
         .into_inner()
         .access_token;
-    let product = CatalogServiceClient::connect(system.url("CATALOG"))
-        .await
-        .expect("connect")
-        .list_products(ListProductsRequest {
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .products
-        .remove(0);
+    let product = system.first_product().await;
     let order_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
     let order = OrderServiceClient::connect(system.url("ORDER"))
         .await
