@@ -6,18 +6,14 @@ use std::time::Duration;
 
 use polyshop::{
     inventory::v1::{GetStockRequest, inventory_service_client::InventoryServiceClient},
-    order::v1::{
-        CreateOrderItem, CreateOrderRequest, Order, OrderStatus, ShippingAddress,
-        order_service_client::OrderServiceClient,
-    },
+    order::v1::{Order, OrderStatus, order_service_client::OrderServiceClient},
     payment::v1::{
         ListPaymentsRequest, PaymentStatus, payment_service_client::PaymentServiceClient,
     },
-    user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
 };
 use polyshop_platform::testing::bearer;
 
-use crate::harness::System;
+use crate::harness::{System, order_request};
 
 async fn stock(system: &System, product_id: &str) -> (i32, i32) {
     let s = InventoryServiceClient::connect(system.url("INVENTORY"))
@@ -42,22 +38,7 @@ pub(crate) async fn place(
     let mut orders = OrderServiceClient::connect(system.url("ORDER"))
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let request = CreateOrderRequest {
-        idempotency_key: "crash-test".into(),
-        items: vec![CreateOrderItem {
-            product_id: product_id.into(),
-            quantity: 2,
-        }],
-        shipping_address: Some(ShippingAddress {
-            recipient: "Jane".into(),
-            line1: "Main St 1".into(),
-            city: "Berlin".into(),
-            postal_code: "10115".into(),
-            country_code: "DE".into(),
-            ..Default::default()
-        }),
-        payment_method_token: "tok_visa".into(),
-    };
+    let request = order_request("crash-test", product_id, 2);
     orders
         .create_order(bearer(request, token))
         .await
@@ -70,36 +51,8 @@ async fn crash_at(failpoint: &str) {
     env.insert("POLYSHOP_FAILPOINT".into(), format!("{failpoint}=exit"));
     let system = System::up(dir.path(), env).await;
 
-    let mut users = UserServiceClient::connect(system.url("USER"))
-        .await
-        .expect("connect");
-    users
-        .register(RegisterRequest {
-            username: "jane".into(),
-            email: "jane@example.com".into(),
-            password: "correct horse battery".into(),
-            display_name: String::new(),
-        })
-        .await
-        .expect("register");
-    let token = users
-        .login(LoginRequest {
-            login: "jane".into(),
-            password: "correct horse battery".into(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .access_token;
-    let admin = users
-        .login(LoginRequest {
-            login: "admin".into(),
-            password: system.admin_password(),
-        })
-        .await
-        .expect("admin login")
-        .into_inner()
-        .access_token;
+    let token = system.signup("jane").await;
+    let admin = system.login("admin", &system.admin_password()).await;
     let product = system.first_product().await;
     let before = stock(&system, &product.product_id).await;
 

@@ -14,6 +14,35 @@ use tokio::{
     process::{Child, Command},
 };
 
+/// The password of every account the system tests make.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// An order of `quantity` × `product_id` under idempotency key `key`, shipped to Berlin and
+/// paid with the test card that is always captured.
+pub fn order_request(
+    key: &str,
+    product_id: &str,
+    quantity: i32,
+) -> polyshop::order::v1::CreateOrderRequest {
+    use polyshop::order::v1::{CreateOrderItem, CreateOrderRequest, ShippingAddress};
+    CreateOrderRequest {
+        idempotency_key: key.into(),
+        items: vec![CreateOrderItem {
+            product_id: product_id.into(),
+            quantity,
+        }],
+        shipping_address: Some(ShippingAddress {
+            recipient: "Jane".into(),
+            line1: "Main St 1".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country_code: "DE".into(),
+            ..Default::default()
+        }),
+        payment_method_token: "tok_visa".into(),
+    }
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -161,32 +190,37 @@ impl System {
             .remove(0)
     }
 
-    /// Registers `username` (password "correct horse battery") and returns its access token.
-    pub async fn signup(&self, username: &str) -> String {
-        use polyshop::user::v1::{
-            LoginRequest, RegisterRequest, user_service_client::UserServiceClient,
-        };
-        let mut users = UserServiceClient::connect(self.url("USER"))
+    /// Logs `login` in with `password` and returns the access token.
+    pub async fn login(&self, login: &str, password: &str) -> String {
+        use polyshop::user::v1::{LoginRequest, user_service_client::UserServiceClient};
+        UserServiceClient::connect(self.url("USER"))
             .await
-            .expect("connect");
-        users
-            .register(RegisterRequest {
-                username: username.into(),
-                email: format!("{username}@example.com"),
-                password: "correct horse battery".into(),
-                display_name: String::new(),
-            })
-            .await
-            .expect("register");
-        users
+            .expect("connect")
             .login(LoginRequest {
-                login: username.into(),
-                password: "correct horse battery".into(),
+                login: login.into(),
+                password: password.into(),
             })
             .await
             .expect("login")
             .into_inner()
             .access_token
+    }
+
+    /// Registers `username` (password [`PASSWORD`]) and returns its access token.
+    pub async fn signup(&self, username: &str) -> String {
+        use polyshop::user::v1::{RegisterRequest, user_service_client::UserServiceClient};
+        UserServiceClient::connect(self.url("USER"))
+            .await
+            .expect("connect")
+            .register(RegisterRequest {
+                username: username.into(),
+                email: format!("{username}@example.com"),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            })
+            .await
+            .expect("register");
+        self.login(username, PASSWORD).await
     }
 
     /// SIGTERM, then wait; returns whether it exited with 0.

@@ -29,23 +29,14 @@ async fn services_and_the_edge_serve_prometheus_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = System::environment(dir.path());
     let system = System::up(dir.path(), env).await;
-    let mut users = UserServiceClient::connect(system.url("USER"))
+    system.signup("metered").await;
+    let err = UserServiceClient::connect(system.url("USER"))
         .await
-        .expect("connect");
-    users
-        .register(RegisterRequest {
-            username: "metered".into(),
-            email: "metered@example.com".into(),
-            password: "correct horse battery".into(),
-            display_name: String::new(),
-        })
-        .await
-        .expect("register");
-    let err = users
+        .expect("connect")
         .register(RegisterRequest {
             username: "metered".into(),
             email: "bad".into(),
-            password: "correct horse battery".into(),
+            password: crate::harness::PASSWORD.into(),
             display_name: String::new(),
         })
         .await

@@ -5,15 +5,12 @@
 use std::time::Duration;
 
 use polyshop::{
-    order::v1::{
-        CreateOrderItem, CreateOrderRequest, OrderStatus, ShippingAddress,
-        order_service_client::OrderServiceClient,
-    },
-    user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
+    order::v1::{OrderStatus, order_service_client::OrderServiceClient},
+    user::v1::{RegisterRequest, user_service_client::UserServiceClient},
 };
 use polyshop_platform::testing::bearer;
 
-use crate::harness::System;
+use crate::harness::{PASSWORD, System, order_request};
 
 /// A W3C traceparent for `trace_id` (32 hex digits), sampled.
 fn traceparent(trace_id: &str) -> String {
@@ -86,7 +83,7 @@ async fn a_callers_trace_reaches_the_events_it_causes_across_services() {
             tonic::Request::new(RegisterRequest {
                 username: "traced".into(),
                 email: "traced@example.com".into(),
-                password: "correct horse battery".into(),
+                password: PASSWORD.into(),
                 display_name: String::new(),
             }),
             register_trace,
@@ -128,15 +125,7 @@ async fn a_callers_trace_reaches_the_events_it_causes_across_services() {
     wait_for_traced_event(&js, "POLYSHOP_USER", "polyshop.user.registered", edge_trace).await;
 
     // The order saga: order → inventory and payment, each publishing through its outbox.
-    let token = users
-        .login(LoginRequest {
-            login: "traced".into(),
-            password: "correct horse battery".into(),
-        })
-        .await
-        .expect("login")
-        .into_inner()
-        .access_token;
+    let token = system.login("traced", PASSWORD).await;
     let product = system.first_product().await;
     let order_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
     let order = OrderServiceClient::connect(system.url("ORDER"))
@@ -144,22 +133,7 @@ async fn a_callers_trace_reaches_the_events_it_causes_across_services() {
         .expect("connect")
         .create_order(traced(
             bearer(
-                CreateOrderRequest {
-                    idempotency_key: "traced-order".into(),
-                    items: vec![CreateOrderItem {
-                        product_id: product.product_id,
-                        quantity: 1,
-                    }],
-                    shipping_address: Some(ShippingAddress {
-                        recipient: "Jane".into(),
-                        line1: "Main St 1".into(),
-                        city: "Berlin".into(),
-                        postal_code: "10115".into(),
-                        country_code: "DE".into(),
-                        ..Default::default()
-                    }),
-                    payment_method_token: "tok_visa".into(),
-                },
+                order_request("traced-order", &product.product_id, 1),
                 &token,
             ),
             order_trace,

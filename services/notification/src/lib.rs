@@ -83,6 +83,7 @@ pub async fn serve_with_auth(
     .await?;
     bus.register("notification", settings.notification.service().url());
     let from = settings.notification.mail_from.clone();
+    let flags = bus.flags(&settings);
     match &settings.notification.smtp_addr {
         Some(addr) => {
             tracing::info!(relay = %addr, "mail goes to the SMTP relay");
@@ -92,7 +93,7 @@ pub async fn serve_with_auth(
                 &conn,
                 &settings.events,
                 sender,
-                bus.flags(&settings),
+                flags,
                 &events_stopped,
             );
         }
@@ -105,7 +106,7 @@ pub async fn serve_with_auth(
                 &conn,
                 &settings.events,
                 sender,
-                bus.flags(&settings),
+                flags,
                 &events_stopped,
             );
         }
