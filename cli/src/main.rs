@@ -5,6 +5,11 @@ mod demo;
 mod services;
 mod up;
 
+// Allocation-heavy request paths (HTTP/2 frames, protobuf, JSON) run measurably faster on
+// mimalloc than on glibc malloc, and its per-thread heaps keep the edge's RSS flat.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -93,7 +98,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if settings.worker_threads > 0 {
+        builder.worker_threads(settings.worker_threads);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("polyshop: cannot start the async runtime: {e}");

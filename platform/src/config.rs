@@ -55,6 +55,10 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// How long in-flight calls may take to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Async runtime worker threads of this process; 0 means one per core. `polyshop up`
+    /// gives each child a share of the cores instead, since it runs seven processes on one
+    /// machine. Env: `POLYSHOP_WORKER_THREADS`.
+    pub worker_threads: usize,
     /// Token settings shared by issuer and verifiers.
     pub auth: AuthSettings,
     /// NATS settings.
@@ -469,6 +473,7 @@ impl Default for Settings {
             log_format: LogFormat::Json,
             otlp_endpoint: None,
             shutdown_grace_secs: 10,
+            worker_threads: 0,
             auth: AuthSettings::default(),
             nats: NatsSettings::default(),
             events: EventSettings::default(),

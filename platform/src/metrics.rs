@@ -70,18 +70,34 @@ fn escape(value: &str, out: &mut String) {
     }
 }
 
-fn label_set(labels: &[(&str, &str)]) -> String {
-    let mut out = String::new();
+fn label_set(labels: &[(&str, &str)], out: &mut String) {
+    out.clear();
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(name);
         out.push_str("=\"");
-        escape(value, &mut out);
+        escape(value, out);
         out.push('"');
     }
-    out
+}
+
+/// The series of `labels` in `map`, created on first use. The key is rendered into a
+/// per-thread buffer, so recording into an existing series allocates nothing.
+fn series<'m, V: Default>(map: &'m mut BTreeMap<String, V>, labels: &[(&str, &str)]) -> &'m mut V {
+    thread_local! {
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    KEY.with_borrow_mut(move |key| {
+        label_set(labels, key);
+        if map.contains_key(key.as_str()) {
+            map.get_mut(key.as_str())
+                .unwrap_or_else(|| unreachable!("present"))
+        } else {
+            map.entry(key.clone()).or_default()
+        }
+    })
 }
 
 impl Registry {
@@ -110,19 +126,19 @@ impl Registry {
 
     fn add(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], by: f64) {
         self.with_family(name, Kind::Counter, help, |f| {
-            *f.scalars.entry(label_set(labels)).or_default() += by;
+            *series(&mut f.scalars, labels) += by;
         });
     }
 
     fn set(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         self.with_family(name, Kind::Gauge, help, |f| {
-            f.scalars.insert(label_set(labels), value);
+            *series(&mut f.scalars, labels) = value;
         });
     }
 
     fn observe(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], v: f64) {
         self.with_family(name, Kind::Histogram, help, |f| {
-            let h = f.histograms.entry(label_set(labels)).or_default();
+            let h = series(&mut f.histograms, labels);
             for (count, bound) in h.counts.iter_mut().zip(BUCKETS) {
                 if v <= bound {
                     *count += 1;

@@ -277,3 +277,58 @@ async fn a_poison_event_is_dead_lettered_the_consumer_keeps_flowing_and_redrive_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_poison_event_among_others_fetched_together_spoils_none_of_them() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = database(&dir).await;
+    let s = settings(&dir, &nats);
+    let (_stop, stopped) = shutdown::channel();
+    let bus = EventBus::start(&s, "batch-test", conn.clone(), stopped.clone())
+        .await
+        .expect("bus");
+    // Everything is on the stream before the consumer exists, so its first fetch holds all.
+    let mut good = Vec::new();
+    for i in 0..10 {
+        good.push(publish(&conn, &bus, &format!("good-{i}")).await);
+        if i == 4 {
+            publish(&conn, &bus, "poison-in-the-middle").await;
+        }
+    }
+    eventually("outbox drained", async || {
+        outbox::pending(&conn).await.expect("pending") == 0
+    })
+    .await;
+    let recorder = Arc::new(Recorder {
+        calls: AtomicU32::new(0),
+    });
+    let spec = s.events.consumer(
+        "batch-test-recorder",
+        "POLYSHOP_USER",
+        &["polyshop.user.deleted"],
+    );
+    bus.spawn_consumer(conn.clone(), spec, recorder, stopped);
+
+    eventually("every good event applied", async || {
+        count(&conn, "SELECT COUNT(*) FROM applied").await == 10
+    })
+    .await;
+    eventually("the poison event dead-lettered", async || {
+        dlq::list(&bus.js).await.unwrap_or_default().len() == 1
+    })
+    .await;
+    assert_eq!(
+        count(&conn, "SELECT COUNT(DISTINCT event_id) FROM applied").await,
+        10,
+        "each good event applied once, none lost with the failed batch"
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM event_inbox WHERE consumer = 'batch-test-recorder'"
+        )
+        .await,
+        10
+    );
+}

@@ -2,7 +2,8 @@
 //! a database transaction that also records the event id in `event_inbox`; a redelivered
 //! event whose id is already there is acknowledged without running the handler again. A
 //! handler that keeps failing sends the message to the dead-letter stream after MaxDeliver,
-//! and the consumer moves on.
+//! and the consumer moves on. Messages that arrive together share one transaction; a failure
+//! among them sends each through on its own.
 
 use std::{sync::Arc, time::Duration};
 
@@ -108,17 +109,129 @@ async fn consume(
         if shutdown.is_fired() {
             return Ok(());
         }
-        let mut batch = consumer
+        let batch = consumer
             .fetch()
-            .max_messages(64)
+            .max_messages(BATCH)
             .expires(Duration::from_secs(1))
             .messages()
             .await?;
-        while let Some(message) = batch.next().await {
-            let message = message?;
-            process(js, db, spec, handler, &message).await?;
+        // Whatever has arrived is applied together: one transaction (one fsync) for many
+        // events under load, one for each when they trickle in.
+        let mut chunks = batch.ready_chunks(BATCH);
+        while let Some(chunk) = chunks.next().await {
+            let mut messages = Vec::with_capacity(chunk.len());
+            let mut broken = None;
+            for message in chunk {
+                match message {
+                    Ok(m) => messages.push(m),
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
+                    }
+                }
+            }
+            process_all(js, db, spec, handler, &messages).await?;
+            if let Some(e) = broken {
+                return Err(e);
+            }
         }
     }
+}
+
+/// Messages fetched at once.
+const BATCH: usize = 64;
+
+/// Applies `messages` in one transaction and acks them; if any of them fails (or lacks an
+/// id), none of that transaction is kept and each message goes through [`process`] alone, so
+/// retries, poison and dead letters are decided per message exactly as for a single one.
+async fn process_all(
+    js: &jetstream::Context,
+    db: &DatabaseConnection,
+    spec: &ConsumerSpec,
+    handler: &dyn Handler,
+    messages: &[jetstream::Message],
+) -> Result<(), async_nats::Error> {
+    if messages.len() > 1 {
+        match apply_together(db, spec, handler, messages).await {
+            Ok(()) => {
+                for message in messages {
+                    count_outcome(spec, "ok");
+                    message.ack().await?;
+                }
+                return Ok(());
+            }
+            Err(reason) => {
+                tracing::debug!(consumer = %spec.name, %reason, "batch not applied; applying one by one");
+            }
+        }
+    }
+    for message in messages {
+        process(js, db, spec, handler, message).await?;
+    }
+    Ok(())
+}
+
+/// The event in `message`, if it carries an id.
+fn received(message: &jetstream::Message) -> Option<ReceivedEvent> {
+    let id = header(message, HEADER_ID).or_else(|| header(message, "Nats-Msg-Id"))?;
+    Some(ReceivedEvent {
+        id,
+        subject: message.subject.to_string(),
+        type_name: header(message, HEADER_TYPE).unwrap_or_default(),
+        payload: message.payload.clone(),
+        delivered: message.info().map(|i| i.delivered).unwrap_or(1),
+    })
+}
+
+/// The span an event is handled in, continuing the trace of the request that caused it.
+fn event_span(
+    spec: &ConsumerSpec,
+    event: &ReceivedEvent,
+    message: &jetstream::Message,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "event",
+        consumer = %spec.name,
+        subject = %event.subject,
+        event_id = %event.id,
+        trace_id = tracing::field::Empty
+    );
+    crate::telemetry::continue_trace_from(&span, header(message, HEADER_TRACEPARENT).as_deref());
+    span
+}
+
+fn count_outcome(spec: &ConsumerSpec, outcome: &str) {
+    crate::metrics::inc(
+        "polyshop_events_handled_total",
+        "Event deliveries a consumer handled, by outcome (ok, poison, retry).",
+        &[("consumer", &spec.name), ("outcome", outcome)],
+    );
+}
+
+/// Every message's effects and inbox row in one transaction; the first failure aborts it.
+async fn apply_together(
+    db: &DatabaseConnection,
+    spec: &ConsumerSpec,
+    handler: &dyn Handler,
+    messages: &[jetstream::Message],
+) -> Result<(), String> {
+    let events = messages
+        .iter()
+        .map(|m| received(m).map(|e| (e, m)))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("a message has no event id")?;
+    let txn = db.begin().await.map_err(|e| e.to_string())?;
+    for (event, message) in &events {
+        let applied = apply_in(&txn, &spec.name, handler, event)
+            .instrument(event_span(spec, event, message))
+            .await;
+        if let Err(e) = applied {
+            // Roll back now rather than on drop: SQLite has one pooled connection.
+            let _ = txn.rollback().await;
+            return Err(format!("event {}: {e}", event.id));
+        }
+    }
+    txn.commit().await.map_err(|e| e.to_string())
 }
 
 fn header(message: &jetstream::Message, name: &str) -> Option<String> {
@@ -136,44 +249,21 @@ async fn process(
     handler: &dyn Handler,
     message: &jetstream::Message,
 ) -> Result<(), async_nats::Error> {
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let id = header(message, HEADER_ID).or_else(|| header(message, "Nats-Msg-Id"));
-    let Some(id) = id else {
+    let Some(event) = received(message) else {
         dead_letter(js, spec, message, "no event id header").await?;
         return message.ack().await;
     };
-    let event = ReceivedEvent {
-        id,
-        subject: message.subject.to_string(),
-        type_name: header(message, HEADER_TYPE).unwrap_or_default(),
-        payload: message.payload.clone(),
-        delivered,
-    };
-    let span = tracing::info_span!(
-        "event",
-        consumer = %spec.name,
-        subject = %event.subject,
-        event_id = %event.id,
-        trace_id = tracing::field::Empty
-    );
-    crate::telemetry::continue_trace_from(&span, header(message, HEADER_TRACEPARENT).as_deref());
+    let delivered = event.delivered;
     let outcome = apply(db, &spec.name, handler, &event)
-        .instrument(span)
+        .instrument(event_span(spec, &event, message))
         .await;
-    crate::metrics::inc(
-        "polyshop_events_handled_total",
-        "Event deliveries a consumer handled, by outcome (ok, poison, retry).",
-        &[
-            ("consumer", &spec.name),
-            (
-                "outcome",
-                match &outcome {
-                    Ok(()) => "ok",
-                    Err(HandlerError::Poison(_)) => "poison",
-                    Err(HandlerError::Retry(_)) => "retry",
-                },
-            ),
-        ],
+    count_outcome(
+        spec,
+        match &outcome {
+            Ok(()) => "ok",
+            Err(HandlerError::Poison(_)) => "poison",
+            Err(HandlerError::Retry(_)) => "retry",
+        },
     );
     match outcome {
         Ok(()) => message.ack().await,
@@ -207,8 +297,26 @@ pub async fn apply(
     handler: &dyn Handler,
     event: &ReceivedEvent,
 ) -> Result<(), HandlerError> {
-    let retry = |e: sea_orm::DbErr| HandlerError::Retry(format!("database: {e}"));
     let txn = db.begin().await.map_err(retry)?;
+    if let Err(e) = apply_in(&txn, consumer, handler, event).await {
+        // Roll back now rather than on drop: SQLite has one pooled connection.
+        let _ = txn.rollback().await;
+        return Err(e);
+    }
+    txn.commit().await.map_err(retry)
+}
+
+fn retry(e: sea_orm::DbErr) -> HandlerError {
+    HandlerError::Retry(format!("database: {e}"))
+}
+
+/// The handler's effects and the inbox row, inside `txn`; nothing if the inbox has the event.
+async fn apply_in(
+    txn: &DatabaseTransaction,
+    consumer: &str,
+    handler: &dyn Handler,
+    event: &ReceivedEvent,
+) -> Result<(), HandlerError> {
     let backend = txn.get_database_backend();
     let seen = txn
         .query_one_raw(Statement::from_sql_and_values(
@@ -222,13 +330,9 @@ pub async fn apply(
         .await
         .map_err(retry)?;
     if seen.is_some() {
-        return txn.commit().await.map_err(retry);
+        return Ok(());
     }
-    if let Err(e) = handler.handle(&txn, event).await {
-        // Roll back now rather than on drop: SQLite has one pooled connection.
-        let _ = txn.rollback().await;
-        return Err(e);
-    }
+    handler.handle(txn, event).await?;
     txn.execute_raw(Statement::from_sql_and_values(
         backend,
         placeholders(
@@ -243,7 +347,7 @@ pub async fn apply(
     ))
     .await
     .map_err(retry)?;
-    txn.commit().await.map_err(retry)
+    Ok(())
 }
 
 async fn dead_letter(

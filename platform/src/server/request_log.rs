@@ -97,7 +97,7 @@ where
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<i32>().ok())
                             .unwrap_or(0);
-                        let code_name = format!("{:?}", tonic::Code::from_i32(code));
+                        let code_name = code_label(tonic::Code::from_i32(code));
                         if let Ok(value) = HeaderValue::from_str(&request_id) {
                             response.headers_mut().insert(REQUEST_ID, value);
                         }
@@ -106,7 +106,7 @@ where
                             tracing::debug!(grpc.code = %code_name, latency_ms, "call");
                         } else {
                             tracing::info!(grpc.code = %code_name, latency_ms, "call");
-                            record(service, &method, &code_name, latency_ms / 1000.0);
+                            record(service, &method, code_name, latency_ms / 1000.0);
                         }
                         Ok(response)
                     }
@@ -122,6 +122,30 @@ where
 }
 
 /// Counts a served call and its latency.
+/// The code's name as `Debug` spells it (`Ok`, `NotFound`, …), without formatting per call.
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "Ok",
+        C::Cancelled => "Cancelled",
+        C::Unknown => "Unknown",
+        C::InvalidArgument => "InvalidArgument",
+        C::DeadlineExceeded => "DeadlineExceeded",
+        C::NotFound => "NotFound",
+        C::AlreadyExists => "AlreadyExists",
+        C::PermissionDenied => "PermissionDenied",
+        C::ResourceExhausted => "ResourceExhausted",
+        C::FailedPrecondition => "FailedPrecondition",
+        C::Aborted => "Aborted",
+        C::OutOfRange => "OutOfRange",
+        C::Unimplemented => "Unimplemented",
+        C::Internal => "Internal",
+        C::Unavailable => "Unavailable",
+        C::DataLoss => "DataLoss",
+        C::Unauthenticated => "Unauthenticated",
+    }
+}
+
 fn record(service: &str, method: &str, code: &str, seconds: f64) {
     crate::metrics::inc(
         "polyshop_rpc_requests_total",

@@ -83,16 +83,20 @@ impl MailboxSender {
     }
 }
 
-/// Whether the file at `path` has a line for `notification_id`.
+/// Whether the file at `path` has a line for `notification_id`. Lines are written by
+/// `serde_json` (no spaces), so the key and value appear verbatim; a substring search keeps
+/// this check linear in the file's bytes instead of parsing every line of a growing file.
 async fn holds(path: &Path, notification_id: &str) -> Result<bool, std::io::Error> {
     let text = match fs::read_to_string(path).await {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    Ok(text.lines().any(|l| {
-        serde_json::from_str::<Line>(l).is_ok_and(|line| line.notification_id == notification_id)
-    }))
+    let needle = serde_json::to_string(&serde_json::json!({ "notification_id": notification_id }))
+        .map_err(std::io::Error::other)?;
+    // `{"notification_id":"…"}` → `{"notification_id":"…",`: how every line with it starts.
+    let prefix = format!("{},", needle.trim_end_matches('}'));
+    Ok(text.lines().any(|l| l.starts_with(&prefix)))
 }
 
 impl Sender for MailboxSender {

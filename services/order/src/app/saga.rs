@@ -91,26 +91,39 @@ impl SagaRunner {
     pub async fn place(&self, user_id: &str, request: PlaceOrder) -> Result<Order, OrderError> {
         check_place_order(&request).into_result()?;
         let order_id = polyshop_platform::new_id();
-        let order_id = match self.sagas.claim(&order_id, user_id, &request).await? {
-            Claim::New(id) => {
-                self.drive(&id).await?;
-                id
-            }
+        let finished = match self.sagas.claim(&order_id, user_id, &request).await? {
+            Claim::New(id) => self
+                .drive_state(&id)
+                .await?
+                .map(|(saga, order)| (id, saga, order)),
             Claim::Existing(id) => {
                 self.wait_for(&id).await?;
-                id
+                return self.placed(&id).await;
             }
         };
+        let Some((order_id, saga, Some(order))) = finished else {
+            return self.placed(&order_id).await;
+        };
+        Self::outcome(&order_id, &saga, order)
+    }
+
+    /// The outcome of the saga of `order_id`, read from the store.
+    async fn placed(&self, order_id: &str) -> Result<Order, OrderError> {
         let saga = self
             .sagas
-            .get(&order_id)
+            .get(order_id)
             .await?
             .ok_or(OrderError::NotFound)?;
         let order = self
             .events
-            .load(&order_id)
+            .load(order_id)
             .await?
             .ok_or(OrderError::NotFound)?;
+        Self::outcome(order_id, &saga, order)
+    }
+
+    /// The order, or UNAVAILABLE if it could not be placed because a participant was away.
+    fn outcome(order_id: &str, saga: &Saga, order: Order) -> Result<Order, OrderError> {
         let unavailable = saga.reason == Some(Rejection::ServiceUnavailable)
             || order.rejection == Some(Rejection::ServiceUnavailable);
         if unavailable && order.status != OrderStatus::Confirmed {
@@ -158,42 +171,73 @@ impl SagaRunner {
     /// # Errors
     /// Storage errors.
     pub async fn drive(&self, order_id: &str) -> Result<Drive, OrderError> {
+        Ok(match self.drive_state(order_id).await? {
+            Some((saga, _)) if saga.step == SagaStep::Done => Drive::Finished,
+            _ => Drive::Stalled,
+        })
+    }
+
+    /// Drives the saga and returns where it stopped with the order as last written, or `None`
+    /// when another task of this process is driving it.
+    async fn drive_state(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<(Saga, Option<Order>)>, OrderError> {
         if !self
             .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(order_id.to_owned())
         {
-            return Ok(Drive::Stalled);
+            return Ok(None);
         }
         let result = self.drive_owned(order_id).await;
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(order_id);
-        result
+        result.map(Some)
     }
 
-    async fn drive_owned(&self, order_id: &str) -> Result<Drive, OrderError> {
+    /// Runs the steps from the persisted one. The saga and the order stay in memory between
+    /// steps: every change is written before the next step starts, and this task is the only
+    /// writer of a pending order here (`running`; another process's append is refused by
+    /// the event store's version check).
+    async fn drive_owned(&self, order_id: &str) -> Result<(Saga, Option<Order>), OrderError> {
+        let mut saga = self
+            .sagas
+            .get(order_id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        let mut order = None;
         loop {
-            let mut saga = self
-                .sagas
-                .get(order_id)
-                .await?
-                .ok_or(OrderError::NotFound)?;
             let progressed = match saga.step {
-                SagaStep::Validate => self.validate(&mut saga).await?,
+                SagaStep::Validate => self.validate(&mut saga, &mut order).await?,
                 SagaStep::Reserve => self.reserve(&mut saga).await?,
-                SagaStep::Charge => self.charge(&mut saga).await?,
-                SagaStep::Confirm => self.confirm(&mut saga).await?,
-                SagaStep::Compensate => self.compensate(&mut saga).await?,
+                SagaStep::Charge => self.charge(&mut saga, &mut order).await?,
+                SagaStep::Confirm => self.confirm(&mut saga, &mut order).await?,
+                SagaStep::Compensate => self.compensate(&mut saga, &mut order).await?,
                 SagaStep::VoidPayment => self.void_payment(&mut saga).await?,
-                SagaStep::Done => return Ok(Drive::Finished),
+                SagaStep::Done => return Ok((saga, order)),
             };
             if !progressed {
-                return Ok(Drive::Stalled);
+                return Ok((saga, order));
             }
         }
+    }
+
+    /// The order as last written: from memory, else from the event store.
+    async fn order_of(&self, saga: &Saga, cached: &mut Option<Order>) -> Result<Order, OrderError> {
+        if let Some(order) = cached {
+            return Ok(order.clone());
+        }
+        let order = self
+            .events
+            .load(&saga.order_id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        *cached = Some(order.clone());
+        Ok(order)
     }
 
     /// Appends `events` and saves `saga` in one transaction, then wakes the outbox relay.
@@ -263,7 +307,11 @@ impl SagaRunner {
         }
     }
 
-    async fn validate(&self, saga: &mut Saga) -> Result<bool, OrderError> {
+    async fn validate(
+        &self,
+        saga: &mut Saga,
+        cached: &mut Option<Order>,
+    ) -> Result<bool, OrderError> {
         let mut rejection = self.check_user(&saga.user_id).await?;
         let ids: Vec<String> = saga
             .request
@@ -344,9 +392,14 @@ impl SagaRunner {
                 events.push(OrderEvent::Rejected { reason, detail });
                 saga.step = SagaStep::Done;
             }
-            None => saga.step = SagaStep::Reserve,
+            None => {
+                // Recorded with the order, before the call: if we crash mid-call,
+                // compensation knows to release.
+                saga.reservation_id = Some(format!("order-{}", saga.order_id));
+                saga.step = SagaStep::Reserve;
+            }
         }
-        self.commit(None, &events, saga).await?;
+        *cached = Some(self.commit(None, &events, saga).await?);
         failpoint::hit("order.after_create");
         Ok(true)
     }
@@ -354,7 +407,7 @@ impl SagaRunner {
     async fn reserve(&self, saga: &mut Saga) -> Result<bool, OrderError> {
         let reservation_id = format!("order-{}", saga.order_id);
         if saga.reservation_id.is_none() {
-            // Recorded before the call: if we crash mid-call, compensation knows to release.
+            // A saga persisted before the id was recorded with the order.
             saga.reservation_id = Some(reservation_id.clone());
             self.sagas.save_now(saga).await?;
         }
@@ -368,7 +421,12 @@ impl SagaRunner {
             })
             .collect();
         match self.participants.reserve(&reservation_id, items).await {
-            Ok(()) => saga.step = SagaStep::Charge,
+            Ok(()) => {
+                saga.step = SagaStep::Charge;
+                // Written with this step, before the charge is sent: from here on a crash may
+                // leave a charge we never saw, which a rejected order must void.
+                saga.payment_uncertain = true;
+            }
             Err(s) if s.code() == Code::FailedPrecondition => {
                 saga.reservation_id = None;
                 Self::fail(saga, Rejection::InsufficientStock, s.message());
@@ -384,14 +442,17 @@ impl SagaRunner {
         Ok(true)
     }
 
-    async fn charge(&self, saga: &mut Saga) -> Result<bool, OrderError> {
-        let order = self
-            .events
-            .load(&saga.order_id)
-            .await?
-            .ok_or(OrderError::NotFound)?;
-        saga.payment_uncertain = true;
-        self.sagas.save_now(saga).await?;
+    async fn charge(
+        &self,
+        saga: &mut Saga,
+        cached: &mut Option<Order>,
+    ) -> Result<bool, OrderError> {
+        let order = self.order_of(saga, cached).await?;
+        if !saga.payment_uncertain {
+            // A saga persisted before the flag was written with the reserve step.
+            saga.payment_uncertain = true;
+            self.sagas.save_now(saga).await?;
+        }
         let money = |m: &Money| PbMoney {
             amount_minor: m.amount_minor,
             currency_code: m.currency.clone(),
@@ -451,18 +512,18 @@ impl SagaRunner {
         Ok(true)
     }
 
-    async fn confirm(&self, saga: &mut Saga) -> Result<bool, OrderError> {
+    async fn confirm(
+        &self,
+        saga: &mut Saga,
+        cached: &mut Option<Order>,
+    ) -> Result<bool, OrderError> {
         let reservation_id = saga.reservation_id.clone().unwrap_or_default();
         match self.participants.confirm(&reservation_id).await {
             Ok(()) => {
-                let order = self
-                    .events
-                    .load(&saga.order_id)
-                    .await?
-                    .ok_or(OrderError::NotFound)?;
+                let order = self.order_of(saga, cached).await?;
                 let event = order.confirm(saga.payment_id.as_deref().unwrap_or_default())?;
                 saga.step = SagaStep::Done;
-                self.commit(Some(&order), &[event], saga).await?;
+                *cached = Some(self.commit(Some(&order), &[event], saga).await?);
                 failpoint::hit("order.after_confirm");
                 Ok(true)
             }
@@ -484,7 +545,11 @@ impl SagaRunner {
         }
     }
 
-    async fn compensate(&self, saga: &mut Saga) -> Result<bool, OrderError> {
+    async fn compensate(
+        &self,
+        saga: &mut Saga,
+        cached: &mut Option<Order>,
+    ) -> Result<bool, OrderError> {
         let order_id = saga.order_id.clone();
         if let Some(payment_id) = saga.payment_id.clone() {
             match self
@@ -516,11 +581,7 @@ impl SagaRunner {
             }
             saga.reservation_id = None;
         }
-        let order = self
-            .events
-            .load(&order_id)
-            .await?
-            .ok_or(OrderError::NotFound)?;
+        let order = self.order_of(saga, cached).await?;
         let reason = saga.reason.unwrap_or(Rejection::ServiceUnavailable);
         // The order is final now; a charge whose answer we never saw is voided afterwards.
         saga.step = if saga.payment_uncertain {
@@ -533,7 +594,7 @@ impl SagaRunner {
         } else {
             vec![]
         };
-        self.commit(Some(&order), &events, saga).await?;
+        *cached = Some(self.commit(Some(&order), &events, saga).await?);
         tracing::info!(%order_id, reason = reason.as_str(), detail = %saga.detail, "order rejected and compensated");
         Ok(true)
     }
