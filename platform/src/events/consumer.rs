@@ -310,7 +310,9 @@ fn retry(e: sea_orm::DbErr) -> HandlerError {
     HandlerError::Retry(format!("database: {e}"))
 }
 
-/// The handler's effects and the inbox row, inside `txn`; nothing if the inbox has the event.
+/// The inbox row and the handler's effects, inside `txn`; nothing if the inbox has the event.
+/// The row is claimed first, in one statement: a conflict means an earlier delivery
+/// committed, and a failing handler rolls the claim back with its effects.
 async fn apply_in(
     txn: &DatabaseTransaction,
     consumer: &str,
@@ -318,36 +320,27 @@ async fn apply_in(
     event: &ReceivedEvent,
 ) -> Result<(), HandlerError> {
     let backend = txn.get_database_backend();
-    let seen = txn
-        .query_one_raw(Statement::from_sql_and_values(
+    let claimed = txn
+        .execute_raw(Statement::from_sql_and_values(
             backend,
             placeholders(
                 backend,
-                "SELECT event_id FROM event_inbox WHERE consumer = ? AND event_id = ?",
+                "INSERT INTO event_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)
+                 ON CONFLICT (consumer, event_id) DO NOTHING",
             ),
-            [consumer.into(), event.id.clone().into()],
+            [
+                consumer.into(),
+                event.id.clone().into(),
+                crate::now_millis().into(),
+            ],
         ))
         .await
-        .map_err(retry)?;
-    if seen.is_some() {
+        .map_err(retry)?
+        .rows_affected();
+    if claimed == 0 {
         return Ok(());
     }
-    handler.handle(txn, event).await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        placeholders(
-            backend,
-            "INSERT INTO event_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)",
-        ),
-        [
-            consumer.into(),
-            event.id.clone().into(),
-            crate::now_millis().into(),
-        ],
-    ))
-    .await
-    .map_err(retry)?;
-    Ok(())
+    handler.handle(txn, event).await
 }
 
 async fn dead_letter(

@@ -92,10 +92,13 @@ impl SagaRunner {
         check_place_order(&request).into_result()?;
         let order_id = polyshop_platform::new_id();
         let finished = match self.sagas.claim(&order_id, user_id, &request).await? {
-            Claim::New(id) => self
-                .drive_state(&id)
-                .await?
-                .map(|(saga, order)| (id, saga, order)),
+            Claim::New(id) => {
+                // Just written: start from it rather than reading it back.
+                let saga = Saga::claimed(&id, user_id, request);
+                self.drive_state(&id, Some(saga))
+                    .await?
+                    .map(|(saga, order)| (id, saga, order))
+            }
             Claim::Existing(id) => {
                 self.wait_for(&id).await?;
                 return self.placed(&id).await;
@@ -171,17 +174,19 @@ impl SagaRunner {
     /// # Errors
     /// Storage errors.
     pub async fn drive(&self, order_id: &str) -> Result<Drive, OrderError> {
-        Ok(match self.drive_state(order_id).await? {
+        Ok(match self.drive_state(order_id, None).await? {
             Some((saga, _)) if saga.step == SagaStep::Done => Drive::Finished,
             _ => Drive::Stalled,
         })
     }
 
-    /// Drives the saga and returns where it stopped with the order as last written, or `None`
-    /// when another task of this process is driving it.
+    /// Drives the saga (from `known`, its persisted state, else read from the store) and
+    /// returns where it stopped with the order as last written, or `None` when another task
+    /// of this process is driving it.
     async fn drive_state(
         &self,
         order_id: &str,
+        known: Option<Saga>,
     ) -> Result<Option<(Saga, Option<Order>)>, OrderError> {
         if !self
             .running
@@ -191,7 +196,7 @@ impl SagaRunner {
         {
             return Ok(None);
         }
-        let result = self.drive_owned(order_id).await;
+        let result = self.drive_owned(order_id, known).await;
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -203,12 +208,19 @@ impl SagaRunner {
     /// steps: every change is written before the next step starts, and this task is the only
     /// writer of a pending order here (`running`; another process's append is refused by
     /// the event store's version check).
-    async fn drive_owned(&self, order_id: &str) -> Result<(Saga, Option<Order>), OrderError> {
-        let mut saga = self
-            .sagas
-            .get(order_id)
-            .await?
-            .ok_or(OrderError::NotFound)?;
+    async fn drive_owned(
+        &self,
+        order_id: &str,
+        known: Option<Saga>,
+    ) -> Result<(Saga, Option<Order>), OrderError> {
+        let mut saga = match known {
+            Some(saga) => saga,
+            None => self
+                .sagas
+                .get(order_id)
+                .await?
+                .ok_or(OrderError::NotFound)?,
+        };
         let mut order = None;
         loop {
             let progressed = match saga.step {

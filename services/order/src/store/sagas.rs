@@ -73,6 +73,23 @@ pub struct Saga {
     pub detail: String,
 }
 
+impl Saga {
+    /// The state [`SagaStore::claim`] writes for a new order: at the first step, nothing done.
+    pub fn claimed(order_id: &str, user_id: &str, request: PlaceOrder) -> Self {
+        Self {
+            order_id: order_id.to_owned(),
+            user_id: user_id.to_owned(),
+            request,
+            step: SagaStep::Validate,
+            reservation_id: None,
+            payment_id: None,
+            payment_uncertain: false,
+            reason: None,
+            detail: String::new(),
+        }
+    }
+}
+
 /// The result of claiming an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
