@@ -108,39 +108,76 @@ fn settings(dir: &tempfile::TempDir, nats: &NatsServer) -> Settings {
     s
 }
 
+/// One test's own nats-server, database and event bus.
+struct Rig {
+    nats: NatsServer,
+    conn: DatabaseConnection,
+    s: Settings,
+    bus: EventBus,
+    stopped: shutdown::Shutdown,
+    _stop: shutdown::Trigger,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start(service: &str) -> Self {
+        let nats = NatsServer::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = database(&dir).await;
+        let s = settings(&dir, &nats);
+        let (stop, stopped) = shutdown::channel();
+        let bus = EventBus::start(&s, service, conn.clone(), stopped.clone())
+            .await
+            .expect("bus");
+        Self {
+            nats,
+            conn,
+            s,
+            bus,
+            stopped,
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+
+    /// A [`Recorder`] consuming `polyshop.user.deleted` as the durable consumer `name`.
+    fn consume(&self, name: &str) -> Arc<Recorder> {
+        let recorder = Arc::new(Recorder {
+            calls: AtomicU32::new(0),
+        });
+        let spec = self
+            .s
+            .events
+            .consumer(name, "POLYSHOP_USER", &["polyshop.user.deleted"]);
+        self.bus.spawn_consumer(
+            self.conn.clone(),
+            spec,
+            recorder.clone(),
+            self.stopped.clone(),
+        );
+        recorder
+    }
+}
+
 #[tokio::test]
 async fn events_survive_a_nats_outage_and_are_applied_exactly_once() {
-    let mut nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conn = database(&dir).await;
-    let s = settings(&dir, &nats);
-    let (_stop, stopped) = shutdown::channel();
-    let bus = EventBus::start(&s, "events-test", conn.clone(), stopped.clone())
-        .await
-        .expect("bus");
-    let recorder = Arc::new(Recorder {
-        calls: AtomicU32::new(0),
-    });
-    let spec = s.events.consumer(
-        "events-test-recorder",
-        "POLYSHOP_USER",
-        &["polyshop.user.deleted"],
-    );
-    bus.spawn_consumer(conn.clone(), spec, recorder.clone(), stopped.clone());
+    let mut rig = Rig::start("events-test").await;
+    let recorder = rig.consume("events-test-recorder");
+    let (conn, bus) = (rig.conn.clone(), &rig.bus);
 
-    publish(&conn, &bus, "u1").await;
+    publish(&conn, bus, "u1").await;
     eventually("first event applied", async || {
         count(&conn, "SELECT COUNT(*) FROM applied").await == 1
     })
     .await;
 
     // NATS goes away: events keep committing into the outbox.
-    nats.stop();
+    rig.nats.stop();
     for i in 0..5 {
-        publish(&conn, &bus, &format!("offline-{i}")).await;
+        publish(&conn, bus, &format!("offline-{i}")).await;
     }
     assert_eq!(outbox::pending(&conn).await.expect("pending"), 5);
-    nats.restart().await;
+    rig.nats.restart().await;
     eventually("outbox drained", async || {
         outbox::pending(&conn).await.expect("pending") == 0
     })
@@ -191,29 +228,23 @@ async fn events_survive_a_nats_outage_and_are_applied_exactly_once() {
 
 #[tokio::test]
 async fn the_same_event_id_published_twice_is_stored_once() {
-    let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conn = database(&dir).await;
-    let s = settings(&dir, &nats);
-    let (_stop, stopped) = shutdown::channel();
-    let bus = EventBus::start(&s, "dedupe-test", conn.clone(), stopped)
-        .await
-        .expect("bus");
+    let rig = Rig::start("dedupe-test").await;
+    let (conn, bus) = (&rig.conn, &rig.bus);
     let event = events::event(&UserDeleted {
         user_id: "dup".into(),
         occur_time: None,
     });
     // As if the relay lost the first ack and published the row again.
-    outbox::enqueue(&conn, &event).await.expect("enqueue");
+    outbox::enqueue(conn, &event).await.expect("enqueue");
     bus.signal.wake();
     eventually("published", async || {
-        outbox::pending(&conn).await.expect("pending") == 0
+        outbox::pending(conn).await.expect("pending") == 0
     })
     .await;
-    outbox::enqueue(&conn, &event).await.expect("enqueue again");
+    outbox::enqueue(conn, &event).await.expect("enqueue again");
     bus.signal.wake();
     eventually("published again", async || {
-        outbox::pending(&conn).await.expect("pending") == 0
+        outbox::pending(conn).await.expect("pending") == 0
     })
     .await;
     let mut stream = bus.js.get_stream("POLYSHOP_USER").await.expect("stream");
@@ -226,29 +257,15 @@ async fn the_same_event_id_published_twice_is_stored_once() {
 
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_the_consumer_keeps_flowing_and_redrive_replays_it() {
-    let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conn = database(&dir).await;
-    let s = settings(&dir, &nats);
-    let (_stop, stopped) = shutdown::channel();
-    let bus = EventBus::start(&s, "dlq-test", conn.clone(), stopped.clone())
-        .await
-        .expect("bus");
-    let recorder = Arc::new(Recorder {
-        calls: AtomicU32::new(0),
-    });
-    let spec = s.events.consumer(
-        "dlq-test-recorder",
-        "POLYSHOP_USER",
-        &["polyshop.user.deleted"],
-    );
-    bus.spawn_consumer(conn.clone(), spec, recorder, stopped);
+    let rig = Rig::start("dlq-test").await;
+    rig.consume("dlq-test-recorder");
+    let (conn, bus) = (&rig.conn, &rig.bus);
 
-    let poison = publish(&conn, &bus, "poison-1").await;
-    publish(&conn, &bus, "fine-after-poison").await;
+    let poison = publish(conn, bus, "poison-1").await;
+    publish(conn, bus, "fine-after-poison").await;
     eventually(
         "the good event after the poison one is applied",
-        async || count(&conn, "SELECT COUNT(*) FROM applied").await == 1,
+        async || count(conn, "SELECT COUNT(*) FROM applied").await == 1,
     )
     .await;
     let mut letters = Vec::new();
@@ -280,38 +297,23 @@ async fn a_poison_event_is_dead_lettered_the_consumer_keeps_flowing_and_redrive_
 
 #[tokio::test]
 async fn a_poison_event_among_others_fetched_together_spoils_none_of_them() {
-    let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conn = database(&dir).await;
-    let s = settings(&dir, &nats);
-    let (_stop, stopped) = shutdown::channel();
-    let bus = EventBus::start(&s, "batch-test", conn.clone(), stopped.clone())
-        .await
-        .expect("bus");
+    let rig = Rig::start("batch-test").await;
+    let (conn, bus) = (&rig.conn, &rig.bus);
     // Everything is on the stream before the consumer exists, so its first fetch holds all.
-    let mut good = Vec::new();
     for i in 0..10 {
-        good.push(publish(&conn, &bus, &format!("good-{i}")).await);
+        publish(conn, bus, &format!("good-{i}")).await;
         if i == 4 {
-            publish(&conn, &bus, "poison-in-the-middle").await;
+            publish(conn, bus, "poison-in-the-middle").await;
         }
     }
     eventually("outbox drained", async || {
-        outbox::pending(&conn).await.expect("pending") == 0
+        outbox::pending(conn).await.expect("pending") == 0
     })
     .await;
-    let recorder = Arc::new(Recorder {
-        calls: AtomicU32::new(0),
-    });
-    let spec = s.events.consumer(
-        "batch-test-recorder",
-        "POLYSHOP_USER",
-        &["polyshop.user.deleted"],
-    );
-    bus.spawn_consumer(conn.clone(), spec, recorder, stopped);
+    rig.consume("batch-test-recorder");
 
     eventually("every good event applied", async || {
-        count(&conn, "SELECT COUNT(*) FROM applied").await == 10
+        count(conn, "SELECT COUNT(*) FROM applied").await == 10
     })
     .await;
     eventually("the poison event dead-lettered", async || {
@@ -319,13 +321,13 @@ async fn a_poison_event_among_others_fetched_together_spoils_none_of_them() {
     })
     .await;
     assert_eq!(
-        count(&conn, "SELECT COUNT(DISTINCT event_id) FROM applied").await,
+        count(conn, "SELECT COUNT(DISTINCT event_id) FROM applied").await,
         10,
         "each good event applied once, none lost with the failed batch"
     );
     assert_eq!(
         count(
-            &conn,
+            conn,
             "SELECT COUNT(*) FROM event_inbox WHERE consumer = 'batch-test-recorder'"
         )
         .await,
