@@ -17,7 +17,6 @@ use polyshop::{
     user::v1::UserStatus as PbUserStatus,
 };
 use polyshop_platform::{events::outbox::OutboxSignal, flags::Flags};
-use sea_orm::TransactionTrait;
 use tonic::{Code, Status};
 
 use crate::{
@@ -27,7 +26,7 @@ use crate::{
     },
     failpoint,
     participants::Participants,
-    store::{Claim, EventStore, Saga, SagaStep, SagaStore, UserReplica},
+    store::{Claim, EventStore, Saga, SagaJournal, SagaStep, SagaStore, UserReplica},
 };
 
 /// How a drive ended.
@@ -44,6 +43,7 @@ pub enum Drive {
 pub struct SagaRunner {
     pub(crate) events: EventStore,
     sagas: SagaStore,
+    journal: SagaJournal,
     replica: UserReplica,
     participants: Arc<Participants>,
     outbox: OutboxSignal,
@@ -65,6 +65,7 @@ impl SagaRunner {
         outbox: OutboxSignal,
     ) -> Self {
         Self {
+            journal: SagaJournal::start(events.clone()),
             events,
             sagas,
             replica,
@@ -252,31 +253,17 @@ impl SagaRunner {
         Ok(order)
     }
 
-    /// Appends `events` and saves `saga` in one transaction, then wakes the outbox relay.
+    /// Appends `events` and saves `saga` in one transaction (shared with other sagas' writes
+    /// of the moment), then wakes the outbox relay.
     async fn commit(
         &self,
         current: Option<&Order>,
         events: &[OrderEvent],
         saga: &Saga,
     ) -> Result<Order, OrderError> {
-        let txn = self.events.db().begin().await?;
-        let result = async {
-            let order = self.events.append_in(&txn, current, events).await?;
-            SagaStore::save(&txn, saga).await?;
-            Ok::<_, OrderError>(order)
-        }
-        .await;
-        match result {
-            Ok(order) => {
-                txn.commit().await?;
-                self.outbox.wake();
-                Ok(order)
-            }
-            Err(e) => {
-                let _ = txn.rollback().await;
-                Err(e)
-            }
-        }
+        let order = self.journal.append(current, events, saga).await?;
+        self.outbox.wake();
+        Ok(order)
     }
 
     fn fail(saga: &mut Saga, reason: Rejection, detail: impl Into<String>) {
@@ -421,7 +408,7 @@ impl SagaRunner {
         if saga.reservation_id.is_none() {
             // A saga persisted before the id was recorded with the order.
             saga.reservation_id = Some(reservation_id.clone());
-            self.sagas.save_now(saga).await?;
+            self.journal.save(saga).await?;
         }
         let items = saga
             .request
@@ -449,7 +436,7 @@ impl SagaRunner {
                 format!("inventory: {}", s.message()),
             ),
         }
-        self.sagas.save_now(saga).await?;
+        self.journal.save(saga).await?;
         failpoint::hit("order.after_reserve");
         Ok(true)
     }
@@ -463,7 +450,7 @@ impl SagaRunner {
         if !saga.payment_uncertain {
             // A saga persisted before the flag was written with the reserve step.
             saga.payment_uncertain = true;
-            self.sagas.save_now(saga).await?;
+            self.journal.save(saga).await?;
         }
         let money = |m: &Money| PbMoney {
             amount_minor: m.amount_minor,
@@ -519,7 +506,7 @@ impl SagaRunner {
                 );
             }
         }
-        self.sagas.save_now(saga).await?;
+        self.journal.save(saga).await?;
         failpoint::hit("order.after_charge");
         Ok(true)
     }
@@ -547,7 +534,7 @@ impl SagaRunner {
                     Rejection::InsufficientStock,
                     format!("reservation lapsed: {}", s.message()),
                 );
-                self.sagas.save_now(saga).await?;
+                self.journal.save(saga).await?;
                 Ok(true)
             }
             Err(s) => {
@@ -579,7 +566,7 @@ impl SagaRunner {
                 Err(s) => tracing::error!(%order_id, %payment_id, error = %s, "refund refused"),
             }
             saga.payment_id = None;
-            self.sagas.save_now(saga).await?;
+            self.journal.save(saga).await?;
         }
         if let Some(reservation_id) = saga.reservation_id.clone() {
             match self
@@ -636,7 +623,7 @@ impl SagaRunner {
         }
         saga.payment_uncertain = false;
         saga.step = SagaStep::Done;
-        self.sagas.save_now(saga).await?;
+        self.journal.save(saga).await?;
         Ok(true)
     }
 }

@@ -1,13 +1,15 @@
 //! Persistence of the order context: the event store (append-only, versioned, snapshots),
-//! saga state, the read model the projection maintains, and the user replica. Plain SQL
+//! saga state (written through a group-committing journal), the read model the projection maintains, and the user replica. Plain SQL
 //! through sea-orm, portable between SQLite and PostgreSQL.
 
 mod event_store;
+mod journal;
 mod read_model;
 mod replica;
 mod sagas;
 
 pub use event_store::{EventStore, Recorded};
+pub use journal::SagaJournal;
 pub use read_model::{ListFilter, Projected, ReadModel};
 pub use replica::UserReplica;
 pub use sagas::{Claim, Saga, SagaStep, SagaStore};

@@ -205,14 +205,6 @@ impl SagaStore {
         Ok(())
     }
 
-    /// Saves progress in its own statement.
-    ///
-    /// # Errors
-    /// `Internal` for storage errors.
-    pub async fn save_now(&self, saga: &Saga) -> Result<(), OrderError> {
-        Self::save(&self.db, saga).await
-    }
-
     /// Order ids of sagas that have not finished.
     ///
     /// # Errors

@@ -1,0 +1,102 @@
+//! The saga journal commits the writes of concurrent sagas together, and one saga's failing
+//! write does not cost another saga its step.
+
+use polyshop_order::{
+    domain::{
+        Money, Order, OrderError, OrderEvent, OrderStatus, PlaceOrder, RequestedLine,
+        ShippingAddress,
+    },
+    store::{self, Claim, EventStore, Saga, SagaJournal, SagaStep, SagaStore},
+};
+use polyshop_platform::{db, events::outbox};
+
+fn request(key: &str) -> PlaceOrder {
+    PlaceOrder {
+        idempotency_key: key.into(),
+        lines: vec![RequestedLine {
+            product_id: "p1".into(),
+            quantity: 1,
+        }],
+        shipping: ShippingAddress::default(),
+        payment_method_token: "tok_visa".into(),
+    }
+}
+
+fn created(order_id: &str) -> OrderEvent {
+    OrderEvent::Created(Box::new(Order {
+        id: order_id.into(),
+        user_id: "u1".into(),
+        lines: vec![],
+        total: Money {
+            amount_minor: 990,
+            currency: "USD".into(),
+        },
+        status: OrderStatus::Pending,
+        rejection: None,
+        status_detail: String::new(),
+        shipping: ShippingAddress::default(),
+        payment_id: String::new(),
+        tracking_number: String::new(),
+        version: 0,
+        created_at: 0,
+        updated_at: 0,
+    }))
+}
+
+#[tokio::test]
+async fn a_conflicting_write_fails_alone_and_the_others_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = db::connect(dir.path(), "order", &Default::default())
+        .await
+        .expect("db");
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat())
+        .await
+        .expect("migrate");
+    let events = EventStore::new(conn.clone(), 10);
+    let sagas = SagaStore::new(conn.clone());
+    let journal = SagaJournal::start(events.clone());
+
+    let mut claimed = Vec::new();
+    for i in 0..20 {
+        let id = format!("order-{i:02}");
+        let key = format!("k{i}");
+        assert_eq!(
+            sagas.claim(&id, "u1", &request(&key)).await.expect("claim"),
+            Claim::New(id.clone())
+        );
+        claimed.push(Saga::claimed(&id, "u1", request(&key)));
+    }
+    // order-00 already has its first event: appending another "first" event conflicts.
+    let first = &claimed[0];
+    journal
+        .append(None, &[created(&first.order_id)], first)
+        .await
+        .expect("first append");
+
+    let again = [created(&first.order_id)];
+    let conflicting = journal.append(None, &again, first);
+    let saves = claimed[1..].iter().map(|saga| {
+        let mut saga = saga.clone();
+        saga.step = SagaStep::Charge;
+        saga.reservation_id = Some(format!("order-{}", saga.order_id));
+        let journal = journal.clone();
+        async move { journal.save(&saga).await }
+    });
+    let (conflict, saved) = tokio::join!(conflicting, futures::future::join_all(saves));
+
+    assert!(
+        matches!(conflict, Err(OrderError::Conflict)),
+        "{conflict:?}"
+    );
+    assert!(saved.iter().all(Result::is_ok), "{saved:?}");
+    for saga in &claimed[1..] {
+        let stored = sagas.get(&saga.order_id).await.expect("get").expect("saga");
+        assert_eq!(stored.step, SagaStep::Charge, "{}", saga.order_id);
+    }
+    let history = events.history(&first.order_id).await.expect("history");
+    assert_eq!(
+        history.len(),
+        1,
+        "the conflicting append left nothing behind"
+    );
+}
