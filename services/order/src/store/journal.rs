@@ -6,6 +6,7 @@
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use super::{EventStore, Saga, SagaStore};
 use crate::domain::{Order, OrderError, OrderEvent};
@@ -24,6 +25,8 @@ enum Write {
 
 struct Job {
     write: Write,
+    /// The caller's span: events written for it carry the trace of the request behind it.
+    span: tracing::Span,
     reply: oneshot::Sender<Result<Option<Order>, OrderError>>,
 }
 
@@ -75,7 +78,11 @@ impl SagaJournal {
     async fn submit(&self, write: Write) -> Result<Option<Order>, OrderError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { write, reply })
+            .send(Job {
+                write,
+                span: tracing::Span::current(),
+                reply,
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -103,7 +110,9 @@ async fn commit_groups(events: EventStore, mut queue: mpsc::UnboundedReceiver<Jo
             continue;
         }
         for job in group {
-            let result = alone(&events, &job.write).await;
+            let result = alone(&events, &job.write)
+                .instrument(job.span.clone())
+                .await;
             let _ = job.reply.send(result);
         }
     }
@@ -136,7 +145,10 @@ async fn together(store: &EventStore, group: &[Job]) -> Option<Vec<Option<Order>
     let txn = store.db().begin().await.ok()?;
     let mut results = Vec::with_capacity(group.len());
     for job in group {
-        match apply(store, &txn, &job.write).await {
+        match apply(store, &txn, &job.write)
+            .instrument(job.span.clone())
+            .await
+        {
             Ok(result) => results.push(result),
             Err(_) => {
                 // Roll back now rather than on drop: SQLite has one pooled connection.
