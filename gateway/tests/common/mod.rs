@@ -37,10 +37,12 @@ pub struct Answer {
     pub body: Value,
 }
 
-async fn closed_port() -> String {
-    let (listener, addr) = testing::listener().await;
-    drop(listener);
-    format!("http://{addr}")
+/// An address where nothing listens, now or later. A port freed by dropping a listener goes
+/// back to the ephemeral range, where a test running in parallel can get it for one of its
+/// servers (the "down" upstream then answers as someone else's service); port 1 is outside
+/// that range and never handed out by a bind to port 0.
+fn closed_port() -> String {
+    "http://127.0.0.1:1".to_owned()
 }
 
 async fn wait_for(addr: SocketAddr) {
@@ -77,9 +79,9 @@ pub async fn start(configure: impl FnOnce(&mut Settings)) -> System {
     settings.user.url = Some(format!("http://{user}"));
     settings.catalog.url = Some(format!("http://{catalog}"));
     settings.inventory.url = Some(format!("http://{inventory}"));
-    settings.order.url = Some(closed_port().await);
-    settings.payment.url = Some(closed_port().await);
-    settings.notification.url = Some(closed_port().await);
+    settings.order.url = Some(closed_port());
+    settings.payment.url = Some(closed_port());
+    settings.notification.url = Some(closed_port());
     configure(&mut settings);
 
     let (stop, stopped) = shutdown::channel();
