@@ -183,6 +183,41 @@ impl Authenticator {
     }
 
     async fn identify(&self, token: &str) -> Result<Principal, Status> {
+        // A token verified before skips even the header parse: most calls carry one.
+        if let Some(claims) = self.services.cached(token) {
+            return Ok(Principal::Service { name: claims.iss });
+        }
+        let claims = match self.users.cached(token) {
+            Some(claims) => claims,
+            None => match self.verify(token).await? {
+                Verified::Service(name) => return Ok(Principal::Service { name }),
+                Verified::User(claims) => claims,
+            },
+        };
+        if let Some(accounts) = &self.accounts
+            && !accounts.is_active(&claims.sub).await?
+        {
+            return Err(unauthenticated("account is not active"));
+        }
+        Ok(Principal::User {
+            id: claims.sub,
+            roles: claims.roles,
+        })
+    }
+}
+
+/// What a first-seen token turned out to be.
+enum Verified {
+    /// A service token of the named caller.
+    Service(String),
+    /// A user's access token.
+    User(Claims),
+}
+
+impl Authenticator {
+    /// Checks a token not seen before: by the shared service key when its `kid` names it,
+    /// else as a user token against the user service's keys.
+    async fn verify(&self, token: &str) -> Result<Verified, Status> {
         let kid = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("malformed"))?
             .kid
@@ -192,7 +227,7 @@ impl Authenticator {
                 tracing::debug!(error = %e, "service token rejected");
                 unauthenticated("rejected")
             })?;
-            return Ok(Principal::Service { name: claims.iss });
+            return Ok(Verified::Service(claims.iss));
         }
         let claims = self.users.verify(token).await.map_err(|e| match e {
             TokenError::KeysUnavailable(why) => {
@@ -204,15 +239,7 @@ impl Authenticator {
                 unauthenticated("rejected")
             }
         })?;
-        if let Some(accounts) = &self.accounts
-            && !accounts.is_active(&claims.sub).await?
-        {
-            return Err(unauthenticated("account is not active"));
-        }
-        Ok(Principal::User {
-            id: claims.sub,
-            roles: claims.roles,
-        })
+        Ok(Verified::User(claims))
     }
 }
 

@@ -264,6 +264,12 @@ impl UserTokenVerifier {
         Ok(())
     }
 
+    /// The claims of `token` if it was verified before and has not expired.
+    pub fn cached(&self, token: &str) -> Option<Claims> {
+        self.verified
+            .get(token, jsonwebtoken::get_current_timestamp())
+    }
+
     /// Verifies signature (EdDSA only), issuer, audience, expiry and type.
     ///
     /// # Errors
@@ -369,6 +375,12 @@ impl ServiceTokens {
         let token = sign(&self.key, &claims)?;
         minted.insert(audience.to_owned(), (token.clone(), claims.exp));
         Ok(token)
+    }
+
+    /// The claims of `token` if it was verified before and has not expired.
+    pub fn cached(&self, token: &str) -> Option<Claims> {
+        self.verified
+            .get(token, jsonwebtoken::get_current_timestamp())
     }
 
     /// Verifies a token addressed to this service by another Polyshop service.

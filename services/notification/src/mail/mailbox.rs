@@ -3,10 +3,13 @@
 //! `<dir>/<user_id>.jsonl`. Both are keyed by notification id, so a redelivered event does
 //! not duplicate the mail: a file line is written only if none with that id exists.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
-use tokio::{fs, io::AsyncWriteExt, sync::Mutex};
+use tokio::sync::Mutex;
 
 use crate::{
     app::{Mailbox, Sender},
@@ -55,12 +58,6 @@ impl MailboxSender {
         check_user_id(&mail.user_id).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("user_id {e}"))
         })?;
-        let _guard = self.file_lock.lock().await;
-        fs::create_dir_all(&self.dir).await?;
-        let path = self.file_of(&mail.user_id);
-        if holds(&path, &mail.notification_id).await? {
-            return Ok(());
-        }
         let line = Line {
             notification_id: mail.notification_id.clone(),
             user_id: mail.user_id.clone(),
@@ -72,22 +69,38 @@ impl MailboxSender {
         };
         let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
         text.push('\n');
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await?;
-        // One write of the whole line: an appending write never interleaves with another.
-        file.write_all(text.as_bytes()).await?;
-        file.sync_data().await
+        let dir = self.dir.clone();
+        let path = self.file_of(&mail.user_id);
+        let id = mail.notification_id.clone();
+        let _guard = self.file_lock.lock().await;
+        // The whole check-and-append in one trip to the blocking pool, not one per file call.
+        tokio::task::spawn_blocking(move || append_once(&dir, &path, &id, &text))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
+/// Appends `text` to the file at `path` (under `dir`) unless it has a line for `id`, and
+/// syncs it.
+fn append_once(dir: &Path, path: &Path, id: &str, text: &str) -> Result<(), std::io::Error> {
+    std::fs::create_dir_all(dir)?;
+    if holds(path, id)? {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    // One write of the whole line: an appending write never interleaves with another.
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
+}
+
 /// Whether the file at `path` has a line for `notification_id`. Lines are written by
-/// `serde_json` (no spaces), so the key and value appear verbatim; a substring search keeps
+/// `serde_json` (no spaces), so the key and value appear verbatim; a prefix match keeps
 /// this check linear in the file's bytes instead of parsing every line of a growing file.
-async fn holds(path: &Path, notification_id: &str) -> Result<bool, std::io::Error> {
-    let text = match fs::read_to_string(path).await {
+fn holds(path: &Path, notification_id: &str) -> Result<bool, std::io::Error> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
