@@ -1,6 +1,8 @@
 //! `just bench-orders`: CreateOrder throughput and latency against a running system (SQLite)
 //! at the addresses in POLYSHOP_<SERVICE>_LISTEN, else the default ports. Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
-//! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10).
+//! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10). With
+//! SYSTEM_PID (set by `gateway/scripts/with-system.sh`: the `polyshop up` process) it also
+//! prints the CPU each of its child processes spent per order during the measured window.
 
 use std::time::{Duration, Instant};
 
@@ -110,6 +112,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let orders = OrderServiceClient::connect(service_url("ORDER", 50054)).await?;
+    let system = std::env::var("SYSTEM_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok());
+    let cpu_before = system.map(cpu_of_children);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -171,5 +177,78 @@ async fn main() -> anyhow::Result<()> {
         pct(0.5),
         pct(0.99)
     );
+    match (system, cpu_before) {
+        (Some(root), Some(before)) => {
+            print_cpu_per_order(&before, &cpu_of_children(root), latencies.len())
+        }
+        _ => println!(
+            "bench-orders: no SYSTEM_PID, so no CPU per process (run through with-system.sh)"
+        ),
+    }
     Ok(())
+}
+
+/// CPU time (clock ticks) of every child of process `root`, by name: the service a
+/// `polyshop serve <service>` runs, else the program (nats-server).
+fn cpu_of_children(root: u32) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // The command name is in parentheses and may hold spaces: fields start after it.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // rest[0] is field 3 (state): ppid is field 4, utime and stime fields 14 and 15.
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if number(1) != Some(u64::from(root)) {
+            continue;
+        }
+        let (Some(user), Some(system)) = (number(11), number(12)) else {
+            continue;
+        };
+        let args: Vec<String> = std::fs::read(path.join("cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let name = match args.iter().position(|a| a == "serve") {
+            Some(i) => args.get(i + 1).cloned().unwrap_or_default(),
+            None => args
+                .first()
+                .and_then(|a| a.rsplit('/').next())
+                .unwrap_or("?")
+                .to_owned(),
+        };
+        out.push((name, user + system));
+    }
+    out.sort();
+    out
+}
+
+fn print_cpu_per_order(before: &[(String, u64)], after: &[(String, u64)], orders: usize) {
+    // /proc reports CPU time in USER_HZ, 100 per second on Linux whatever the kernel's HZ.
+    const TICK_US: f64 = 10_000.0;
+    let orders = orders.max(1) as f64;
+    let mut total = 0.0;
+    let mut parts = Vec::new();
+    for (name, ticks) in after {
+        let start = before
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, t)| *t);
+        let us = ticks.saturating_sub(start) as f64 * TICK_US / orders;
+        total += us;
+        parts.push(format!("{name} {us:.0}"));
+    }
+    println!(
+        "bench-orders: CPU per order {total:.0} us ({})",
+        parts.join(", ")
+    );
 }

@@ -5,7 +5,8 @@
 # `just run`), with a known admin password and the edge's rate limits lifted (fuzzers and
 # benchmarks are one client sending a lot), waits until the edge is ready, runs the command
 # with the edge's URL appended (admin credentials in ADMIN_LOGIN/ADMIN_PASSWORD, every
-# service's address in POLYSHOP_<SERVICE>_LISTEN), then stops everything.
+# service's address in POLYSHOP_<SERVICE>_LISTEN, the `polyshop up` pid in SYSTEM_PID), then
+# stops everything.
 # Env: POLYSHOP_BIN (else $CARGO_TARGET_DIR/debug/polyshop or target/debug/polyshop),
 # READY_TIMEOUT (120 s).
 set -euo pipefail
@@ -52,4 +53,4 @@ if [[ "$ready" != 1 ]]; then
   curl -fsS -o /dev/null "$url/healthz" || { echo "with-system: the edge never answered at $url" >&2; tail -50 "$data/up.log" >&2; exit 1; }
   echo "with-system: the edge is up but not ready: $(curl -s "$url/readyz")" >&2
 fi
-ADMIN_LOGIN=admin ADMIN_PASSWORD="$password" "$@" "$url"
+SYSTEM_PID="$pid" ADMIN_LOGIN=admin ADMIN_PASSWORD="$password" "$@" "$url"
