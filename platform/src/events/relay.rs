@@ -42,11 +42,18 @@ pub async fn run(
             return;
         }
         let wait = match publish_batch(&db, &js).await {
-            Ok(n) if n > 0 => {
+            // A full batch: more rows may be waiting.
+            Ok(n) if n as u64 >= BATCH => {
                 backoff = Duration::from_millis(100);
                 continue;
             }
-            Ok(_) => IDLE_POLL,
+            // Drained. A commit since the batch was read left a wake-up behind, so the next
+            // read happens at once for it; reading again just to find nothing would cost a
+            // query per batch.
+            Ok(_) => {
+                backoff = Duration::from_millis(100);
+                IDLE_POLL
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox relay cannot publish");
                 let wait = backoff;

@@ -7,14 +7,14 @@ use sea_orm::{
 
 use super::{
     entities::{invoice, invoice_line},
-    repository::{broken, exec, internal, statement},
+    repository::{broken, internal, statement},
 };
 use crate::domain::{Invoice, LineItem, Money, Payment, PaymentError};
 
-/// Takes the next invoice number; on PostgreSQL the row lock orders concurrent captures, and
-/// a rollback gives the number back, so numbers have no gaps.
-const NEXT_INVOICE: &str = "UPDATE invoice_counter SET last_number = last_number + 1 WHERE id = 1";
-const LAST_INVOICE: &str = "SELECT last_number FROM invoice_counter WHERE id = 1";
+/// Takes the next invoice number and returns it; on PostgreSQL the row lock orders concurrent
+/// captures, and a rollback gives the number back, so numbers have no gaps.
+const NEXT_INVOICE: &str =
+    "UPDATE invoice_counter SET last_number = last_number + 1 WHERE id = 1 RETURNING last_number";
 
 /// Issues the invoice of a captured payment with the next gap-free number.
 pub(super) async fn issue(
@@ -22,12 +22,9 @@ pub(super) async fn issue(
     p: &Payment,
     lines: Vec<LineItem>,
 ) -> Result<(), PaymentError> {
-    if exec(txn, NEXT_INVOICE, []).await? != 1 {
-        return Err(broken("the invoice counter row is missing".into()));
-    }
     let backend = txn.get_database_backend();
     let row = txn
-        .query_one_raw(statement(backend, LAST_INVOICE, []))
+        .query_one_raw(statement(backend, NEXT_INVOICE, []))
         .await
         .map_err(internal)?
         .ok_or_else(|| broken("the invoice counter row is missing".into()))?;
