@@ -131,44 +131,57 @@ fn to_stock(row: stock::Model) -> StockLevel {
     }
 }
 
+/// A reservation and its items in one read (a row per item; one row with no item columns
+/// for a reservation without items).
+const LOAD_RESERVATION: &str = "SELECT r.id, r.status, r.expires_at, r.created_at, r.updated_at,
+        r.release_reason, i.product_id, i.quantity
+    FROM reservations r LEFT JOIN reservation_items i ON i.reservation_id = r.id
+    WHERE r.id = ? ORDER BY i.product_id";
+
 /// A reservation with its items, read on `conn` (the pool or an open transaction).
 async fn load<C: ConnectionTrait>(
     conn: &C,
     id: &str,
 ) -> Result<Option<Reservation>, InventoryError> {
-    let Some(row) = reservation::Entity::find_by_id(id.to_owned())
-        .one(conn)
+    let backend = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            polyshop_platform::db::placeholders(backend, LOAD_RESERVATION),
+            [id.into()],
+        ))
         .await
-        .map_err(internal)?
-    else {
+        .map_err(internal)?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let items = reservation_item::Entity::find()
-        .filter(reservation_item::Column::ReservationId.eq(id))
-        .order_by_asc(reservation_item::Column::ProductId)
-        .all(conn)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|i| ReservationItem {
-            product_id: i.product_id,
-            quantity: i.quantity,
-        })
-        .collect();
-    let status = ReservationStatus::parse(&row.status).ok_or_else(|| {
-        broken(format!(
-            "reservation {id} has unknown status {:?}",
-            row.status
-        ))
-    })?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let product_id: Option<String> = row.try_get("", "product_id").map_err(internal)?;
+        let quantity: Option<i32> = row.try_get("", "quantity").map_err(internal)?;
+        if let (Some(product_id), Some(quantity)) = (product_id, quantity) {
+            items.push(ReservationItem {
+                product_id,
+                quantity,
+            });
+        }
+    }
+    let column = |name: &str| -> Result<String, InventoryError> {
+        first.try_get("", name).map_err(internal)
+    };
+    let number =
+        |name: &str| -> Result<i64, InventoryError> { first.try_get("", name).map_err(internal) };
+    let status = column("status")?;
+    let status = ReservationStatus::parse(&status)
+        .ok_or_else(|| broken(format!("reservation {id} has unknown status {status:?}")))?;
     Ok(Some(Reservation {
-        id: row.id,
+        id: column("id")?,
         items,
         status,
-        expires_at: row.expires_at,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        release_reason: row.release_reason,
+        expires_at: number("expires_at")?,
+        created_at: number("created_at")?,
+        updated_at: number("updated_at")?,
+        release_reason: column("release_reason")?,
     }))
 }
 

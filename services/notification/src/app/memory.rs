@@ -74,19 +74,6 @@ impl EventStore for MemoryStore {
             .cloned())
     }
 
-    async fn find_by_source(
-        &self,
-        source_event_id: &str,
-        user_id: &str,
-    ) -> Result<Option<Notification>, NotificationError> {
-        Ok(self
-            .state()
-            .notifications
-            .iter()
-            .find(|n| n.source_event_id == source_event_id && n.user_id == user_id)
-            .cloned())
-    }
-
     async fn insert(&self, notification: &Notification) -> Result<bool, NotificationError> {
         let mut state = self.state();
         if state.notifications.iter().any(|n| {

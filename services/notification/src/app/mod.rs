@@ -72,12 +72,6 @@ pub trait EventStore: Mailbox {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<Option<Recipient>, NotificationError>> + Send;
-    /// The notification already created from `source_event_id` for `user_id`.
-    fn find_by_source(
-        &self,
-        source_event_id: &str,
-        user_id: &str,
-    ) -> impl Future<Output = Result<Option<Notification>, NotificationError>> + Send;
     /// Stores a new notification; `false` if one for its (source event, user) exists.
     fn insert(
         &self,

@@ -69,13 +69,6 @@ pub async fn notify<S: EventStore, M: Sender>(
     trigger: &Trigger,
 ) -> Result<Option<Delivered>, NotificationError> {
     checked_user_id(user_id)?;
-    if store
-        .find_by_source(source_event_id, user_id)
-        .await?
-        .is_some()
-    {
-        return Ok(None);
-    }
     let (id, created_at) =
         notification_id(source_event_id, user_id, polyshop_platform::now_millis());
     let message = trigger.message();

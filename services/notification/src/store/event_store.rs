@@ -2,13 +2,12 @@
 //! so they commit together with the event's inbox row — or not at all.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    Statement, TryInsertResult,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, Statement, TryInsertResult,
 };
 
 use super::{
     entities::{mailbox, notification, recipient},
-    internal, to_notification,
+    internal,
 };
 use crate::{
     app::{EventStore, Mailbox},
@@ -96,21 +95,6 @@ impl EventStore for TxnEventStore<'_> {
             display_name: r.display_name,
             updated_at: r.updated_at,
         }))
-    }
-
-    async fn find_by_source(
-        &self,
-        source_event_id: &str,
-        user_id: &str,
-    ) -> Result<Option<Notification>, NotificationError> {
-        notification::Entity::find()
-            .filter(notification::Column::SourceEventId.eq(source_event_id))
-            .filter(notification::Column::UserId.eq(user_id))
-            .one(self.txn)
-            .await
-            .map_err(internal)?
-            .map(to_notification)
-            .transpose()
     }
 
     async fn insert(&self, n: &Notification) -> Result<bool, NotificationError> {

@@ -206,7 +206,8 @@ impl SagaRunner {
     }
 
     /// Runs the steps from the persisted one. The saga and the order stay in memory between
-    /// steps: every change is written before the next step starts, and this task is the only
+    /// steps: every change is written before the next step starts (a capture with the
+    /// confirmation after it, as `charge` explains), and this task is the only
     /// writer of a pending order here (`running`; another process's append is refused by
     /// the event store's version check).
     async fn drive_owned(
@@ -506,7 +507,13 @@ impl SagaRunner {
                 );
             }
         }
-        self.journal.save(saga).await?;
+        // A capture is written by the confirm step's commit, not here: a crash in between
+        // leaves the saga at this step, still marked uncertain, and the charge sent again with
+        // the same idempotency key returns the stored payment. Any other outcome is written
+        // now, before compensation starts.
+        if saga.step != SagaStep::Confirm {
+            self.journal.save(saga).await?;
+        }
         failpoint::hit("order.after_charge");
         Ok(true)
     }

@@ -61,6 +61,13 @@ impl ReadModel {
         event: &OrderEvent,
         at: i64,
     ) -> Result<Projected, DbErr> {
+        if matches!(event, OrderEvent::Created(_)) {
+            // A creation needs no read: the insert keeps a row a redelivery finds there.
+            if let Some(order) = Order::replay(None, &[(event.clone(), at)]) {
+                Self::write(conn, &order, false).await?;
+            }
+            return Ok(Projected::Applied);
+        }
         let current = match one(
             conn,
             "SELECT payload FROM order_view WHERE order_id = ?",
@@ -71,16 +78,13 @@ impl ReadModel {
             Some(row) => Some(decode_row(&row)?),
             None => None,
         };
-        if current.is_none() && !matches!(event, OrderEvent::Created(_)) {
+        if current.is_none() {
             return Ok(Projected::MissingOrder);
-        }
-        if current.is_some() && matches!(event, OrderEvent::Created(_)) {
-            return Ok(Projected::Applied);
         }
         let Some(order) = Order::replay(current.clone(), &[(event.clone(), at)]) else {
             return Ok(Projected::MissingOrder);
         };
-        Self::write(conn, &order, current.is_some()).await?;
+        Self::write(conn, &order, true).await?;
         Ok(Projected::Applied)
     }
 
@@ -102,7 +106,7 @@ impl ReadModel {
         } else {
             exec(
                 conn,
-                "INSERT INTO order_view (order_id, user_id, status, version, payload, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO order_view (order_id, user_id, status, version, payload, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING",
                 vec![
                     order.id.clone().into(),
                     order.user_id.clone().into(),
