@@ -1,4 +1,5 @@
-//! The CreateOrder saga, orchestrated here and persisted after every step: validate the user
+//! The CreateOrder saga, orchestrated here and persisted after every step (a capture with the
+//! confirmation that follows it, see `charge`): validate the user
 //! → price the items from the catalog → reserve stock → charge → confirm the reservation →
 //! CONFIRMED. A failed step compensates the completed ones in reverse (refund, release) and
 //! the order ends REJECTED with a reason. Every participant call carries a key derived from
