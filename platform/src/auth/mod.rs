@@ -189,10 +189,29 @@ impl Authenticator {
         }
         let claims = match self.users.cached(token) {
             Some(claims) => claims,
-            None => match self.verify(token).await? {
-                Verified::Service(name) => return Ok(Principal::Service { name }),
-                Verified::User(claims) => claims,
-            },
+            None => {
+                let kid = jsonwebtoken::decode_header(token)
+                    .map_err(|_| unauthenticated("malformed"))?
+                    .kid
+                    .unwrap_or_default();
+                if kid == self.services.kid() {
+                    let claims = self.services.verify(token).map_err(|e| {
+                        tracing::debug!(error = %e, "service token rejected");
+                        unauthenticated("rejected")
+                    })?;
+                    return Ok(Principal::Service { name: claims.iss });
+                }
+                self.users.verify(token).await.map_err(|e| match e {
+                    TokenError::KeysUnavailable(why) => {
+                        tracing::warn!(%why, "cannot fetch the JWKS");
+                        Status::unavailable("cannot verify tokens right now")
+                    }
+                    TokenError::Invalid(why) => {
+                        tracing::debug!(%why, "user token rejected");
+                        unauthenticated("rejected")
+                    }
+                })?
+            }
         };
         if let Some(accounts) = &self.accounts
             && !accounts.is_active(&claims.sub).await?
@@ -203,43 +222,6 @@ impl Authenticator {
             id: claims.sub,
             roles: claims.roles,
         })
-    }
-}
-
-/// What a first-seen token turned out to be.
-enum Verified {
-    /// A service token of the named caller.
-    Service(String),
-    /// A user's access token.
-    User(Claims),
-}
-
-impl Authenticator {
-    /// Checks a token not seen before: by the shared service key when its `kid` names it,
-    /// else as a user token against the user service's keys.
-    async fn verify(&self, token: &str) -> Result<Verified, Status> {
-        let kid = jsonwebtoken::decode_header(token)
-            .map_err(|_| unauthenticated("malformed"))?
-            .kid
-            .unwrap_or_default();
-        if kid == self.services.kid() {
-            let claims = self.services.verify(token).map_err(|e| {
-                tracing::debug!(error = %e, "service token rejected");
-                unauthenticated("rejected")
-            })?;
-            return Ok(Verified::Service(claims.iss));
-        }
-        let claims = self.users.verify(token).await.map_err(|e| match e {
-            TokenError::KeysUnavailable(why) => {
-                tracing::warn!(%why, "cannot fetch the JWKS");
-                Status::unavailable("cannot verify tokens right now")
-            }
-            TokenError::Invalid(why) => {
-                tracing::debug!(%why, "user token rejected");
-                unauthenticated("rejected")
-            }
-        })?;
-        Ok(Verified::User(claims))
     }
 }
 

@@ -2,10 +2,7 @@
 //! write does not cost another saga its step.
 
 use polyshop_order::{
-    domain::{
-        Money, Order, OrderError, OrderEvent, OrderStatus, PlaceOrder, RequestedLine,
-        ShippingAddress,
-    },
+    domain::{Money, Order, OrderError, OrderEvent, PlaceOrder, RequestedLine, ShippingAddress},
     store::{self, Claim, EventStore, Saga, SagaJournal, SagaStep, SagaStore},
 };
 use polyshop_platform::{db, events::outbox};
@@ -23,24 +20,16 @@ fn request(key: &str) -> PlaceOrder {
 }
 
 fn created(order_id: &str) -> OrderEvent {
-    OrderEvent::Created(Box::new(Order {
-        id: order_id.into(),
-        user_id: "u1".into(),
-        lines: vec![],
-        total: Money {
+    OrderEvent::Created(Box::new(Order::placed(
+        order_id.into(),
+        "u1".into(),
+        vec![],
+        Money {
             amount_minor: 990,
             currency: "USD".into(),
         },
-        status: OrderStatus::Pending,
-        rejection: None,
-        status_detail: String::new(),
-        shipping: ShippingAddress::default(),
-        payment_id: String::new(),
-        tracking_number: String::new(),
-        version: 0,
-        created_at: 0,
-        updated_at: 0,
-    }))
+        ShippingAddress::default(),
+    )))
 }
 
 #[tokio::test]

@@ -103,20 +103,28 @@ fn broken(what: String) -> InventoryError {
     InventoryError::Internal(what.into())
 }
 
+/// `sql` (with `?` placeholders) for `conn`'s backend.
+fn statement<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Statement {
+    let backend: DbBackend = conn.get_database_backend();
+    Statement::from_sql_and_values(
+        backend,
+        polyshop_platform::db::placeholders(backend, sql),
+        values,
+    )
+}
+
 /// Runs `sql` (with `?` placeholders) and returns the rows affected.
 async fn exec(
     txn: &DatabaseTransaction,
     sql: &str,
     values: impl IntoIterator<Item = Value>,
 ) -> Result<u64, InventoryError> {
-    let backend: DbBackend = txn.get_database_backend();
-    let statement = Statement::from_sql_and_values(
-        backend,
-        polyshop_platform::db::placeholders(backend, sql),
-        values,
-    );
     Ok(txn
-        .execute_raw(statement)
+        .execute_raw(statement(txn, sql, values))
         .await
         .map_err(internal)?
         .rows_affected())
@@ -143,13 +151,8 @@ async fn load<C: ConnectionTrait>(
     conn: &C,
     id: &str,
 ) -> Result<Option<Reservation>, InventoryError> {
-    let backend = conn.get_database_backend();
     let rows = conn
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            polyshop_platform::db::placeholders(backend, LOAD_RESERVATION),
-            [id.into()],
-        ))
+        .query_all_raw(statement(conn, LOAD_RESERVATION, [id.into()]))
         .await
         .map_err(internal)?;
     let Some(first) = rows.first() else {

@@ -370,21 +370,13 @@ impl SagaRunner {
                 "items are priced in different currencies".into(),
             ));
         }
-        let order = Order {
-            id: saga.order_id.clone(),
-            user_id: saga.user_id.clone(),
-            total: total.unwrap_or_default(),
+        let order = Order::placed(
+            saga.order_id.clone(),
+            saga.user_id.clone(),
             lines,
-            status: OrderStatus::Pending,
-            rejection: None,
-            status_detail: String::new(),
-            shipping: saga.request.shipping.clone(),
-            payment_id: String::new(),
-            tracking_number: String::new(),
-            version: 0,
-            created_at: 0,
-            updated_at: 0,
-        };
+            total.unwrap_or_default(),
+            saga.request.shipping.clone(),
+        );
         let mut events = vec![OrderEvent::Created(Box::new(order))];
         match rejection {
             Some((reason, detail)) => {

@@ -95,6 +95,32 @@ pub fn total_of(lines: &[OrderLine]) -> Option<Money> {
 }
 
 impl Order {
+    /// A newly placed order as its Created event carries it: PENDING, nothing paid or
+    /// shipped yet, version 0 (the store stamps version and times when it appends).
+    pub fn placed(
+        id: String,
+        user_id: String,
+        lines: Vec<OrderLine>,
+        total: Money,
+        shipping: ShippingAddress,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            lines,
+            total,
+            status: OrderStatus::Pending,
+            rejection: None,
+            status_detail: String::new(),
+            shipping,
+            payment_id: String::new(),
+            tracking_number: String::new(),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     /// Rebuilds an order from its events (after an optional snapshot).
     pub fn replay(snapshot: Option<Order>, events: &[(OrderEvent, i64)]) -> Option<Order> {
         let mut state = snapshot;
@@ -230,21 +256,14 @@ mod tests {
 
     fn placed() -> Order {
         let lines = vec![line(250, 2, "USD"), line(1000, 1, "USD")];
-        Order {
-            id: "o1".into(),
-            user_id: "u1".into(),
-            total: total_of(&lines).expect("one currency"),
+        let total = total_of(&lines).expect("one currency");
+        Order::placed(
+            "o1".into(),
+            "u1".into(),
             lines,
-            status: OrderStatus::Pending,
-            rejection: None,
-            status_detail: String::new(),
-            shipping: ShippingAddress::default(),
-            payment_id: String::new(),
-            tracking_number: String::new(),
-            version: 0,
-            created_at: 0,
-            updated_at: 0,
-        }
+            total,
+            ShippingAddress::default(),
+        )
     }
 
     #[test]

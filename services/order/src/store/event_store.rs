@@ -112,16 +112,8 @@ impl EventStore {
         events: &[OrderEvent],
     ) -> Result<Order, OrderError> {
         let txn = self.db.begin().await?;
-        match self.append_in(&txn, current, events).await {
-            Ok(order) => {
-                txn.commit().await?;
-                Ok(order)
-            }
-            Err(e) => {
-                let _ = txn.rollback().await;
-                Err(e)
-            }
-        }
+        let result = self.append_in(&txn, current, events).await;
+        super::finish(txn, result).await
     }
 
     async fn snapshot(&self, txn: &DatabaseTransaction, order: &Order) -> Result<(), OrderError> {

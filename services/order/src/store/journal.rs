@@ -168,14 +168,6 @@ async fn alone(store: &EventStore, write: &Write) -> Result<Option<Order>, Order
         return Ok(None);
     }
     let txn = store.db().begin().await?;
-    match apply(store, &txn, write).await {
-        Ok(result) => {
-            txn.commit().await?;
-            Ok(result)
-        }
-        Err(e) => {
-            let _ = txn.rollback().await;
-            Err(e)
-        }
-    }
+    let result = apply(store, &txn, write).await;
+    super::finish(txn, result).await
 }

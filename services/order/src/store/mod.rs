@@ -15,7 +15,9 @@ pub use replica::UserReplica;
 pub use sagas::{Claim, Saga, SagaStep, SagaStore};
 
 use polyshop_platform::db::{Migration, placeholders};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statement, Value};
+
+use crate::domain::OrderError;
 
 /// Schema of the order database, oldest first.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -62,6 +64,24 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             status TEXT NOT NULL,
             updated_at BIGINT NOT NULL)",
 }];
+
+/// Ends `txn` as `result` says: committed when the work succeeded, rolled back at once when it
+/// failed (not on drop: SQLite has one pooled connection).
+pub(crate) async fn finish<T>(
+    txn: DatabaseTransaction,
+    result: Result<T, OrderError>,
+) -> Result<T, OrderError> {
+    match result {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
+}
 
 /// A statement with `?` placeholders for the connection's backend.
 pub(crate) fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<Value>) -> Statement {
