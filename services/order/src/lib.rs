@@ -15,7 +15,12 @@ pub mod grpc;
 pub mod participants;
 pub mod store;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
 
 use polyshop::order::v1::order_service_server::OrderServiceServer;
 use polyshop_platform::{
@@ -47,16 +52,39 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     // Tokens of users the replica knows to be suspended, inactive or deleted stop working here
-    // too, as soon as the user event arrives.
+    // too, within a second of the user event arriving.
     let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
     db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
     let auth = Authenticator::for_service(&settings, SERVICE_NAME)?
-        .with_account_status(Arc::new(ReplicatedAccounts(UserReplica::new(conn))));
+        .with_account_status(Arc::new(ReplicatedAccounts::new(UserReplica::new(conn))));
     serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
 }
 
+/// How long an account's replicated status is reused before it is read again.
+const ACCOUNT_STATUS_TTL: Duration = Duration::from_secs(1);
+/// Accounts whose status is kept; beyond this the expired answers are dropped.
+const ACCOUNT_STATUS_MAX: usize = 100_000;
+
 /// Account status from the user replica: unknown users pass (the saga checks them again).
-struct ReplicatedAccounts(UserReplica);
+/// Answers are reused for [`ACCOUNT_STATUS_TTL`]: every call of a customer would otherwise
+/// read the replica, and a status change takes effect within that second anyway.
+struct ReplicatedAccounts {
+    replica: UserReplica,
+    seen: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+impl ReplicatedAccounts {
+    fn new(replica: UserReplica) -> Self {
+        Self {
+            replica,
+            seen: Mutex::default(),
+        }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, HashMap<String, (bool, Instant)>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 impl polyshop_platform::auth::AccountStatus for ReplicatedAccounts {
     fn is_active<'a>(
@@ -64,10 +92,22 @@ impl polyshop_platform::auth::AccountStatus for ReplicatedAccounts {
         user_id: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<bool, tonic::Status>> {
         Box::pin(async move {
-            match self.0.status(user_id).await {
-                Ok(status) => Ok(status.is_none_or(|s| s == "active")),
-                Err(e) => Err(polyshop_platform::status::internal(&e)),
+            let now = Instant::now();
+            if let Some(&(active, at)) = self.seen().get(user_id)
+                && now.duration_since(at) < ACCOUNT_STATUS_TTL
+            {
+                return Ok(active);
             }
+            let active = match self.replica.status(user_id).await {
+                Ok(status) => status.is_none_or(|s| s == "active"),
+                Err(e) => return Err(polyshop_platform::status::internal(&e)),
+            };
+            let mut seen = self.seen();
+            if seen.len() >= ACCOUNT_STATUS_MAX {
+                seen.retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_STATUS_TTL);
+            }
+            seen.insert(user_id.to_owned(), (active, now));
+            Ok(active)
         })
     }
 }

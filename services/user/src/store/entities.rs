@@ -33,9 +33,19 @@ pub mod user {
         pub updated_at: i64,
     }
 
-    /// No relations are navigated through sea-orm.
+    /// A user's addresses, loaded with the user in one query.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// `addresses.user_id`.
+        #[sea_orm(has_many = "super::address::Entity")]
+        Address,
+    }
+
+    impl Related<super::address::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Address.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -71,9 +81,23 @@ pub mod address {
         pub created_at: i64,
     }
 
-    /// No relations are navigated through sea-orm.
+    /// The owner.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// `addresses.user_id` → `users.id`.
+        #[sea_orm(
+            belongs_to = "super::user::Entity",
+            from = "Column::UserId",
+            to = "super::user::Column::Id"
+        )]
+        User,
+    }
+
+    impl Related<super::user::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::User.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

@@ -6,7 +6,7 @@ use polyshop_platform::events::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
     TransactionTrait,
 };
 
@@ -139,6 +139,26 @@ impl SeaUserRepository {
     async fn with_addresses(&self, row: user::Model) -> Result<User, UserError> {
         with_addresses(&self.db, row).await
     }
+
+    /// The first user `query` matches, with its addresses and password hash, read in one
+    /// statement (a LEFT JOIN): GetUser is on every order's path, and each statement costs a
+    /// hand-off to the connection's thread.
+    async fn one_with_addresses(
+        &self,
+        query: Select<user::Entity>,
+    ) -> Result<Option<(User, String)>, UserError> {
+        let found = query
+            .find_with_related(address::Entity)
+            .order_by_asc(address::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(found.into_iter().next().map(|(row, addresses)| {
+            let hash = row.password_hash.clone();
+            let addresses = addresses.into_iter().map(to_address).collect();
+            (to_user(row, addresses), hash)
+        }))
+    }
 }
 
 impl UserRepository for SeaUserRepository {
@@ -171,46 +191,23 @@ impl UserRepository for SeaUserRepository {
     }
 
     async fn find(&self, id: &str) -> Result<Option<User>, UserError> {
-        match user::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-        {
-            Some(row) => Ok(Some(self.with_addresses(row).await?)),
-            None => Ok(None),
-        }
+        let query = user::Entity::find_by_id(id.to_owned());
+        Ok(self.one_with_addresses(query).await?.map(|(user, _)| user))
     }
 
     async fn find_for_login(&self, login: &str) -> Result<Option<(User, String)>, UserError> {
         let key = unique_key(login);
-        let row = user::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(user::Column::UsernameKey.eq(key.clone()))
-                    .add(user::Column::EmailKey.eq(key)),
-            )
-            .one(&self.db)
-            .await
-            .map_err(internal)?;
-        match row {
-            Some(row) => {
-                let hash = row.password_hash.clone();
-                Ok(Some((self.with_addresses(row).await?, hash)))
-            }
-            None => Ok(None),
-        }
+        let query = user::Entity::find().filter(
+            Condition::any()
+                .add(user::Column::UsernameKey.eq(key.clone()))
+                .add(user::Column::EmailKey.eq(key)),
+        );
+        self.one_with_addresses(query).await
     }
 
     async fn find_by_username(&self, username: &str) -> Result<Option<User>, UserError> {
-        let row = user::Entity::find()
-            .filter(user::Column::UsernameKey.eq(unique_key(username)))
-            .one(&self.db)
-            .await
-            .map_err(internal)?;
-        match row {
-            Some(row) => Ok(Some(self.with_addresses(row).await?)),
-            None => Ok(None),
-        }
+        let query = user::Entity::find().filter(user::Column::UsernameKey.eq(unique_key(username)));
+        Ok(self.one_with_addresses(query).await?.map(|(user, _)| user))
     }
 
     async fn update_profile(
