@@ -105,38 +105,49 @@ async fn consume(
             },
         )
         .await?;
+    // One long-lived pull that the client renews as messages are consumed, not a pull request
+    // per batch: under load a batch is a message or two, and each request, its end-of-batch
+    // status and the next request cost the broker and this process a round trip.
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages()
+        .await?;
+    // Whatever has arrived is applied together: one transaction (one fsync) for many events
+    // under load, one for each when they trickle in.
+    let mut chunks = messages.ready_chunks(BATCH);
     loop {
-        if shutdown.is_fired() {
-            return Ok(());
-        }
-        let batch = consumer
-            .fetch()
-            .max_messages(BATCH)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await?;
-        // Whatever has arrived is applied together: one transaction (one fsync) for many
-        // events under load, one for each when they trickle in.
-        let mut chunks = batch.ready_chunks(BATCH);
-        while let Some(chunk) = chunks.next().await {
-            let mut messages = Vec::with_capacity(chunk.len());
-            let mut broken = None;
-            for message in chunk {
-                match message {
-                    Ok(m) => messages.push(m),
-                    Err(e) => {
-                        broken = Some(e);
-                        break;
-                    }
+        let chunk = tokio::select! {
+            chunk = chunks.next() => chunk,
+            () = shutdown.clone().wait() => return Ok(()),
+        };
+        let Some(chunk) = chunk else {
+            return Err("the pull subscription ended".into());
+        };
+        let mut messages = Vec::with_capacity(chunk.len());
+        let mut broken = None;
+        for message in chunk {
+            match message {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    broken = Some(e);
+                    break;
                 }
             }
-            process_all(js, db, spec, handler, &messages).await?;
-            if let Some(e) = broken {
-                return Err(e);
-            }
+        }
+        process_all(js, db, spec, handler, &messages).await?;
+        if let Some(e) = broken {
+            return Err(e.into());
         }
     }
 }
+
+/// How long one pull request stays open at the broker before the client renews it.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// The broker's heartbeat on an idle pull; two missed ones mean the pull is gone.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Messages fetched at once.
 const BATCH: usize = 64;
