@@ -13,6 +13,8 @@ use sea_orm::{
 
 use crate::{config::ServiceSettings, now_millis};
 
+pub mod group;
+
 /// One schema change. Statements are separated by `;` and must not contain one otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {

@@ -7,7 +7,13 @@
 //! last unit. Every change commits with its outbox event (StockAdjusted, StockReserved,
 //! StockConfirmed or StockReleased); a repeat that changes nothing writes none.
 
-use polyshop_platform::events::outbox::{self, OutboxSignal};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use polyshop_platform::{
+    db::group::{GroupCommit, Grouped},
+    events::outbox::{self, OutboxSignal},
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
@@ -56,13 +62,24 @@ const SET_ON_HAND: &str = "UPDATE stock SET on_hand = ?, updated_at = ?
 pub struct SeaInventoryRepository {
     db: DatabaseConnection,
     signal: OutboxSignal,
+    /// Reservations and settlements (every order's two calls here), committed in groups.
+    moves: GroupCommit<Moves>,
 }
 
 impl SeaInventoryRepository {
     /// A repository over `db` (already migrated, outbox tables included) that wakes the
-    /// outbox relay through `signal` after committing events.
+    /// outbox relay through `signal` after committing events. Starts the task that commits
+    /// reservations and settlements, so it must be called inside a Tokio runtime.
     pub fn new(db: DatabaseConnection, signal: OutboxSignal) -> Self {
-        Self { db, signal }
+        let moves = Moves {
+            db: db.clone(),
+            signal: signal.clone(),
+        };
+        Self {
+            moves: GroupCommit::start(db.clone(), Arc::new(moves)),
+            db,
+            signal,
+        }
     }
 
     /// Writes `event` to the outbox in `txn`, commits, and wakes the relay. On failure the
@@ -246,64 +263,10 @@ impl InventoryRepository for SeaInventoryRepository {
     }
 
     async fn reserve(&self, new: NewReservation) -> Result<Reserved, InventoryError> {
-        let txn = self.db.begin().await.map_err(internal)?;
-        let status = ReservationStatus::Held.as_str();
-        let values = [
-            new.id.as_str().into(),
-            status.into(),
-            new.expires_at.into(),
-            new.created_at.into(),
-            new.created_at.into(),
-        ];
-        if exec(&txn, INSERT_RESERVATION, values).await? == 0 {
-            let stored = load(&txn, &new.id).await?.ok_or_else(|| {
-                broken(format!(
-                    "reservation {} conflicts but cannot be read",
-                    new.id
-                ))
-            })?;
-            txn.commit().await.map_err(internal)?;
-            return Ok(Reserved::Existing(stored));
+        match self.moves.submit(Move::Reserve(new)).await? {
+            Moved::Reserved(reserved) => Ok(reserved),
+            Moved::Settled(..) => Err(broken("a reservation was answered as a settlement".into())),
         }
-        let mut short = Vec::new();
-        for item in &new.items {
-            let q = item.quantity;
-            let values = [
-                q.into(),
-                new.created_at.into(),
-                item.product_id.as_str().into(),
-                q.into(),
-            ];
-            if exec(&txn, HOLD, values).await? == 0 {
-                short.push(item.product_id.clone());
-            }
-        }
-        if !short.is_empty() {
-            // Nothing of it stays: neither the holds taken nor the reservation row.
-            txn.rollback().await.map_err(internal)?;
-            return Err(InventoryError::InsufficientStock(short));
-        }
-        let rows = new.items.iter().map(|item| reservation_item::ActiveModel {
-            reservation_id: Set(new.id.clone()),
-            product_id: Set(item.product_id.clone()),
-            quantity: Set(item.quantity),
-        });
-        reservation_item::Entity::insert_many(rows)
-            .exec_without_returning(&txn)
-            .await
-            .map_err(internal)?;
-        let reservation = Reservation {
-            id: new.id,
-            items: new.items,
-            status: ReservationStatus::Held,
-            expires_at: new.expires_at,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-            release_reason: String::new(),
-        };
-        self.commit_with(txn, &InventoryEvent::StockReserved(reservation.clone()))
-            .await?;
-        Ok(Reserved::New(reservation))
     }
 
     async fn settle(
@@ -312,81 +275,15 @@ impl InventoryRepository for SeaInventoryRepository {
         settlement: &Settlement,
         now: i64,
     ) -> Result<(Reservation, Transition), InventoryError> {
-        let txn = self.db.begin().await.map_err(internal)?;
-        let current = load(&txn, id)
-            .await?
-            .ok_or(InventoryError::ReservationNotFound)?;
-        if settle(current.status, settlement)? == Transition::AlreadyDone {
-            txn.commit().await.map_err(internal)?;
-            return Ok((current, Transition::AlreadyDone));
-        }
-        let target = settlement.target();
-        let reason = match settlement {
-            Settlement::Confirm => String::new(),
-            Settlement::Release { reason } | Settlement::Return { reason } => reason.clone(),
+        let settle = Move::Settle {
+            id: id.to_owned(),
+            settlement: settlement.clone(),
+            now,
         };
-        let values = [
-            target.as_str().into(),
-            reason.as_str().into(),
-            now.into(),
-            id.into(),
-            current.status.as_str().into(),
-        ];
-        if exec(&txn, SETTLE, values).await? == 0 {
-            // Settled by a concurrent call after we read it (the sweeper racing a confirm):
-            // answer as if this call came second.
-            txn.rollback().await.map_err(internal)?;
-            let latest = load(&self.db, id)
-                .await?
-                .ok_or(InventoryError::ReservationNotFound)?;
-            return match settle(latest.status, settlement)? {
-                Transition::AlreadyDone => Ok((latest, Transition::AlreadyDone)),
-                Transition::Apply => Err(broken(format!(
-                    "reservation {id} is held but cannot be settled"
-                ))),
-            };
+        match self.moves.submit(settle).await? {
+            Moved::Settled(reservation, transition) => Ok((reservation, transition)),
+            Moved::Reserved(_) => Err(broken("a settlement was answered as a reservation".into())),
         }
-        for item in &current.items {
-            let (q, product) = (item.quantity, item.product_id.as_str());
-            let moved = match settlement {
-                Settlement::Confirm => {
-                    exec(
-                        &txn,
-                        CONFIRM_ITEM,
-                        [q.into(), q.into(), now.into(), product.into(), q.into()],
-                    )
-                    .await?
-                }
-                Settlement::Release { .. } | Settlement::Return { .. }
-                    if current.status == ReservationStatus::Confirmed =>
-                {
-                    exec(&txn, RESTOCK_ITEM, [q.into(), now.into(), product.into()]).await?
-                }
-                Settlement::Release { .. } | Settlement::Return { .. } => {
-                    exec(
-                        &txn,
-                        RELEASE_ITEM,
-                        [q.into(), now.into(), product.into(), q.into()],
-                    )
-                    .await?
-                }
-            };
-            if moved == 0 {
-                txn.rollback().await.map_err(internal)?;
-                return Err(broken(format!(
-                    "stock of {product} holds fewer units than reservation {id}"
-                )));
-            }
-        }
-        let settled = Reservation {
-            status: target,
-            release_reason: reason,
-            updated_at: now,
-            ..current
-        };
-        let event = InventoryEvent::settled(settlement, settled.clone());
-        self.commit_with(txn, &event).await?;
-        Ok((settled, Transition::Apply))
     }
 
     async fn expired(&self, now: i64, limit: u64) -> Result<Vec<String>, InventoryError> {
@@ -401,5 +298,254 @@ impl InventoryRepository for SeaInventoryRepository {
             .all(&self.db)
             .await
             .map_err(internal)
+    }
+}
+
+/// A write that [`GroupCommit`] may share a transaction with others.
+enum Move {
+    /// [`InventoryRepository::reserve`].
+    Reserve(NewReservation),
+    /// [`InventoryRepository::settle`].
+    Settle {
+        id: String,
+        settlement: Settlement,
+        now: i64,
+    },
+}
+
+/// What a [`Move`] answers.
+enum Moved {
+    Reserved(Reserved),
+    Settled(Reservation, Transition),
+}
+
+/// Applies [`Move`]s for [`GroupCommit`].
+struct Moves {
+    db: DatabaseConnection,
+    signal: OutboxSignal,
+}
+
+impl Grouped for Moves {
+    type Write = Move;
+    type Output = Moved;
+    type Error = InventoryError;
+
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        write: &'a Move,
+    ) -> BoxFuture<'a, Result<Moved, InventoryError>> {
+        Box::pin(async move {
+            // A settlement that lost a race is decided alone: rolled back, then re-read.
+            apply(txn, write)
+                .await?
+                .ok_or_else(|| broken("settled concurrently".into()))
+        })
+    }
+
+    fn alone(&self, write: Move) -> BoxFuture<'_, Result<Moved, InventoryError>> {
+        Box::pin(async move {
+            let txn = self.db.begin().await.map_err(internal)?;
+            match apply(&txn, &write).await {
+                Ok(Some(moved)) => {
+                    txn.commit().await.map_err(internal)?;
+                    self.signal.wake();
+                    Ok(moved)
+                }
+                Ok(None) => {
+                    txn.rollback().await.map_err(internal)?;
+                    let Move::Settle { id, settlement, .. } = &write else {
+                        return Err(broken("only a settlement can lose a race".into()));
+                    };
+                    let (latest, transition) = settled_by_another(&self.db, id, settlement).await?;
+                    Ok(Moved::Settled(latest, transition))
+                }
+                Err(e) => {
+                    // Roll back now rather than on drop: SQLite has one pooled connection.
+                    let _ = txn.rollback().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn committed(&self) {
+        self.signal.wake();
+    }
+
+    fn stopped() -> InventoryError {
+        broken("the inventory's write queue has stopped".into())
+    }
+}
+
+/// Applies `write` in `txn` with its outbox event; `None` when a settlement found the
+/// reservation settled by a concurrent call after reading it.
+async fn apply(txn: &DatabaseTransaction, write: &Move) -> Result<Option<Moved>, InventoryError> {
+    match write {
+        Move::Reserve(new) => Ok(Some(Moved::Reserved(reserve_in(txn, new).await?))),
+        Move::Settle {
+            id,
+            settlement,
+            now,
+        } => Ok(settle_in(txn, id, settlement, *now)
+            .await?
+            .map(|(reservation, transition)| Moved::Settled(reservation, transition))),
+    }
+}
+
+/// Writes `event` to the outbox in `txn`.
+async fn enqueue(txn: &DatabaseTransaction, event: &InventoryEvent) -> Result<(), InventoryError> {
+    outbox::enqueue(txn, &events::outgoing(event))
+        .await
+        .map_err(internal)
+}
+
+async fn reserve_in(
+    txn: &DatabaseTransaction,
+    new: &NewReservation,
+) -> Result<Reserved, InventoryError> {
+    let status = ReservationStatus::Held.as_str();
+    let values = [
+        new.id.as_str().into(),
+        status.into(),
+        new.expires_at.into(),
+        new.created_at.into(),
+        new.created_at.into(),
+    ];
+    if exec(txn, INSERT_RESERVATION, values).await? == 0 {
+        let stored = load(txn, &new.id).await?.ok_or_else(|| {
+            broken(format!(
+                "reservation {} conflicts but cannot be read",
+                new.id
+            ))
+        })?;
+        return Ok(Reserved::Existing(stored));
+    }
+    let mut short = Vec::new();
+    for item in &new.items {
+        let q = item.quantity;
+        let values = [
+            q.into(),
+            new.created_at.into(),
+            item.product_id.as_str().into(),
+            q.into(),
+        ];
+        if exec(txn, HOLD, values).await? == 0 {
+            short.push(item.product_id.clone());
+        }
+    }
+    if !short.is_empty() {
+        // Nothing of it stays (the caller rolls back): neither the holds taken nor the
+        // reservation row.
+        return Err(InventoryError::InsufficientStock(short));
+    }
+    let rows = new.items.iter().map(|item| reservation_item::ActiveModel {
+        reservation_id: Set(new.id.clone()),
+        product_id: Set(item.product_id.clone()),
+        quantity: Set(item.quantity),
+    });
+    reservation_item::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await
+        .map_err(internal)?;
+    let reservation = Reservation {
+        id: new.id.clone(),
+        items: new.items.clone(),
+        status: ReservationStatus::Held,
+        expires_at: new.expires_at,
+        created_at: new.created_at,
+        updated_at: new.created_at,
+        release_reason: String::new(),
+    };
+    enqueue(txn, &InventoryEvent::StockReserved(reservation.clone())).await?;
+    Ok(Reserved::New(reservation))
+}
+
+/// Settles reservation `id` in `txn`; `None` when a concurrent call settled it after it was
+/// read here (the caller rolls back and asks [`settled_by_another`]).
+async fn settle_in(
+    txn: &DatabaseTransaction,
+    id: &str,
+    settlement: &Settlement,
+    now: i64,
+) -> Result<Option<(Reservation, Transition)>, InventoryError> {
+    let current = load(txn, id)
+        .await?
+        .ok_or(InventoryError::ReservationNotFound)?;
+    if settle(current.status, settlement)? == Transition::AlreadyDone {
+        return Ok(Some((current, Transition::AlreadyDone)));
+    }
+    let target = settlement.target();
+    let reason = match settlement {
+        Settlement::Confirm => String::new(),
+        Settlement::Release { reason } | Settlement::Return { reason } => reason.clone(),
+    };
+    let values = [
+        target.as_str().into(),
+        reason.as_str().into(),
+        now.into(),
+        id.into(),
+        current.status.as_str().into(),
+    ];
+    if exec(txn, SETTLE, values).await? == 0 {
+        // Settled by a concurrent call after we read it (the sweeper racing a confirm).
+        return Ok(None);
+    }
+    for item in &current.items {
+        let (q, product) = (item.quantity, item.product_id.as_str());
+        let moved = match settlement {
+            Settlement::Confirm => {
+                exec(
+                    txn,
+                    CONFIRM_ITEM,
+                    [q.into(), q.into(), now.into(), product.into(), q.into()],
+                )
+                .await?
+            }
+            Settlement::Release { .. } | Settlement::Return { .. }
+                if current.status == ReservationStatus::Confirmed =>
+            {
+                exec(txn, RESTOCK_ITEM, [q.into(), now.into(), product.into()]).await?
+            }
+            Settlement::Release { .. } | Settlement::Return { .. } => {
+                exec(
+                    txn,
+                    RELEASE_ITEM,
+                    [q.into(), now.into(), product.into(), q.into()],
+                )
+                .await?
+            }
+        };
+        if moved == 0 {
+            return Err(broken(format!(
+                "stock of {product} holds fewer units than reservation {id}"
+            )));
+        }
+    }
+    let settled = Reservation {
+        status: target,
+        release_reason: reason,
+        updated_at: now,
+        ..current
+    };
+    let event = InventoryEvent::settled(settlement, settled.clone());
+    enqueue(txn, &event).await?;
+    Ok(Some((settled, Transition::Apply)))
+}
+
+/// After a settlement lost a race: the answer as if this call came second.
+async fn settled_by_another(
+    db: &DatabaseConnection,
+    id: &str,
+    settlement: &Settlement,
+) -> Result<(Reservation, Transition), InventoryError> {
+    let latest = load(db, id)
+        .await?
+        .ok_or(InventoryError::ReservationNotFound)?;
+    match settle(latest.status, settlement)? {
+        Transition::AlreadyDone => Ok((latest, Transition::AlreadyDone)),
+        Transition::Apply => Err(broken(format!(
+            "reservation {id} is held but cannot be settled"
+        ))),
     }
 }

@@ -1,12 +1,14 @@
-//! Group commit of saga progress: the writes of every saga waiting at the same moment go into
-//! one transaction, so one fsync makes many steps durable instead of one each. A write is
-//! acknowledged only after the transaction holding it committed. If anything in a group fails,
-//! the group is rolled back and each write runs alone, so one saga's conflict never fails
-//! another saga's step.
+//! Saga progress, committed through the platform's [`GroupCommit`]: the writes of every saga
+//! waiting at the same moment go into one transaction, so one fsync makes many steps durable
+//! instead of one each. A write is acknowledged only after the transaction holding it
+//! committed. If anything in a group fails, the group is rolled back and each write runs
+//! alone, so one saga's conflict never fails another saga's step.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use polyshop_platform::db::group::{GroupCommit, Grouped};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
-use tokio::sync::{mpsc, oneshot};
-use tracing::Instrument as _;
 
 use super::{EventStore, Saga, SagaStore};
 use crate::domain::{Order, OrderError, OrderEvent};
@@ -23,28 +25,19 @@ enum Write {
     },
 }
 
-struct Job {
-    write: Write,
-    /// The caller's span: events written for it carry the trace of the request behind it.
-    span: tracing::Span,
-    reply: oneshot::Sender<Result<Option<Order>, OrderError>>,
-}
-
-/// The most writes one transaction takes.
-const GROUP: usize = 64;
-
 /// Hands saga writes to the task that commits them in groups.
 #[derive(Debug, Clone)]
 pub struct SagaJournal {
-    jobs: mpsc::UnboundedSender<Job>,
+    writes: GroupCommit<Writes>,
 }
 
 impl SagaJournal {
     /// Starts the committing task on `events`' connection (inside a Tokio runtime).
     pub fn start(events: EventStore) -> Self {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(commit_groups(events, queue));
-        Self { jobs }
+        let db = events.db().clone();
+        Self {
+            writes: GroupCommit::start(db, Arc::new(Writes(events))),
+        }
     }
 
     /// Saves `saga`'s progress; returns once it is committed.
@@ -52,7 +45,10 @@ impl SagaJournal {
     /// # Errors
     /// `Internal` for storage errors.
     pub async fn save(&self, saga: &Saga) -> Result<(), OrderError> {
-        self.submit(Write::Save(saga.clone())).await.map(|_| ())
+        self.writes
+            .submit(Write::Save(saga.clone()))
+            .await
+            .map(|_| ())
     }
 
     /// Appends `events` to the order's stream, expecting it at `current` (none for a new
@@ -66,55 +62,39 @@ impl SagaJournal {
         events: &[OrderEvent],
         saga: &Saga,
     ) -> Result<Order, OrderError> {
-        self.submit(Write::Append {
-            current: current.cloned().map(Box::new),
-            events: events.to_vec(),
-            saga: saga.clone(),
-        })
-        .await?
-        .ok_or(OrderError::NotFound)
-    }
-
-    async fn submit(&self, write: Write) -> Result<Option<Order>, OrderError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                write,
-                span: tracing::Span::current(),
-                reply,
+        self.writes
+            .submit(Write::Append {
+                current: current.cloned().map(Box::new),
+                events: events.to_vec(),
+                saga: saga.clone(),
             })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .await?
+            .ok_or(OrderError::NotFound)
     }
 }
 
-fn stopped() -> OrderError {
-    OrderError::Internal("the saga journal has stopped".into())
-}
+/// Applies saga writes for [`GroupCommit`].
+struct Writes(EventStore);
 
-/// Takes whatever writes are waiting (at least one) and commits them together.
-async fn commit_groups(events: EventStore, mut queue: mpsc::UnboundedReceiver<Job>) {
-    while let Some(first) = queue.recv().await {
-        let mut group = vec![first];
-        while group.len() < GROUP
-            && let Ok(job) = queue.try_recv()
-        {
-            group.push(job);
-        }
-        if group.len() > 1
-            && let Some(results) = together(&events, &group).await
-        {
-            for (job, result) in group.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(result));
-            }
-            continue;
-        }
-        for job in group {
-            let result = alone(&events, &job.write)
-                .instrument(job.span.clone())
-                .await;
-            let _ = job.reply.send(result);
-        }
+impl Grouped for Writes {
+    type Write = Write;
+    type Output = Option<Order>;
+    type Error = OrderError;
+
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        write: &'a Write,
+    ) -> BoxFuture<'a, Result<Option<Order>, OrderError>> {
+        Box::pin(apply(&self.0, txn, write))
+    }
+
+    fn alone(&self, write: Write) -> BoxFuture<'_, Result<Option<Order>, OrderError>> {
+        Box::pin(async move { alone(&self.0, &write).await })
+    }
+
+    fn stopped() -> OrderError {
+        OrderError::Internal("the saga journal has stopped".into())
     }
 }
 
@@ -138,27 +118,6 @@ async fn apply(
             Ok(Some(order))
         }
     }
-}
-
-/// Every write of `group` in one transaction, or `None` (nothing kept) if any fails.
-async fn together(store: &EventStore, group: &[Job]) -> Option<Vec<Option<Order>>> {
-    let txn = store.db().begin().await.ok()?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        match apply(store, &txn, &job.write)
-            .instrument(job.span.clone())
-            .await
-        {
-            Ok(result) => results.push(result),
-            Err(_) => {
-                // Roll back now rather than on drop: SQLite has one pooled connection.
-                let _ = txn.rollback().await;
-                return None;
-            }
-        }
-    }
-    txn.commit().await.ok()?;
-    Some(results)
 }
 
 async fn alone(store: &EventStore, write: &Write) -> Result<Option<Order>, OrderError> {
