@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
@@ -31,8 +31,30 @@ pub trait Grouped: Send + Sync + 'static {
         write: &'a Self::Write,
     ) -> BoxFuture<'a, Result<Self::Output, Self::Error>>;
 
-    /// Runs `write` in a transaction of its own, committing or rolling back as it decides.
-    fn alone(&self, write: Self::Write) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
+    /// The connection a write runs on when it runs alone.
+    fn db(&self) -> &DatabaseConnection;
+
+    /// `e` as a write's error.
+    fn db_error(e: DbErr) -> Self::Error;
+
+    /// Runs `write` in a transaction of its own: committed when [`Grouped::apply`] succeeds,
+    /// rolled back at once when it fails (not on drop: SQLite has one pooled connection).
+    fn alone(&self, write: Self::Write) -> BoxFuture<'_, Result<Self::Output, Self::Error>> {
+        Box::pin(async move {
+            let txn = self.db().begin().await.map_err(Self::db_error)?;
+            match self.apply(&txn, &write).await {
+                Ok(output) => {
+                    txn.commit().await.map_err(Self::db_error)?;
+                    self.committed();
+                    Ok(output)
+                }
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    Err(e)
+                }
+            }
+        })
+    }
 
     /// Called after a group committed (e.g. to wake the outbox relay).
     fn committed(&self) {}
@@ -149,7 +171,7 @@ async fn together<G: Grouped>(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
     use super::*;
 
@@ -183,20 +205,12 @@ mod tests {
             Box::pin(insert(txn, id, *fail))
         }
 
-        fn alone(&self, (id, fail): (String, bool)) -> BoxFuture<'_, Result<String, String>> {
-            Box::pin(async move {
-                let txn = self.0.begin().await.map_err(|e| e.to_string())?;
-                match insert(&txn, &id, fail).await {
-                    Ok(id) => {
-                        txn.commit().await.map_err(|e| e.to_string())?;
-                        Ok(id)
-                    }
-                    Err(e) => {
-                        let _ = txn.rollback().await;
-                        Err(e)
-                    }
-                }
-            })
+        fn db(&self) -> &DatabaseConnection {
+            &self.0
+        }
+
+        fn db_error(e: DbErr) -> String {
+            e.to_string()
         }
 
         fn stopped() -> String {

@@ -343,6 +343,14 @@ impl Grouped for Moves {
         })
     }
 
+    fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn db_error(e: DbErr) -> InventoryError {
+        internal(e)
+    }
+
     fn alone(&self, write: Move) -> BoxFuture<'_, Result<Moved, InventoryError>> {
         Box::pin(async move {
             let txn = self.db.begin().await.map_err(internal)?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use polyshop_platform::db::group::{GroupCommit, Grouped};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
 use super::{EventStore, Saga, SagaStore};
 use crate::domain::{Order, OrderError, OrderEvent};
@@ -87,6 +87,14 @@ impl Grouped for Writes {
         write: &'a Write,
     ) -> BoxFuture<'a, Result<Option<Order>, OrderError>> {
         Box::pin(apply(&self.0, txn, write))
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        self.0.db()
+    }
+
+    fn db_error(e: DbErr) -> OrderError {
+        e.into()
     }
 
     fn alone(&self, write: Write) -> BoxFuture<'_, Result<Option<Order>, OrderError>> {

@@ -7,7 +7,13 @@
 //! others read its result. State changes are conditional `UPDATE`s checked by rows affected,
 //! and each commits with its outbox event.
 
-use polyshop_platform::events::outbox::{self, OutboxSignal};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use polyshop_platform::{
+    db::group::{GroupCommit, Grouped},
+    events::outbox::{self, OutboxSignal},
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
@@ -39,14 +45,93 @@ const REFUND: &str = "UPDATE payments SET status = 'refunded', refunded_minor = 
 pub struct SeaPaymentRepository {
     db: DatabaseConnection,
     signal: OutboxSignal,
+    /// New charges (one per order), committed in groups.
+    charges: GroupCommit<Charges>,
 }
 
 impl SeaPaymentRepository {
     /// A repository over `db` (already migrated) that wakes the outbox relay through `signal`
-    /// after committing events.
+    /// after committing events. Starts the task that commits charges, so it must be called
+    /// inside a Tokio runtime.
     pub fn new(db: DatabaseConnection, signal: OutboxSignal) -> Self {
-        Self { db, signal }
+        let charges = Charges {
+            db: db.clone(),
+            signal: signal.clone(),
+        };
+        Self {
+            charges: GroupCommit::start(db.clone(), Arc::new(charges)),
+            db,
+            signal,
+        }
     }
+}
+
+/// Records charges for [`GroupCommit`].
+struct Charges {
+    db: DatabaseConnection,
+    signal: OutboxSignal,
+}
+
+impl Grouped for Charges {
+    type Write = NewCharge;
+    type Output = Recorded;
+    type Error = PaymentError;
+
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        new: &'a NewCharge,
+    ) -> BoxFuture<'a, Result<Recorded, PaymentError>> {
+        Box::pin(record_charge_in(txn, new))
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn db_error(e: DbErr) -> PaymentError {
+        internal(e)
+    }
+
+    fn committed(&self) {
+        self.signal.wake();
+    }
+
+    fn stopped() -> PaymentError {
+        broken("the payment's charge queue has stopped".into())
+    }
+}
+
+/// Stores `new` in `txn` with its key, invoice and event, or finds the key's stored result.
+async fn record_charge_in(
+    txn: &DatabaseTransaction,
+    new: &NewCharge,
+) -> Result<Recorded, PaymentError> {
+    let p = &new.payment;
+    let claim = [
+        new.idempotency_key.as_str().into(),
+        new.fingerprint.as_str().into(),
+        p.id.as_str().into(),
+        p.created_at.into(),
+    ];
+    if exec(txn, CLAIM_CHARGE, claim).await? == 0 {
+        let key = &new.idempotency_key;
+        let found = stored(txn, CHARGE_KEY, key)
+            .await?
+            .ok_or_else(|| broken(format!("key {key} is claimed but cannot be read")))?;
+        return Ok(Recorded::Existing(found));
+    }
+    payment::Entity::insert(payment_row(p))
+        .exec_without_returning(txn)
+        .await
+        .map_err(internal)?;
+    if p.status == PaymentStatus::Captured {
+        invoices::issue(txn, p, new.invoice_lines.clone()).await?;
+    }
+    outbox::enqueue(txn, &events::outgoing(&PaymentEvent::charged(p)))
+        .await
+        .map_err(internal)?;
+    Ok(Recorded::New(p.clone()))
 }
 
 pub(super) fn internal(e: DbErr) -> PaymentError {
@@ -193,26 +278,7 @@ impl PaymentRepository for SeaPaymentRepository {
     }
 
     async fn record_charge(&self, new: NewCharge) -> Result<Recorded, PaymentError> {
-        let p = new.payment;
-        let txn = self.db.begin().await.map_err(internal)?;
-        let claim = [
-            new.idempotency_key.as_str().into(),
-            new.fingerprint.into(),
-            p.id.as_str().into(),
-            p.created_at.into(),
-        ];
-        if exec(&txn, CLAIM_CHARGE, claim).await? == 0 {
-            return existing(txn, CHARGE_KEY, &new.idempotency_key).await;
-        }
-        payment::Entity::insert(payment_row(&p))
-            .exec_without_returning(&txn)
-            .await
-            .map_err(internal)?;
-        if p.status == PaymentStatus::Captured {
-            invoices::issue(&txn, &p, new.invoice_lines).await?;
-        }
-        self.commit_with(txn, &PaymentEvent::charged(&p)).await?;
-        Ok(Recorded::New(p))
+        self.charges.submit(new).await
     }
 
     async fn refund(&self, new: NewRefund) -> Result<Recorded, PaymentError> {
