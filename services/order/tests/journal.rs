@@ -50,7 +50,10 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
         let id = format!("order-{i:02}");
         let key = format!("k{i}");
         assert_eq!(
-            sagas.claim(&id, "u1", &request(&key)).await.expect("claim"),
+            journal
+                .claim(&id, "u1", &request(&key))
+                .await
+                .expect("claim"),
             Claim::New(id.clone())
         );
         claimed.push(Saga::claimed(&id, "u1", request(&key)));

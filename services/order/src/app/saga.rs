@@ -93,7 +93,7 @@ impl SagaRunner {
     pub async fn place(&self, user_id: &str, request: PlaceOrder) -> Result<Order, OrderError> {
         check_place_order(&request).into_result()?;
         let order_id = polyshop_platform::new_id();
-        let finished = match self.sagas.claim(&order_id, user_id, &request).await? {
+        let finished = match self.journal.claim(&order_id, user_id, &request).await? {
             Claim::New(id) => {
                 // Just written: start from it rather than reading it back.
                 let saga = Saga::claimed(&id, user_id, request);

@@ -10,11 +10,17 @@ use futures::future::BoxFuture;
 use polyshop_platform::db::group::{GroupCommit, Grouped};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
-use super::{EventStore, Saga, SagaStore};
-use crate::domain::{Order, OrderError, OrderEvent};
+use super::{Claim, EventStore, Saga, SagaStore};
+use crate::domain::{Order, OrderError, OrderEvent, PlaceOrder};
 
 /// One saga's write.
 enum Write {
+    /// A new order's idempotency key, claimed for `order_id` (see [`SagaStore::claim`]).
+    Claim {
+        order_id: String,
+        user_id: String,
+        request: Box<PlaceOrder>,
+    },
     /// The saga's progress.
     Save(Saga),
     /// Events for the order's stream (expected at `current`'s version), with the saga.
@@ -40,6 +46,28 @@ impl SagaJournal {
         }
     }
 
+    /// Claims `request`'s key for `order_id`, or finds the order an earlier call claimed it
+    /// for; returns once the claim is committed.
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn claim(
+        &self,
+        order_id: &str,
+        user_id: &str,
+        request: &PlaceOrder,
+    ) -> Result<Claim, OrderError> {
+        let claim = Write::Claim {
+            order_id: order_id.to_owned(),
+            user_id: user_id.to_owned(),
+            request: Box::new(request.clone()),
+        };
+        match self.writes.submit(claim).await? {
+            Written::Claimed(claim) => Ok(claim),
+            _ => Err(mismatched()),
+        }
+    }
+
     /// Saves `saga`'s progress; returns once it is committed.
     ///
     /// # Errors
@@ -62,15 +90,30 @@ impl SagaJournal {
         events: &[OrderEvent],
         saga: &Saga,
     ) -> Result<Order, OrderError> {
-        self.writes
-            .submit(Write::Append {
-                current: current.cloned().map(Box::new),
-                events: events.to_vec(),
-                saga: saga.clone(),
-            })
-            .await?
-            .ok_or(OrderError::NotFound)
+        let append = Write::Append {
+            current: current.cloned().map(Box::new),
+            events: events.to_vec(),
+            saga: saga.clone(),
+        };
+        match self.writes.submit(append).await? {
+            Written::Appended(order) => Ok(*order),
+            _ => Err(mismatched()),
+        }
     }
+}
+
+/// What a write answers.
+enum Written {
+    /// The claim's outcome.
+    Claimed(Claim),
+    /// The saga's progress is saved.
+    Saved,
+    /// The order after the appended events.
+    Appended(Box<Order>),
+}
+
+fn mismatched() -> OrderError {
+    OrderError::Internal("the saga journal answered a write with another's result".into())
 }
 
 /// Applies saga writes for [`GroupCommit`].
@@ -78,14 +121,14 @@ struct Writes(EventStore);
 
 impl Grouped for Writes {
     type Write = Write;
-    type Output = Option<Order>;
+    type Output = Written;
     type Error = OrderError;
 
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         write: &'a Write,
-    ) -> BoxFuture<'a, Result<Option<Order>, OrderError>> {
+    ) -> BoxFuture<'a, Result<Written, OrderError>> {
         Box::pin(apply(&self.0, txn, write))
     }
 
@@ -97,7 +140,7 @@ impl Grouped for Writes {
         e.into()
     }
 
-    fn alone(&self, write: Write) -> BoxFuture<'_, Result<Option<Order>, OrderError>> {
+    fn alone(&self, write: Write) -> BoxFuture<'_, Result<Written, OrderError>> {
         Box::pin(async move { alone(&self.0, &write).await })
     }
 
@@ -110,11 +153,18 @@ async fn apply(
     store: &EventStore,
     txn: &DatabaseTransaction,
     write: &Write,
-) -> Result<Option<Order>, OrderError> {
+) -> Result<Written, OrderError> {
     match write {
+        Write::Claim {
+            order_id,
+            user_id,
+            request,
+        } => Ok(Written::Claimed(
+            SagaStore::claim(txn, order_id, user_id, request).await?,
+        )),
         Write::Save(saga) => {
             SagaStore::save(txn, saga).await?;
-            Ok(None)
+            Ok(Written::Saved)
         }
         Write::Append {
             current,
@@ -123,16 +173,27 @@ async fn apply(
         } => {
             let order = store.append_in(txn, current.as_deref(), events).await?;
             SagaStore::save(txn, saga).await?;
-            Ok(Some(order))
+            Ok(Written::Appended(Box::new(order)))
         }
     }
 }
 
-async fn alone(store: &EventStore, write: &Write) -> Result<Option<Order>, OrderError> {
-    if let Write::Save(saga) = write {
-        // One statement commits by itself.
-        SagaStore::save(store.db(), saga).await?;
-        return Ok(None);
+async fn alone(store: &EventStore, write: &Write) -> Result<Written, OrderError> {
+    match write {
+        // Statements that commit by themselves.
+        Write::Claim {
+            order_id,
+            user_id,
+            request,
+        } => {
+            let claim = SagaStore::claim(store.db(), order_id, user_id, request).await?;
+            return Ok(Written::Claimed(claim));
+        }
+        Write::Save(saga) => {
+            SagaStore::save(store.db(), saga).await?;
+            return Ok(Written::Saved);
+        }
+        Write::Append { .. } => {}
     }
     let txn = store.db().begin().await?;
     let result = apply(store, &txn, write).await;

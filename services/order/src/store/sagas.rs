@@ -111,12 +111,13 @@ impl SagaStore {
         Self { db }
     }
 
-    /// Claims `(user, key)` for a new order id, or returns the order an earlier call claimed.
+    /// Claims `(user, key)` for a new order id on `conn`, or returns the order an earlier call
+    /// claimed.
     ///
     /// # Errors
     /// `Internal` for storage errors.
-    pub async fn claim(
-        &self,
+    pub async fn claim<C: ConnectionTrait>(
+        conn: &C,
         order_id: &str,
         user_id: &str,
         request: &PlaceOrder,
@@ -124,7 +125,7 @@ impl SagaStore {
         let json = serde_json::to_string(request).map_err(|e| OrderError::Internal(Box::new(e)))?;
         let now = polyshop_platform::now_millis();
         let inserted = exec(
-            &self.db,
+            conn,
             "INSERT INTO sagas (order_id, user_id, idempotency_key, request, step, created_at, updated_at)
              VALUES (?, ?, ?, ?, 'validate', ?, ?) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
             vec![
@@ -141,7 +142,7 @@ impl SagaStore {
             return Ok(Claim::New(order_id.to_owned()));
         }
         let row = one(
-            &self.db,
+            conn,
             "SELECT order_id FROM sagas WHERE user_id = ? AND idempotency_key = ?",
             vec![user_id.into(), request.idempotency_key.trim().into()],
         )
