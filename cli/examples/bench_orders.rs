@@ -125,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut confirmed = 0u64;
+            let mut failures = Vec::new();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
@@ -147,23 +148,29 @@ async fn main() -> anyhow::Result<()> {
                 let t = Instant::now();
                 let result = orders.create_order(authed(request, &token)).await;
                 latencies.push(t.elapsed());
-                if result.is_ok_and(|r| {
-                    r.into_inner()
-                        .order
-                        .is_some_and(|o| o.status == OrderStatus::Confirmed as i32)
-                }) {
-                    confirmed += 1;
+                match result.map(|r| r.into_inner().order) {
+                    Ok(Some(o)) if o.status == OrderStatus::Confirmed as i32 => confirmed += 1,
+                    Ok(Some(o)) => failures.push(format!(
+                        "order {} ended {:?}: {}",
+                        o.order_id,
+                        OrderStatus::try_from(o.status).unwrap_or_default(),
+                        o.status_detail
+                    )),
+                    Ok(None) => failures.push("an answer without an order".into()),
+                    Err(s) => failures.push(format!("{:?}: {}", s.code(), s.message())),
                 }
             }
-            (latencies, confirmed)
+            (latencies, confirmed, failures)
         }));
     }
     let mut latencies = Vec::new();
     let mut confirmed = 0;
+    let mut failures = Vec::new();
     for task in tasks {
-        let (l, c) = task.await?;
+        let (l, c, f) = task.await?;
         latencies.extend(l);
         confirmed += c;
+        failures.extend(f);
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
@@ -177,6 +184,10 @@ async fn main() -> anyhow::Result<()> {
         pct(0.5),
         pct(0.99)
     );
+    // Every call that did not confirm an order, so a short count is never a mystery.
+    for failure in &failures {
+        println!("bench-orders: not confirmed: {failure}");
+    }
     match (system, cpu_before) {
         (Some(root), Some(before)) => {
             print_cpu_per_order(&before, &cpu_of_children(root), latencies.len())

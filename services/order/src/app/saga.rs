@@ -93,23 +93,21 @@ impl SagaRunner {
     pub async fn place(&self, user_id: &str, request: PlaceOrder) -> Result<Order, OrderError> {
         check_place_order(&request).into_result()?;
         let order_id = polyshop_platform::new_id();
-        let finished = match self.journal.claim(&order_id, user_id, &request).await? {
+        let id = match self.journal.claim(&order_id, user_id, &request).await? {
             Claim::New(id) => {
                 // Just written: start from it rather than reading it back.
                 let saga = Saga::claimed(&id, user_id, request);
-                self.drive_state(&id, Some(saga))
-                    .await?
-                    .map(|(saga, order)| (id, saga, order))
+                match self.drive_state(&id, Some(saga)).await? {
+                    Some((saga, Some(order))) => return Self::outcome(&id, &saga, order),
+                    Some((_, None)) => return self.placed(&id).await,
+                    // The resumer picked the new saga up first: answer once it is done.
+                    None => id,
+                }
             }
-            Claim::Existing(id) => {
-                self.wait_for(&id).await?;
-                return self.placed(&id).await;
-            }
+            Claim::Existing(id) => id,
         };
-        let Some((order_id, saga, Some(order))) = finished else {
-            return self.placed(&order_id).await;
-        };
-        Self::outcome(&order_id, &saga, order)
+        self.wait_for(&id).await?;
+        self.placed(&id).await
     }
 
     /// The outcome of the saga of `order_id`, read from the store.
