@@ -265,7 +265,9 @@ impl InventoryRepository for SeaInventoryRepository {
     async fn reserve(&self, new: NewReservation) -> Result<Reserved, InventoryError> {
         match self.moves.submit(Move::Reserve(new)).await? {
             Moved::Reserved(reserved) => Ok(reserved),
-            Moved::Settled(..) => Err(broken("a reservation was answered as a settlement".into())),
+            Moved::Settled(..) | Moved::Raced => {
+                Err(broken("a reservation was answered as a settlement".into()))
+            }
         }
     }
 
@@ -282,6 +284,7 @@ impl InventoryRepository for SeaInventoryRepository {
         };
         match self.moves.submit(settle).await? {
             Moved::Settled(reservation, transition) => Ok((reservation, transition)),
+            Moved::Raced => settled_by_another(&self.db, id, settlement).await,
             Moved::Reserved(_) => Err(broken("a settlement was answered as a reservation".into())),
         }
     }
@@ -317,6 +320,8 @@ enum Move {
 enum Moved {
     Reserved(Reserved),
     Settled(Reservation, Transition),
+    /// A concurrent call settled the reservation after it was read; nothing was written.
+    Raced,
 }
 
 /// Applies [`Move`]s for [`GroupCommit`].
@@ -335,12 +340,7 @@ impl Grouped for Moves {
         txn: &'a DatabaseTransaction,
         write: &'a Move,
     ) -> BoxFuture<'a, Result<Moved, InventoryError>> {
-        Box::pin(async move {
-            // A settlement that lost a race is decided alone: rolled back, then re-read.
-            apply(txn, write)
-                .await?
-                .ok_or_else(|| broken("settled concurrently".into()))
-        })
+        Box::pin(apply(txn, write))
     }
 
     fn db(&self) -> &DatabaseConnection {
@@ -349,32 +349,6 @@ impl Grouped for Moves {
 
     fn db_error(e: DbErr) -> InventoryError {
         internal(e)
-    }
-
-    fn alone(&self, write: Move) -> BoxFuture<'_, Result<Moved, InventoryError>> {
-        Box::pin(async move {
-            let txn = self.db.begin().await.map_err(internal)?;
-            match apply(&txn, &write).await {
-                Ok(Some(moved)) => {
-                    txn.commit().await.map_err(internal)?;
-                    self.signal.wake();
-                    Ok(moved)
-                }
-                Ok(None) => {
-                    txn.rollback().await.map_err(internal)?;
-                    let Move::Settle { id, settlement, .. } = &write else {
-                        return Err(broken("only a settlement can lose a race".into()));
-                    };
-                    let (latest, transition) = settled_by_another(&self.db, id, settlement).await?;
-                    Ok(Moved::Settled(latest, transition))
-                }
-                Err(e) => {
-                    // Roll back now rather than on drop: SQLite has one pooled connection.
-                    let _ = txn.rollback().await;
-                    Err(e)
-                }
-            }
-        })
     }
 
     fn committed(&self) {
@@ -386,18 +360,18 @@ impl Grouped for Moves {
     }
 }
 
-/// Applies `write` in `txn` with its outbox event; `None` when a settlement found the
-/// reservation settled by a concurrent call after reading it.
-async fn apply(txn: &DatabaseTransaction, write: &Move) -> Result<Option<Moved>, InventoryError> {
+/// Applies `write` in `txn` with its outbox event.
+async fn apply(txn: &DatabaseTransaction, write: &Move) -> Result<Moved, InventoryError> {
     match write {
-        Move::Reserve(new) => Ok(Some(Moved::Reserved(reserve_in(txn, new).await?))),
+        Move::Reserve(new) => Ok(Moved::Reserved(reserve_in(txn, new).await?)),
         Move::Settle {
             id,
             settlement,
             now,
-        } => Ok(settle_in(txn, id, settlement, *now)
-            .await?
-            .map(|(reservation, transition)| Moved::Settled(reservation, transition))),
+        } => Ok(match settle_in(txn, id, settlement, *now).await? {
+            Some((reservation, transition)) => Moved::Settled(reservation, transition),
+            None => Moved::Raced,
+        }),
     }
 }
 
@@ -469,8 +443,8 @@ async fn reserve_in(
     Ok(Reserved::New(reservation))
 }
 
-/// Settles reservation `id` in `txn`; `None` when a concurrent call settled it after it was
-/// read here (the caller rolls back and asks [`settled_by_another`]).
+/// Settles reservation `id` in `txn`; `None`, having written nothing, when a concurrent call
+/// settled it after it was read here (the caller then asks [`settled_by_another`]).
 async fn settle_in(
     txn: &DatabaseTransaction,
     id: &str,
@@ -541,7 +515,8 @@ async fn settle_in(
     Ok(Some((settled, Transition::Apply)))
 }
 
-/// After a settlement lost a race: the answer as if this call came second.
+/// After a settlement lost a race: the answer as if this call came second, from the committed
+/// state.
 async fn settled_by_another(
     db: &DatabaseConnection,
     id: &str,
