@@ -53,11 +53,18 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     // Tokens of users the replica knows to be suspended, inactive or deleted stop working here
     // too, within a second of the user event arriving.
+    let conn = open(&settings).await?;
+    let auth = Authenticator::for_service(&settings, SERVICE_NAME)?.with_account_status(Arc::new(
+        ReplicatedAccounts::new(UserReplica::new(conn.clone())),
+    ));
+    serve_on(settings, conn, listener, Arc::new(auth), shutdown).await
+}
+
+/// Opens and migrates the order database.
+async fn open(settings: &Settings) -> Result<sea_orm::DatabaseConnection, StartError> {
     let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
     db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
-    let auth = Authenticator::for_service(&settings, SERVICE_NAME)?
-        .with_account_status(Arc::new(ReplicatedAccounts::new(UserReplica::new(conn))));
-    serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
+    Ok(conn)
 }
 
 /// How long an account's replicated status is reused before it is read again.
@@ -123,9 +130,19 @@ pub async fn serve_with_auth(
     auth: Arc<Authenticator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let conn = open(&settings).await?;
+    serve_on(settings, conn, listener, auth, shutdown).await
+}
+
+/// Serves over an opened database.
+async fn serve_on(
+    settings: Settings,
+    conn: sea_orm::DatabaseConnection,
+    listener: TcpListener,
+    auth: Arc<Authenticator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     failpoint::arm(&settings.data_dir);
-    let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
-    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
 
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
@@ -202,8 +219,7 @@ async fn resume_sagas(saga: Arc<SagaRunner>, every: Duration, stopped: shutdown:
 /// # Errors
 /// [`StartError`] if the database cannot be opened or the rebuild fails.
 pub async fn rebuild_projection(settings: &Settings) -> Result<usize, StartError> {
-    let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
-    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    let conn = open(settings).await?;
     events::rebuild(&conn)
         .await
         .map_err(|e| StartError::Other(format!("rebuild failed: {e}")))

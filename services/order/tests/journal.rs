@@ -3,7 +3,7 @@
 
 use polyshop_order::{
     domain::{Money, Order, OrderError, OrderEvent, PlaceOrder, RequestedLine, ShippingAddress},
-    store::{self, Claim, EventStore, Saga, SagaJournal, SagaStep, SagaStore},
+    store::{self, Created, EventStore, Saga, SagaJournal, SagaStep, SagaStore},
 };
 use polyshop_platform::{db, events::outbox};
 
@@ -48,22 +48,20 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
     let mut claimed = Vec::new();
     for i in 0..20 {
         let id = format!("order-{i:02}");
-        let key = format!("k{i}");
-        assert_eq!(
-            journal
-                .claim(&id, "u1", &request(&key))
-                .await
-                .expect("claim"),
-            Claim::New(id.clone())
+        let mut saga = Saga::claimed(&id, "u1", request(&format!("k{i}")));
+        saga.step = SagaStep::Reserve;
+        let stored = journal
+            .create(&[created(&id)], &saga)
+            .await
+            .expect("create");
+        assert!(
+            matches!(stored, Created::New(ref order) if order.id == id),
+            "{stored:?}"
         );
-        claimed.push(Saga::claimed(&id, "u1", request(&key)));
+        claimed.push(saga);
     }
     // order-00 already has its first event: appending another "first" event conflicts.
     let first = &claimed[0];
-    journal
-        .append(None, &[created(&first.order_id)], first)
-        .await
-        .expect("first append");
 
     let again = [created(&first.order_id)];
     let conflicting = journal.append(None, &again, first);
@@ -91,4 +89,34 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
         1,
         "the conflicting append left nothing behind"
     );
+}
+
+#[tokio::test]
+async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = db::connect(dir.path(), "order", &Default::default())
+        .await
+        .expect("db");
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat())
+        .await
+        .expect("migrate");
+    let events = EventStore::new(conn.clone(), 10);
+    let journal = SagaJournal::start(events.clone());
+
+    let first = Saga::claimed("order-a", "u1", request("same"));
+    let second = Saga::claimed("order-b", "u1", request("same"));
+    let (a_events, b_events) = ([created("order-a")], [created("order-b")]);
+    let (a, b) = tokio::join!(
+        journal.create(&a_events, &first),
+        journal.create(&b_events, &second)
+    );
+    assert!(matches!(a, Ok(Created::New(_))), "{a:?}");
+    assert!(
+        matches!(b, Ok(Created::Existing(ref id)) if id == "order-a"),
+        "{b:?}"
+    );
+    let sagas = SagaStore::new(conn.clone());
+    assert!(sagas.get("order-b").await.expect("get").is_none());
+    assert!(events.history("order-b").await.expect("history").is_empty());
+    assert_eq!(events.history("order-a").await.expect("history").len(), 1);
 }

@@ -27,8 +27,23 @@ use crate::{
     },
     failpoint,
     participants::Participants,
-    store::{Claim, EventStore, Saga, SagaJournal, SagaStep, SagaStore, UserReplica},
+    store::{Created, EventStore, Saga, SagaJournal, SagaStep, SagaStore, UserReplica},
 };
+
+/// Marks a saga as driven by one task of this process; dropping it releases the mark.
+struct Driving<'a> {
+    running: &'a Mutex<HashSet<String>>,
+    order_id: String,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.order_id);
+    }
+}
 
 /// How a drive ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +99,10 @@ impl SagaRunner {
         self
     }
 
-    /// Places an order for `user_id`: claims the idempotency key, drives the saga, and
-    /// returns the order. A repeated key returns the order the first call placed.
+    /// Places an order for `user_id`: validates it, stores the saga with the new order under
+    /// the idempotency key, drives the saga, and returns the order. A repeated key returns
+    /// the order the first call placed (the repeat's validation is discarded; it has no
+    /// effects).
     ///
     /// # Errors
     /// `Invalid` for bad input; `Unavailable` when a participant was down and the order was
@@ -93,21 +110,29 @@ impl SagaRunner {
     pub async fn place(&self, user_id: &str, request: PlaceOrder) -> Result<Order, OrderError> {
         check_place_order(&request).into_result()?;
         let order_id = polyshop_platform::new_id();
-        let id = match self.journal.claim(&order_id, user_id, &request).await? {
-            Claim::New(id) => {
-                // Just written: start from it rather than reading it back.
-                let saga = Saga::claimed(&id, user_id, request);
-                match self.drive_state(&id, Some(saga)).await? {
-                    Some((saga, Some(order))) => return Self::outcome(&id, &saga, order),
-                    Some((_, None)) => return self.placed(&id).await,
-                    // The resumer picked the new saga up first: answer once it is done.
-                    None => id,
-                }
+        // Held from before the saga is stored: once it is, the resumer sees it unfinished and
+        // must leave it to this call.
+        let driving = self.driving(&order_id).ok_or_else(|| {
+            OrderError::Internal("a freshly generated order id is being driven".into())
+        })?;
+        let mut saga = Saga::claimed(&order_id, user_id, request);
+        let events = self.validation(&mut saga).await?;
+        let order = match self.journal.create(&events, &saga).await? {
+            Created::New(order) => order,
+            Created::Existing(id) => {
+                drop(driving);
+                self.wait_for(&id).await?;
+                return self.placed(&id).await;
             }
-            Claim::Existing(id) => id,
         };
-        self.wait_for(&id).await?;
-        self.placed(&id).await
+        self.outbox.wake();
+        failpoint::hit("order.after_create");
+        let (saga, order) = self.steps(saga, Some(*order)).await?;
+        drop(driving);
+        match order {
+            Some(order) => Self::outcome(&order_id, &saga, order),
+            None => self.placed(&order_id).await,
+        }
     }
 
     /// The outcome of the saga of `order_id`, read from the store.
@@ -174,55 +199,50 @@ impl SagaRunner {
     /// # Errors
     /// Storage errors.
     pub async fn drive(&self, order_id: &str) -> Result<Drive, OrderError> {
-        Ok(match self.drive_state(order_id, None).await? {
-            Some((saga, _)) if saga.step == SagaStep::Done => Drive::Finished,
+        Ok(match self.drive_state(order_id).await? {
+            Some(saga) if saga.step == SagaStep::Done => Drive::Finished,
             _ => Drive::Stalled,
         })
     }
 
-    /// Drives the saga (from `known`, its persisted state, else read from the store) and
-    /// returns where it stopped with the order as last written, or `None` when another task
-    /// of this process is driving it.
-    async fn drive_state(
-        &self,
-        order_id: &str,
-        known: Option<Saga>,
-    ) -> Result<Option<(Saga, Option<Order>)>, OrderError> {
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(order_id.to_owned())
-        {
+    /// Drives the persisted saga and returns where it stopped, or `None` when another task of
+    /// this process is driving it.
+    async fn drive_state(&self, order_id: &str) -> Result<Option<Saga>, OrderError> {
+        let Some(_driving) = self.driving(order_id) else {
             return Ok(None);
-        }
-        let result = self.drive_owned(order_id, known).await;
+        };
+        let saga = self
+            .sagas
+            .get(order_id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        Ok(Some(self.steps(saga, None).await?.0))
+    }
+
+    /// Marks `order_id` as driven by the caller until the guard drops; `None` if it already is.
+    fn driving(&self, order_id: &str) -> Option<Driving<'_>> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(order_id);
-        result.map(Some)
+            .insert(order_id.to_owned())
+            .then(|| Driving {
+                running: &self.running,
+                order_id: order_id.to_owned(),
+            })
     }
 
-    /// Runs the steps from the persisted one. The saga and the order stay in memory between
-    /// steps: every change is written before the next step starts (a capture with the
-    /// confirmation after it, as `charge` explains), and this task is the only
-    /// writer of a pending order here (`running`; another process's append is refused by
-    /// the event store's version check).
-    async fn drive_owned(
+    /// Runs the steps from `saga`'s and returns where it stopped, with the order as last
+    /// written. The saga and the order (`known`, else read when needed) stay in memory
+    /// between steps: what a resumed saga needs is written before the step that needs it (see
+    /// `validation` and `charge`), and the caller holds [`Driving`], so this task is the only
+    /// writer of a pending order here (another process's append is refused by the event
+    /// store's version check).
+    async fn steps(
         &self,
-        order_id: &str,
-        known: Option<Saga>,
+        mut saga: Saga,
+        known: Option<Order>,
     ) -> Result<(Saga, Option<Order>), OrderError> {
-        let mut saga = match known {
-            Some(saga) => saga,
-            None => self
-                .sagas
-                .get(order_id)
-                .await?
-                .ok_or(OrderError::NotFound)?,
-        };
-        let mut order = None;
+        let mut order = known;
         loop {
             let progressed = match saga.step {
                 SagaStep::Validate => self.validate(&mut saga, &mut order).await?,
@@ -306,11 +326,22 @@ impl SagaRunner {
         }
     }
 
+    /// A saga stored at the first step (by an earlier version, which stored it before
+    /// validating): validates it and writes the outcome.
     async fn validate(
         &self,
         saga: &mut Saga,
         cached: &mut Option<Order>,
     ) -> Result<bool, OrderError> {
+        let events = self.validation(saga).await?;
+        *cached = Some(self.commit(None, &events, saga).await?);
+        failpoint::hit("order.after_create");
+        Ok(true)
+    }
+
+    /// Checks the user and prices the items (no effects anywhere), moves `saga` on, and returns
+    /// the new order's events: created, and rejected when a check failed.
+    async fn validation(&self, saga: &mut Saga) -> Result<Vec<OrderEvent>, OrderError> {
         let mut rejection = self.check_user(&saga.user_id).await?;
         let ids: Vec<String> = saga
             .request
@@ -388,11 +419,12 @@ impl SagaRunner {
                 // compensation knows to release.
                 saga.reservation_id = Some(format!("order-{}", saga.order_id));
                 saga.step = SagaStep::Reserve;
+                // Nothing is written again before the confirmation: a crash from here on may
+                // leave a charge we never saw, which a rejected order must void.
+                saga.payment_uncertain = true;
             }
         }
-        *cached = Some(self.commit(None, &events, saga).await?);
-        failpoint::hit("order.after_create");
-        Ok(true)
+        Ok(events)
     }
 
     async fn reserve(&self, saga: &mut Saga) -> Result<bool, OrderError> {
@@ -412,23 +444,23 @@ impl SagaRunner {
             })
             .collect();
         match self.participants.reserve(&reservation_id, items).await {
-            Ok(()) => {
-                saga.step = SagaStep::Charge;
-                // Written with this step, before the charge is sent: from here on a crash may
-                // leave a charge we never saw, which a rejected order must void.
-                saga.payment_uncertain = true;
-            }
+            // Not written: a resumed saga reserves again under the same id and gets this
+            // reservation back (and the charge is already marked uncertain).
+            Ok(()) => saga.step = SagaStep::Charge,
             Err(s) if s.code() == Code::FailedPrecondition => {
                 saga.reservation_id = None;
                 Self::fail(saga, Rejection::InsufficientStock, s.message());
+                self.journal.save(saga).await?;
             }
-            Err(s) => Self::fail(
-                saga,
-                Rejection::ServiceUnavailable,
-                format!("inventory: {}", s.message()),
-            ),
+            Err(s) => {
+                Self::fail(
+                    saga,
+                    Rejection::ServiceUnavailable,
+                    format!("inventory: {}", s.message()),
+                );
+                self.journal.save(saga).await?;
+            }
         }
-        self.journal.save(saga).await?;
         failpoint::hit("order.after_reserve");
         Ok(true)
     }

@@ -11,16 +11,13 @@ use polyshop_platform::db::group::{GroupCommit, Grouped};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
 use super::{Claim, EventStore, Saga, SagaStore};
-use crate::domain::{Order, OrderError, OrderEvent, PlaceOrder};
+use crate::domain::{Order, OrderError, OrderEvent};
 
 /// One saga's write.
 enum Write {
-    /// A new order's idempotency key, claimed for `order_id` (see [`SagaStore::claim`]).
-    Claim {
-        order_id: String,
-        user_id: String,
-        request: Box<PlaceOrder>,
-    },
+    /// A new saga with its order's first events, unless its key is taken (see
+    /// [`SagaStore::insert`]).
+    Create { events: Vec<OrderEvent>, saga: Saga },
     /// The saga's progress.
     Save(Saga),
     /// Events for the order's stream (expected at `current`'s version), with the saga.
@@ -46,24 +43,19 @@ impl SagaJournal {
         }
     }
 
-    /// Claims `request`'s key for `order_id`, or finds the order an earlier call claimed it
-    /// for; returns once the claim is committed.
+    /// Stores a new `saga` with its order's first `events` under the request's idempotency
+    /// key, or finds the order an earlier call placed under it (then nothing is written);
+    /// returns once committed.
     ///
     /// # Errors
     /// `Internal` for storage errors.
-    pub async fn claim(
-        &self,
-        order_id: &str,
-        user_id: &str,
-        request: &PlaceOrder,
-    ) -> Result<Claim, OrderError> {
-        let claim = Write::Claim {
-            order_id: order_id.to_owned(),
-            user_id: user_id.to_owned(),
-            request: Box::new(request.clone()),
+    pub async fn create(&self, events: &[OrderEvent], saga: &Saga) -> Result<Created, OrderError> {
+        let create = Write::Create {
+            events: events.to_vec(),
+            saga: saga.clone(),
         };
-        match self.writes.submit(claim).await? {
-            Written::Claimed(claim) => Ok(claim),
+        match self.writes.submit(create).await? {
+            Written::Created(created) => Ok(created),
             _ => Err(mismatched()),
         }
     }
@@ -102,10 +94,19 @@ impl SagaJournal {
     }
 }
 
+/// What [`SagaJournal::create`] found.
+#[derive(Debug)]
+pub enum Created {
+    /// The saga is stored; this is its order after the events.
+    New(Box<Order>),
+    /// An earlier call placed this order under the same key.
+    Existing(String),
+}
+
 /// What a write answers.
 enum Written {
-    /// The claim's outcome.
-    Claimed(Claim),
+    /// The new saga's outcome.
+    Created(Created),
     /// The saga's progress is saved.
     Saved,
     /// The order after the appended events.
@@ -155,12 +156,11 @@ async fn apply(
     write: &Write,
 ) -> Result<Written, OrderError> {
     match write {
-        Write::Claim {
-            order_id,
-            user_id,
-            request,
-        } => Ok(Written::Claimed(
-            SagaStore::claim(txn, order_id, user_id, request).await?,
+        Write::Create { events, saga } => Ok(Written::Created(
+            match SagaStore::insert(txn, saga).await? {
+                Claim::New(_) => Created::New(Box::new(store.append_in(txn, None, events).await?)),
+                Claim::Existing(order_id) => Created::Existing(order_id),
+            },
         )),
         Write::Save(saga) => {
             SagaStore::save(txn, saga).await?;
@@ -180,20 +180,12 @@ async fn apply(
 
 async fn alone(store: &EventStore, write: &Write) -> Result<Written, OrderError> {
     match write {
-        // Statements that commit by themselves.
-        Write::Claim {
-            order_id,
-            user_id,
-            request,
-        } => {
-            let claim = SagaStore::claim(store.db(), order_id, user_id, request).await?;
-            return Ok(Written::Claimed(claim));
-        }
+        // A statement that commits by itself.
         Write::Save(saga) => {
             SagaStore::save(store.db(), saga).await?;
             return Ok(Written::Saved);
         }
-        Write::Append { .. } => {}
+        Write::Create { .. } | Write::Append { .. } => {}
     }
     let txn = store.db().begin().await?;
     let result = apply(store, &txn, write).await;

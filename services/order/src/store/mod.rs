@@ -9,7 +9,7 @@ mod replica;
 mod sagas;
 
 pub use event_store::{EventStore, Recorded};
-pub use journal::SagaJournal;
+pub use journal::{Created, SagaJournal};
 pub use read_model::{ListFilter, Projected, ReadModel};
 pub use replica::UserReplica;
 pub use sagas::{Claim, Saga, SagaStep, SagaStore};

@@ -74,7 +74,7 @@ pub struct Saga {
 }
 
 impl Saga {
-    /// The state [`SagaStore::claim`] writes for a new order: at the first step, nothing done.
+    /// A new order's saga: at the first step, nothing done.
     pub fn claimed(order_id: &str, user_id: &str, request: PlaceOrder) -> Self {
         Self {
             order_id: order_id.to_owned(),
@@ -90,7 +90,7 @@ impl Saga {
     }
 }
 
-/// The result of claiming an idempotency key.
+/// The result of storing a new saga under its idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This call owns the new saga for this order id.
@@ -111,40 +111,44 @@ impl SagaStore {
         Self { db }
     }
 
-    /// Claims `(user, key)` for a new order id on `conn`, or returns the order an earlier call
-    /// claimed.
+    /// Stores a new saga on `conn` unless its `(user, key)` is taken, in which case it returns
+    /// the order an earlier call placed under that key.
     ///
     /// # Errors
     /// `Internal` for storage errors.
-    pub async fn claim<C: ConnectionTrait>(
-        conn: &C,
-        order_id: &str,
-        user_id: &str,
-        request: &PlaceOrder,
-    ) -> Result<Claim, OrderError> {
-        let json = serde_json::to_string(request).map_err(|e| OrderError::Internal(Box::new(e)))?;
+    pub async fn insert<C: ConnectionTrait>(conn: &C, saga: &Saga) -> Result<Claim, OrderError> {
+        let json =
+            serde_json::to_string(&saga.request).map_err(|e| OrderError::Internal(Box::new(e)))?;
         let now = polyshop_platform::now_millis();
+        let key = saga.request.idempotency_key.trim();
         let inserted = exec(
             conn,
-            "INSERT INTO sagas (order_id, user_id, idempotency_key, request, step, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'validate', ?, ?) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+            "INSERT INTO sagas (order_id, user_id, idempotency_key, request, step, reservation_id,
+                                payment_id, payment_uncertain, reason, detail, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
             vec![
-                order_id.into(),
-                user_id.into(),
-                request.idempotency_key.trim().into(),
+                saga.order_id.clone().into(),
+                saga.user_id.clone().into(),
+                key.into(),
                 json.into(),
+                saga.step.as_str().into(),
+                saga.reservation_id.clone().into(),
+                saga.payment_id.clone().into(),
+                saga.payment_uncertain.into(),
+                saga.reason.map(|r| r.as_str().to_owned()).into(),
+                saga.detail.clone().into(),
                 now.into(),
                 now.into(),
             ],
         )
         .await?;
         if inserted == 1 {
-            return Ok(Claim::New(order_id.to_owned()));
+            return Ok(Claim::New(saga.order_id.clone()));
         }
         let row = one(
             conn,
             "SELECT order_id FROM sagas WHERE user_id = ? AND idempotency_key = ?",
-            vec![user_id.into(), request.idempotency_key.trim().into()],
+            vec![saga.user_id.clone().into(), key.into()],
         )
         .await?
         .ok_or(OrderError::Conflict)?;
