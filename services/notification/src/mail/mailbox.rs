@@ -4,12 +4,13 @@
 //! not duplicate the mail: a file line is written only if none with that id exists.
 
 use std::{
-    io::Write,
+    collections::{HashMap, HashSet},
+    io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use crate::{
     app::{Mailbox, Sender},
@@ -34,8 +35,9 @@ struct Line {
 pub struct MailboxSender {
     dir: PathBuf,
     from: String,
-    // Serialises "is it there? then append" across consumers writing the same user's file.
-    file_lock: Mutex<()>,
+    // Serialises "is it there? then append" across consumers writing the same user's file, and
+    // remembers what each file holds so a check reads only what was appended since.
+    files: Arc<Mutex<Files>>,
 }
 
 impl MailboxSender {
@@ -44,7 +46,7 @@ impl MailboxSender {
         Self {
             dir: dir.into(),
             from: from.into(),
-            file_lock: Mutex::new(()),
+            files: Arc::default(),
         }
     }
 
@@ -72,44 +74,99 @@ impl MailboxSender {
         let dir = self.dir.clone();
         let path = self.file_of(&mail.user_id);
         let id = mail.notification_id.clone();
-        let _guard = self.file_lock.lock().await;
+        let files = self.files.clone();
         // The whole check-and-append in one trip to the blocking pool, not one per file call.
-        tokio::task::spawn_blocking(move || append_once(&dir, &path, &id, &text))
-            .await
-            .map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || {
+            let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
+            files.append_once(&dir, &path, &id, &text)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 
-/// Appends `text` to the file at `path` (under `dir`) unless it has a line for `id`, and
-/// syncs it.
-fn append_once(dir: &Path, path: &Path, id: &str, text: &str) -> Result<(), std::io::Error> {
-    std::fs::create_dir_all(dir)?;
-    if holds(path, id)? {
-        return Ok(());
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    // One write of the whole line: an appending write never interleaves with another.
-    file.write_all(text.as_bytes())?;
-    file.sync_data()
+/// Files beyond this many are forgotten (and read again when next written to).
+const FILES_KEPT: usize = 1024;
+
+/// What the mailbox files hold, as far as read: notification ids per file.
+#[derive(Debug, Default)]
+struct Files(HashMap<PathBuf, Seen>);
+
+/// The ids in a file's first `read` bytes.
+#[derive(Debug, Default)]
+struct Seen {
+    read: u64,
+    ids: HashSet<String>,
 }
 
-/// Whether the file at `path` has a line for `notification_id`. Lines are written by
-/// `serde_json` (no spaces), so the key and value appear verbatim; a prefix match keeps
-/// this check linear in the file's bytes instead of parsing every line of a growing file.
-fn holds(path: &Path, notification_id: &str) -> Result<bool, std::io::Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let needle = serde_json::to_string(&serde_json::json!({ "notification_id": notification_id }))
-        .map_err(std::io::Error::other)?;
-    // `{"notification_id":"…"}` → `{"notification_id":"…",`: how every line with it starts.
-    let prefix = format!("{},", needle.trim_end_matches('}'));
-    Ok(text.lines().any(|l| l.starts_with(&prefix)))
+impl Files {
+    /// Appends `text` to the file at `path` (under `dir`) unless it has a line for `id`, and
+    /// syncs it.
+    fn append_once(
+        &mut self,
+        dir: &Path,
+        path: &Path,
+        id: &str,
+        text: &str,
+    ) -> Result<(), std::io::Error> {
+        std::fs::create_dir_all(dir)?;
+        if self.0.len() >= FILES_KEPT && !self.0.contains_key(path) {
+            self.0.clear();
+        }
+        let seen = self.0.entry(path.to_owned()).or_default();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        seen.catch_up(&mut file)?;
+        if seen.ids.contains(id) {
+            return Ok(());
+        }
+        // One write of the whole line: an appending write never interleaves with another.
+        file.write_all(text.as_bytes())?;
+        file.sync_data()?;
+        // `read` stays: the next check reads this line back with whatever another writer
+        // appended around it, rather than guessing where it landed.
+        seen.ids.insert(id.to_owned());
+        Ok(())
+    }
+}
+
+impl Seen {
+    /// Reads the ids of the lines appended since the last look (all of them for a file that
+    /// shrank, i.e. was replaced).
+    fn catch_up(&mut self, file: &mut std::fs::File) -> Result<(), std::io::Error> {
+        let len = file.metadata()?.len();
+        if len < self.read {
+            *self = Self::default();
+        }
+        if len == self.read {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(self.read))?;
+        let mut fresh = Vec::new();
+        file.take(len - self.read).read_to_end(&mut fresh)?;
+        // Only whole lines count: a line still being written is read next time.
+        let whole = fresh.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in fresh[..whole].split(|&b| b == b'\n') {
+            if let Some(id) = notification_id_of(line) {
+                self.ids.insert(id.to_owned());
+            }
+        }
+        self.read += whole as u64;
+        Ok(())
+    }
+}
+
+/// The notification id a mailbox line starts with. Lines are written by `serde_json` (no
+/// spaces, fields in declaration order), so the id is the first string; anything else is
+/// not a line of ours.
+fn notification_id_of(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"{\"notification_id\":\"";
+    let rest = line.strip_prefix(KEY)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 impl Sender for MailboxSender {
@@ -160,6 +217,48 @@ mod tests {
         let line: Line = serde_json::from_str(text.trim()).expect("json line");
         assert_eq!(line.to, "\"Ada\" <ada@example.com>");
         assert_eq!(line.subject, "Welcome to Polyshop");
+    }
+
+    #[tokio::test]
+    async fn a_line_another_writer_appended_counts_as_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sender = MailboxSender::new(dir.path().join("mailbox"), "shop@example.com");
+        let mut first = mail("u1");
+        first.notification_id = "n0".into();
+        sender
+            .send(&MemoryStore::default(), &first)
+            .await
+            .expect("n0");
+        // Another process (a second instance on the same dir) mails n1 to the same file.
+        let other = MailboxSender::new(dir.path().join("mailbox"), "shop@example.com");
+        other
+            .send(&MemoryStore::default(), &mail("u1"))
+            .await
+            .expect("other");
+        // This sender has read the file before, yet sees the line appended since.
+        sender
+            .send(&MemoryStore::default(), &mail("u1"))
+            .await
+            .expect("retry");
+        let text = std::fs::read_to_string(sender.file_of("u1")).expect("file");
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn the_id_is_read_from_the_start_of_a_line() {
+        let line = serde_json::to_string(&Line {
+            notification_id: "0190-abc".into(),
+            user_id: "u".into(),
+            to: "t".into(),
+            from: "f".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            sent_at: "now".into(),
+        })
+        .expect("json");
+        assert_eq!(notification_id_of(line.as_bytes()), Some("0190-abc"));
+        assert_eq!(notification_id_of(b"{\"user_id\":\"x\"}"), None);
+        assert_eq!(notification_id_of(b""), None);
     }
 
     #[tokio::test]
