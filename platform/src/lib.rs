@@ -6,6 +6,7 @@
 //! Services depend on this crate and on the contracts, never on each other.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod contract;
 pub mod db;

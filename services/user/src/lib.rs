@@ -24,18 +24,24 @@ use polyshop_platform::{
 use tokio::net::TcpListener;
 use tonic::Status;
 
-use crate::{app::UserRepository, store::SeaUserRepository};
+use crate::{
+    app::UserRepository,
+    store::{CachedUsers, SeaUserRepository},
+};
 
 /// The name this service signs and verifies service tokens as.
 pub const SERVICE_NAME: &str = "polyshop-user";
 
-/// Token checks ask the database whether the account is still active, so suspending a user
-/// stops their tokens at once here.
-struct ActiveAccounts(Arc<SeaUserRepository>);
+/// Token checks ask the database (not the cache) whether the account is still active, so
+/// suspending a user stops their tokens at once here, whichever instance suspended them.
+struct ActiveAccounts(Arc<CachedUsers<SeaUserRepository>>);
 
 impl AccountStatus for ActiveAccounts {
     fn is_active<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<bool, Status>> {
-        Box::pin(async move { Ok(self.0.find(user_id).await?.is_some_and(|u| u.is_active())) })
+        Box::pin(async move {
+            let user = self.0.inner().find(user_id).await?;
+            Ok(user.is_some_and(|u| u.is_active()))
+        })
     }
 }
 
@@ -54,7 +60,10 @@ pub async fn serve(
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped).await?;
     bus.register("user", settings.user.url());
-    let repo = Arc::new(SeaUserRepository::new(conn.clone(), bus.signal.clone()));
+    let repo = Arc::new(CachedUsers::new(
+        SeaUserRepository::new(conn.clone(), bus.signal.clone()),
+        store::CACHE_TTL,
+    ));
 
     if let Some(password) = &settings.user.admin_password {
         let admin = app::ensure_admin(

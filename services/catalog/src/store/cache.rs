@@ -5,11 +5,9 @@
 //! fails, a stale cached product is served rather than an error (cache with fallback).
 //! Lists always go to the store.
 
-use std::{
-    collections::HashMap,
-    sync::RwLock,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
+
+use polyshop_platform::cache::TtlMap;
 
 use crate::{
     app::{CatalogRepository, ListFilter},
@@ -25,8 +23,7 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug)]
 pub struct CachedCatalog<R> {
     inner: R,
-    ttl: Duration,
-    entries: RwLock<HashMap<String, (Product, Instant)>>,
+    entries: TtlMap<Product>,
 }
 
 impl<R: CatalogRepository> CachedCatalog<R> {
@@ -34,42 +31,21 @@ impl<R: CatalogRepository> CachedCatalog<R> {
     pub fn new(inner: R, ttl: Duration) -> Self {
         Self {
             inner,
-            ttl,
-            entries: RwLock::default(),
+            entries: TtlMap::new(ttl, MAX_ENTRIES),
         }
     }
 
     /// The cached product and whether it is still fresh.
     fn cached(&self, id: &str) -> Option<(Product, bool)> {
-        self.entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .map(|(p, at)| (p.clone(), at.elapsed() < self.ttl))
+        self.entries.get(id)
     }
 
     fn remember(&self, products: &[Product]) {
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() + products.len() > MAX_ENTRIES {
-            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
-            if entries.len() + products.len() > MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        let now = Instant::now();
-        for p in products {
-            entries.insert(p.id.clone(), (p.clone(), now));
-        }
+        self.entries.remember(products, |p| &p.id);
     }
 
     fn forget(&self, id: &str) {
-        self.entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        self.entries.forget(id);
     }
 }
 

@@ -2,9 +2,11 @@
 //! migrations, and [`SeaUserRepository`], the implementation of [`crate::app::UserRepository`].
 //! Entities never leave this module.
 
+mod cache;
 mod entities;
 mod repository;
 
+pub use cache::{CachedUsers, TTL as CACHE_TTL};
 pub use repository::SeaUserRepository;
 
 use polyshop_platform::db::Migration;
