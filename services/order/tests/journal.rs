@@ -32,8 +32,8 @@ fn created(order_id: &str) -> OrderEvent {
     )))
 }
 
-#[tokio::test]
-async fn a_conflicting_write_fails_alone_and_the_others_commit() {
+/// A migrated order database in a temporary directory (kept while the guard lives).
+async fn order_db() -> (tempfile::TempDir, sea_orm::DatabaseConnection) {
     let dir = tempfile::tempdir().expect("tempdir");
     let conn = db::connect(dir.path(), "order", &Default::default())
         .await
@@ -41,6 +41,12 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
     db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat())
         .await
         .expect("migrate");
+    (dir, conn)
+}
+
+#[tokio::test]
+async fn a_conflicting_write_fails_alone_and_the_others_commit() {
+    let (_dir, conn) = order_db().await;
     let events = EventStore::new(conn.clone(), 10);
     let sagas = SagaStore::new(conn.clone());
     let journal = SagaJournal::start(events.clone());
@@ -93,13 +99,7 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
 
 #[tokio::test]
 async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conn = db::connect(dir.path(), "order", &Default::default())
-        .await
-        .expect("db");
-    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat())
-        .await
-        .expect("migrate");
+    let (_dir, conn) = order_db().await;
     let events = EventStore::new(conn.clone(), 10);
     let journal = SagaJournal::start(events.clone());
 

@@ -1,6 +1,6 @@
 //! Saga state, persisted after every step so a restarted process resumes where it stopped.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 
 use super::{all, exec, one};
 use crate::domain::{OrderError, PlaceOrder, Rejection};
@@ -99,6 +99,19 @@ pub enum Claim {
     Existing(String),
 }
 
+/// The progress columns' values: step, reservation_id, payment_id, payment_uncertain, reason,
+/// detail.
+fn progress(saga: &Saga) -> Vec<Value> {
+    vec![
+        saga.step.as_str().into(),
+        saga.reservation_id.clone().into(),
+        saga.payment_id.clone().into(),
+        saga.payment_uncertain.into(),
+        saga.reason.map(|r| r.as_str().to_owned()).into(),
+        saga.detail.clone().into(),
+    ]
+}
+
 /// Saga rows.
 #[derive(Debug, Clone)]
 pub struct SagaStore {
@@ -126,20 +139,17 @@ impl SagaStore {
             "INSERT INTO sagas (order_id, user_id, idempotency_key, request, step, reservation_id,
                                 payment_id, payment_uncertain, reason, detail, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
-            vec![
-                saga.order_id.clone().into(),
-                saga.user_id.clone().into(),
-                key.into(),
-                json.into(),
-                saga.step.as_str().into(),
-                saga.reservation_id.clone().into(),
-                saga.payment_id.clone().into(),
-                saga.payment_uncertain.into(),
-                saga.reason.map(|r| r.as_str().to_owned()).into(),
-                saga.detail.clone().into(),
-                now.into(),
-                now.into(),
-            ],
+            [
+                vec![
+                    saga.order_id.clone().into(),
+                    saga.user_id.clone().into(),
+                    key.into(),
+                    json.into(),
+                ],
+                progress(saga),
+                vec![now.into(), now.into()],
+            ]
+            .concat(),
         )
         .await?;
         if inserted == 1 {
@@ -195,16 +205,14 @@ impl SagaStore {
             conn,
             "UPDATE sagas SET step = ?, reservation_id = ?, payment_id = ?, payment_uncertain = ?, reason = ?,
              detail = ?, updated_at = ? WHERE order_id = ?",
-            vec![
-                saga.step.as_str().into(),
-                saga.reservation_id.clone().into(),
-                saga.payment_id.clone().into(),
-                saga.payment_uncertain.into(),
-                saga.reason.map(|r| r.as_str().to_owned()).into(),
-                saga.detail.clone().into(),
-                polyshop_platform::now_millis().into(),
-                saga.order_id.clone().into(),
-            ],
+            [
+                progress(saga),
+                vec![
+                    polyshop_platform::now_millis().into(),
+                    saga.order_id.clone().into(),
+                ],
+            ]
+            .concat(),
         )
         .await?;
         Ok(())
