@@ -69,6 +69,12 @@ bench-orders: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
 
+# The same on PostgreSQL: each service on a fresh database of the server at POSTGRES_URL
+# (default: the local one); the server's CPU per order is printed as `postgres`.
+bench-orders-postgres: tools
+    cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
+    POLYSHOP_BIN="{{target_dir}}/release/polyshop" scripts/with-postgres.sh gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
+
 # A TypeScript grpc-web client generated from proto/ against a fresh system (Node >= 18).
 test-ts: build
     @just _ts-client "{{target_dir}}/debug/polyshop"

@@ -1,4 +1,5 @@
-//! `just bench-orders`: CreateOrder throughput and latency against a running system (SQLite)
+//! `just bench-orders`: CreateOrder throughput and latency against a running system (SQLite, or
+//! PostgreSQL under `just bench-orders-postgres`)
 //! at the addresses in POLYSHOP_<SERVICE>_LISTEN, else the default ports. Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
 //! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10). With
 //! SYSTEM_PID (set by `gateway/scripts/with-system.sh`: the `polyshop up` process) it also
@@ -200,8 +201,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// CPU time (clock ticks) of every child of process `root`, by name: the service a
-/// `polyshop serve <service>` runs, else the program (nats-server).
+/// `polyshop serve <service>` runs, else the program (nats-server). When the services use
+/// PostgreSQL (a `POLYSHOP_<SERVICE>_DATABASE_URL` is set), the processes of a PostgreSQL
+/// server on this machine count too, as `postgres`: its backends do the database work.
 fn cpu_of_children(root: u32) -> Vec<(String, u64)> {
+    let on_postgres =
+        std::env::vars().any(|(k, _)| k.starts_with("POLYSHOP_") && k.ends_with("_DATABASE_URL"));
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -212,18 +217,23 @@ fn cpu_of_children(root: u32) -> Vec<(String, u64)> {
             continue;
         };
         // The command name is in parentheses and may hold spaces: fields start after it.
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
             continue;
         };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // rest[0] is field 3 (state): ppid is field 4, utime and stime fields 14 and 15.
         let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        if number(1) != Some(u64::from(root)) {
-            continue;
-        }
         let (Some(user), Some(system)) = (number(11), number(12)) else {
             continue;
         };
+        if on_postgres && comm == "postgres" {
+            out.push(("postgres".to_owned(), user + system));
+            continue;
+        }
+        if number(1) != Some(u64::from(root)) {
+            continue;
+        }
         let args: Vec<String> = std::fs::read(path.join("cmdline"))
             .unwrap_or_default()
             .split(|b| *b == 0)
@@ -243,13 +253,27 @@ fn cpu_of_children(root: u32) -> Vec<(String, u64)> {
     out
 }
 
+/// One entry per name (PostgreSQL runs a process per connection).
+fn summed(processes: &[(String, u64)]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for (name, ticks) in processes {
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, t)) => *t += ticks,
+            None => out.push((name.clone(), *ticks)),
+        }
+    }
+    out
+}
+
 fn print_cpu_per_order(before: &[(String, u64)], after: &[(String, u64)], orders: usize) {
     // /proc reports CPU time in USER_HZ, 100 per second on Linux whatever the kernel's HZ.
     const TICK_US: f64 = 10_000.0;
     let orders = orders.max(1) as f64;
     let mut total = 0.0;
     let mut parts = Vec::new();
-    for (name, ticks) in after {
+    let after = summed(after);
+    let before = summed(before);
+    for (name, ticks) in &after {
         let start = before
             .iter()
             .find(|(n, _)| n == name)
