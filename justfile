@@ -69,8 +69,7 @@ bench-orders: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
 
-# The same on PostgreSQL: each service on a fresh database of the server at POSTGRES_URL
-# (default: the local one); the server's CPU per order is printed as `postgres`.
+# bench-orders on PostgreSQL: a fresh database per service at POSTGRES_URL (default: the local server), its CPU per order as `postgres`.
 bench-orders-postgres: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" scripts/with-postgres.sh gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
