@@ -22,14 +22,30 @@ pub trait Grouped: Send + Sync + 'static {
     type Output: Send + 'static;
     /// Why a write failed.
     type Error: Send + 'static;
+    /// Rows the writes of a transaction leave to [`Grouped::flush`], which writes them with one
+    /// statement per table instead of one per write; `()` when every write writes itself.
+    type Deferred: Default + Send;
 
-    /// Applies `write` inside `txn`, which others' writes share; `Err` when nothing of it may
-    /// be kept (the group then falls back to [`Grouped::alone`] for every write).
+    /// Applies `write` inside `txn`, which others' writes share, leaving rows in `deferred`
+    /// if it likes; `Err` when nothing of it may be kept (the group then falls back to
+    /// [`Grouped::alone`] for every write).
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         write: &'a Self::Write,
+        deferred: &'a mut Self::Deferred,
     ) -> BoxFuture<'a, Result<Self::Output, Self::Error>>;
+
+    /// Writes what the transaction's writes deferred, just before it commits; `Err` fails
+    /// every write of it (a group then falls back to [`Grouped::alone`] for each).
+    fn flush<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        deferred: Self::Deferred,
+    ) -> BoxFuture<'a, Result<(), Self::Error>> {
+        let _ = (txn, deferred);
+        Box::pin(async { Ok(()) })
+    }
 
     /// The connection a write runs on when it runs alone.
     fn db(&self) -> &DatabaseConnection;
@@ -42,7 +58,12 @@ pub trait Grouped: Send + Sync + 'static {
     fn alone(&self, write: Self::Write) -> BoxFuture<'_, Result<Self::Output, Self::Error>> {
         Box::pin(async move {
             let txn = self.db().begin().await.map_err(Self::db_error)?;
-            match self.apply(&txn, &write).await {
+            let mut deferred = Self::Deferred::default();
+            let applied = match self.apply(&txn, &write, &mut deferred).await {
+                Ok(output) => self.flush(&txn, deferred).await.map(|()| output),
+                Err(e) => Err(e),
+            };
+            match applied {
                 Ok(output) => {
                     txn.commit().await.map_err(Self::db_error)?;
                     self.committed();
@@ -151,19 +172,25 @@ async fn together<G: Grouped>(
 ) -> Option<Vec<G::Output>> {
     let txn = db.begin().await.ok()?;
     let mut outputs = Vec::with_capacity(group.len());
+    let mut deferred = G::Deferred::default();
+    let mut failed = false;
     for job in group {
         match grouped
-            .apply(&txn, &job.write)
+            .apply(&txn, &job.write, &mut deferred)
             .instrument(job.span.clone())
             .await
         {
             Ok(output) => outputs.push(output),
             Err(_) => {
-                // Roll back now rather than on drop: SQLite has one pooled connection.
-                let _ = txn.rollback().await;
-                return None;
+                failed = true;
+                break;
             }
         }
+    }
+    if failed || grouped.flush(&txn, deferred).await.is_err() {
+        // Roll back now rather than on drop: SQLite has one pooled connection.
+        let _ = txn.rollback().await;
+        return None;
     }
     txn.commit().await.ok()?;
     Some(outputs)
@@ -196,11 +223,13 @@ mod tests {
         type Write = (String, bool);
         type Output = String;
         type Error = String;
+        type Deferred = ();
 
         fn apply<'a>(
             &'a self,
             txn: &'a DatabaseTransaction,
             (id, fail): &'a (String, bool),
+            (): &'a mut (),
         ) -> BoxFuture<'a, Result<String, String>> {
             Box::pin(insert(txn, id, *fail))
         }

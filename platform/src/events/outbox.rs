@@ -35,22 +35,43 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// # Errors
 /// The database error; the caller's transaction then rolls back with the change.
 pub async fn enqueue<C: ConnectionTrait>(conn: &C, event: &OutgoingEvent) -> Result<(), DbErr> {
+    enqueue_all(conn, std::slice::from_ref(event)).await
+}
+
+/// Writes `events` into the outbox on `conn` with one statement (nothing for none).
+///
+/// # Errors
+/// As [`enqueue`].
+pub async fn enqueue_all<C: ConnectionTrait>(
+    conn: &C,
+    events: &[OutgoingEvent],
+) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let backend = conn.get_database_backend();
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        placeholders(
-            backend,
-            "INSERT INTO event_outbox (id, subject, type_name, payload, traceparent, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        ),
+    let now = crate::now_millis();
+    let rows = vec!["(?, ?, ?, ?, ?, ?)"; events.len()].join(", ");
+    let values = events.iter().flat_map(|event| {
         [
             event.id.clone().into(),
             event.subject.clone().into(),
             event.type_name.clone().into(),
             STANDARD.encode(&event.payload).into(),
             event.traceparent.clone().into(),
-            crate::now_millis().into(),
-        ],
+            now.into(),
+        ]
+    });
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        placeholders(
+            backend,
+            &format!(
+                "INSERT INTO event_outbox (id, subject, type_name, payload, traceparent, created_at)
+                 VALUES {rows}"
+            ),
+        ),
+        values,
     ))
     .await?;
     Ok(())

@@ -334,11 +334,13 @@ impl Grouped for Moves {
     type Write = Move;
     type Output = Moved;
     type Error = InventoryError;
+    type Deferred = ();
 
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         write: &'a Move,
+        (): &'a mut (),
     ) -> BoxFuture<'a, Result<Moved, InventoryError>> {
         Box::pin(apply(txn, write))
     }

@@ -2,9 +2,9 @@
 //! that expected another version fails with `Conflict`), snapshots every N events, and the
 //! outbox row of each event in the same transaction.
 
-use polyshop_platform::events::outbox;
+use polyshop_platform::events::{OutgoingEvent, outbox};
 use prost::Message;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
 
 use super::{all, b64, exec, one, unb64};
 use crate::{
@@ -25,6 +25,15 @@ pub struct Recorded {
     pub payload: Vec<u8>,
     /// Epoch ms.
     pub recorded_at: i64,
+}
+
+/// What appends record, waiting to be written together ([`EventStore::prepare`] fills it,
+/// [`EventStore::write`] writes it).
+#[derive(Debug, Default)]
+pub struct Rows {
+    events: Vec<Vec<Value>>,
+    outbox: Vec<OutgoingEvent>,
+    snapshots: Vec<Order>,
 }
 
 /// Appends and loads order streams.
@@ -59,6 +68,23 @@ impl EventStore {
         current: Option<&Order>,
         events: &[OrderEvent],
     ) -> Result<Order, OrderError> {
+        let mut rows = Rows::default();
+        let order = self.prepare(current, events, &mut rows)?;
+        self.write(txn, rows).await?;
+        Ok(order)
+    }
+
+    /// The state after `events` (expected at `current`'s version, 0 for a new order), with
+    /// the rows that record them added to `rows`; nothing is written until [`EventStore::write`].
+    ///
+    /// # Errors
+    /// `NotFound` for a first event that does not create the order.
+    pub fn prepare(
+        &self,
+        current: Option<&Order>,
+        events: &[OrderEvent],
+        rows: &mut Rows,
+    ) -> Result<Order, OrderError> {
         let now = polyshop_platform::now_millis();
         let mut state = current.cloned();
         for event in events {
@@ -70,36 +96,56 @@ impl EventStore {
             };
             let event_id = polyshop_platform::new_id();
             let out = codec::outgoing(&order_id, &user_id, event, &event_id, now);
-            let inserted = exec(
-                txn,
-                "INSERT INTO order_events (order_id, version, event_id, kind, payload, recorded_at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                vec![
-                    order_id.clone().into(),
-                    version.into(),
-                    event_id.into(),
-                    event.kind().into(),
-                    b64(&out.payload).into(),
-                    now.into(),
-                ],
-            )
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if polyshop_platform::db::is_unique_violation(&e) => {
-                    return Err(OrderError::Conflict);
-                }
-                Err(e) => return Err(e.into()),
-            }
-            outbox::enqueue(txn, &out).await?;
+            rows.events.push(vec![
+                order_id.into(),
+                version.into(),
+                event_id.into(),
+                event.kind().into(),
+                b64(&out.payload).into(),
+                now.into(),
+            ]);
+            rows.outbox.push(out);
             state = Order::replay(state, &[(event.clone(), now)]);
             if let Some(s) = &state
                 && s.version % self.snapshot_every == 0
             {
-                self.snapshot(txn, s).await?;
+                rows.snapshots.push(s.clone());
             }
         }
         state.ok_or(OrderError::NotFound)
+    }
+
+    /// Writes `rows` inside `txn`: the events and their outbox rows with one statement each.
+    ///
+    /// # Errors
+    /// `Conflict` when an event's version is taken (another writer got there first);
+    /// `Internal` for storage errors.
+    pub async fn write(&self, txn: &DatabaseTransaction, rows: Rows) -> Result<(), OrderError> {
+        if rows.events.is_empty() {
+            return Ok(());
+        }
+        let tuples = vec!["(?, ?, ?, ?, ?, ?)"; rows.events.len()].join(", ");
+        let inserted = exec(
+            txn,
+            &format!(
+                "INSERT INTO order_events (order_id, version, event_id, kind, payload, recorded_at)
+                 VALUES {tuples}"
+            ),
+            rows.events.into_iter().flatten().collect(),
+        )
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if polyshop_platform::db::is_unique_violation(&e) => {
+                return Err(OrderError::Conflict);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        outbox::enqueue_all(txn, &rows.outbox).await?;
+        for order in &rows.snapshots {
+            self.snapshot(txn, order).await?;
+        }
+        Ok(())
     }
 
     /// Appends in a transaction of its own.

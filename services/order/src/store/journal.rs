@@ -1,8 +1,9 @@
 //! Saga progress, committed through the platform's [`GroupCommit`]: the writes of every saga
 //! waiting at the same moment go into one transaction, so one fsync makes many steps durable
-//! instead of one each. A write is acknowledged only after the transaction holding it
-//! committed. If anything in a group fails, the group is rolled back and each write runs
-//! alone, so one saga's conflict never fails another saga's step.
+//! instead of one each, and the group's events and outbox rows are written with one statement
+//! per table. A write is acknowledged only after the transaction holding it committed. If
+//! anything in a group fails, the group is rolled back and each write runs alone, so one
+//! saga's conflict never fails another saga's step.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use futures::future::BoxFuture;
 use polyshop_platform::db::group::{GroupCommit, Grouped};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
-use super::{Claim, EventStore, Saga, SagaStore};
+use super::{Claim, EventStore, Rows, Saga, SagaStore};
 use crate::domain::{Order, OrderError, OrderEvent};
 
 /// One saga's write.
@@ -124,13 +125,23 @@ impl Grouped for Writes {
     type Write = Write;
     type Output = Written;
     type Error = OrderError;
+    type Deferred = Rows;
 
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         write: &'a Write,
+        rows: &'a mut Rows,
     ) -> BoxFuture<'a, Result<Written, OrderError>> {
-        Box::pin(apply(&self.0, txn, write))
+        Box::pin(apply(&self.0, txn, write, rows))
+    }
+
+    fn flush<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        rows: Rows,
+    ) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(self.0.write(txn, rows))
     }
 
     fn db(&self) -> &DatabaseConnection {
@@ -150,15 +161,18 @@ impl Grouped for Writes {
     }
 }
 
+/// Applies `write`; its events and their outbox rows go to `rows`, which the group writes with
+/// one statement per table before it commits.
 async fn apply(
     store: &EventStore,
     txn: &DatabaseTransaction,
     write: &Write,
+    rows: &mut Rows,
 ) -> Result<Written, OrderError> {
     match write {
         Write::Create { events, saga } => Ok(Written::Created(
             match SagaStore::insert(txn, saga).await? {
-                Claim::New(_) => Created::New(Box::new(store.append_in(txn, None, events).await?)),
+                Claim::New(_) => Created::New(Box::new(store.prepare(None, events, rows)?)),
                 Claim::Existing(order_id) => Created::Existing(order_id),
             },
         )),
@@ -171,7 +185,7 @@ async fn apply(
             events,
             saga,
         } => {
-            let order = store.append_in(txn, current.as_deref(), events).await?;
+            let order = store.prepare(current.as_deref(), events, rows)?;
             SagaStore::save(txn, saga).await?;
             Ok(Written::Appended(Box::new(order)))
         }
@@ -188,6 +202,10 @@ async fn alone(store: &EventStore, write: &Write) -> Result<Written, OrderError>
         Write::Create { .. } | Write::Append { .. } => {}
     }
     let txn = store.db().begin().await?;
-    let result = apply(store, &txn, write).await;
+    let mut rows = Rows::default();
+    let result = match apply(store, &txn, write, &mut rows).await {
+        Ok(written) => store.write(&txn, rows).await.map(|()| written),
+        Err(e) => Err(e),
+    };
     super::finish(txn, result).await
 }

@@ -8,7 +8,7 @@ mod read_model;
 mod replica;
 mod sagas;
 
-pub use event_store::{EventStore, Recorded};
+pub use event_store::{EventStore, Recorded, Rows};
 pub use journal::{Created, SagaJournal};
 pub use read_model::{ListFilter, Projected, ReadModel};
 pub use replica::UserReplica;

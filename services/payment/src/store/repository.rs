@@ -76,11 +76,13 @@ impl Grouped for Charges {
     type Write = NewCharge;
     type Output = Recorded;
     type Error = PaymentError;
+    type Deferred = ();
 
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         new: &'a NewCharge,
+        (): &'a mut (),
     ) -> BoxFuture<'a, Result<Recorded, PaymentError>> {
         Box::pin(record_charge_in(txn, new))
     }
