@@ -61,7 +61,7 @@ fuzz-api: build
 
 # wrk against the edge: authenticated GET /v1/products/{id}, release build (a benchmark, not a test).
 bench-edge: tools
-    cargo build --release --bin polyshop
+    cargo build --release --bin polyshop -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh gateway/scripts/bench-edge.sh
 
 # CreateOrder throughput and latency on SQLite, release build (a benchmark, not a test).
