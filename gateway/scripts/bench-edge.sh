@@ -11,7 +11,8 @@
 # Env: ADMIN_LOGIN (admin), ADMIN_PASSWORD (else read from $DATA_DIR/admin-credentials.txt,
 # DATA_DIR=data), SEED_COUNT (200), THREADS (2), CONNS (64), DURATION (10s), WARMUP (5s),
 # RUNS (3), GATEWAY_PID (else the process listening on the URL's port), PEER (1, default: also run
-# the Node peer's gateway-tuned target with the same knobs).
+# the Node peer's gateway-tuned target with the same knobs), PEER_DIR (the peer's checkout, else
+# ../shared/bench/seeds-node beside this project).
 set -euo pipefail
 
 url="${1:?usage: bench-edge.sh <gateway base URL, e.g. http://127.0.0.1:8080>}"
@@ -63,7 +64,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 if [[ "${PEER:-1}" == 1 ]]; then
-  peer="$root/../shared/bench/seeds-node"
+  peer="${PEER_DIR:-$root/../shared/bench/seeds-node}"
   [[ -x "$peer/bench.sh" ]] || { echo "bench-edge: Node peer not found at $peer" >&2; exit 1; }
   echo "Node peer (gateway-tuned), same knobs:"
   TARGETS=gateway-tuned RUNS="$RUNS" THREADS="$THREADS" CONNS="$CONNS" DURATION="$DURATION" WARMUP="$WARMUP" \
