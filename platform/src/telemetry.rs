@@ -10,7 +10,7 @@
 //! to drop it: 15% of the edge's throughput when nothing is exported.
 
 use opentelemetry::{
-    propagation::Extractor,
+    propagation::{Extractor, TextMapPropagator as _},
     trace::{TraceContextExt as _, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
@@ -138,20 +138,12 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Propagation {
             .parent()
             .and_then(|p| p.extensions().get::<TraceIds>().copied());
         let ids = TraceIds {
-            trace_id: parent.map_or_else(|| nonzero(rand::random::<u128>), |p| p.trace_id),
-            span_id: nonzero(rand::random::<u64>),
+            // Zero is the invalid id.
+            trace_id: parent.map_or_else(|| rand::random::<u128>().max(1), |p| p.trace_id),
+            span_id: rand::random::<u64>().max(1),
             flags: parent.map_or(1, |p| p.flags),
         };
         span.extensions_mut().insert(ids);
-    }
-}
-
-fn nonzero<T: PartialEq + Default>(mut draw: impl FnMut() -> T) -> T {
-    loop {
-        let value = draw();
-        if value != T::default() {
-            return value;
-        }
     }
 }
 
@@ -167,39 +159,23 @@ fn with_ids<T>(span: &tracing::Span, f: impl FnOnce(&mut TraceIds) -> T) -> Opti
     .flatten()
 }
 
-/// The trace id and flags of a W3C `traceparent` (version 00 layout), if it is valid.
-fn parse_traceparent(value: &str) -> Option<(u128, u8)> {
-    let mut parts = value.trim().split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(parent, 16) || !hex(flags, 2)
-    {
-        return None;
-    }
-    // Version 00 has exactly four fields; later versions may append more.
-    if version == "00" && parts.next().is_some() {
-        return None;
-    }
-    let trace_id = u128::from_str_radix(trace, 16).ok()?;
-    let parent_id = u64::from_str_radix(parent, 16).ok()?;
-    if trace_id == 0 || parent_id == 0 {
-        return None;
-    }
-    Some((trace_id, u8::from_str_radix(flags, 16).ok()? & 0x01))
+/// The trace id and sampled flag of the caller's W3C `traceparent` in `headers`, if valid.
+fn caller_trace(headers: &http::HeaderMap) -> Option<(u128, u8)> {
+    let cx = TraceContextPropagator::new().extract(&Headers(headers));
+    let span = cx.span();
+    let caller = span.span_context();
+    caller.is_valid().then(|| {
+        (
+            u128::from_be_bytes(caller.trace_id().to_bytes()),
+            caller.trace_flags().to_u8(),
+        )
+    })
 }
 
 /// Makes the trace in `headers` (W3C `traceparent`), if any, the parent of `span`, and records
 /// the span's trace id in its `trace_id` field. Call before the span is first entered.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
-    let caller = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent);
+    let caller = caller_trace(headers);
     let continued = with_ids(span, |ids| {
         if let Some((trace_id, flags)) = caller {
             ids.trace_id = trace_id;
@@ -275,6 +251,12 @@ mod tests {
 
     fn subscriber() -> impl Subscriber + Send + Sync {
         tracing_subscriber::registry().with(Propagation.with_filter(filter_fn(is_traced_span)))
+    }
+
+    fn parse_traceparent(value: &str) -> Option<(u128, u8)> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_str(value).ok()?);
+        caller_trace(&headers)
     }
 
     #[test]

@@ -56,25 +56,7 @@ pub trait Grouped: Send + Sync + 'static {
     /// Runs `write` in a transaction of its own: committed when [`Grouped::apply`] succeeds,
     /// rolled back at once when it fails (not on drop: SQLite has one pooled connection).
     fn alone(&self, write: Self::Write) -> BoxFuture<'_, Result<Self::Output, Self::Error>> {
-        Box::pin(async move {
-            let txn = self.db().begin().await.map_err(Self::db_error)?;
-            let mut deferred = Self::Deferred::default();
-            let applied = match self.apply(&txn, &write, &mut deferred).await {
-                Ok(output) => self.flush(&txn, deferred).await.map(|()| output),
-                Err(e) => Err(e),
-            };
-            match applied {
-                Ok(output) => {
-                    txn.commit().await.map_err(Self::db_error)?;
-                    self.committed();
-                    Ok(output)
-                }
-                Err(e) => {
-                    let _ = txn.rollback().await;
-                    Err(e)
-                }
-            }
-        })
+        Box::pin(in_own_transaction(self, write))
     }
 
     /// Called after a group committed (e.g. to wake the outbox relay).
@@ -82,6 +64,34 @@ pub trait Grouped: Send + Sync + 'static {
 
     /// The error a write gets when the committing task has stopped.
     fn stopped() -> Self::Error;
+}
+
+/// What [`Grouped::alone`] does by default; an override that only shortcuts some writes
+/// hands the others here.
+///
+/// # Errors
+/// The write's own error, or the database's.
+pub async fn in_own_transaction<G: Grouped + ?Sized>(
+    grouped: &G,
+    write: G::Write,
+) -> Result<G::Output, G::Error> {
+    let txn = grouped.db().begin().await.map_err(G::db_error)?;
+    let mut deferred = G::Deferred::default();
+    let applied = match grouped.apply(&txn, &write, &mut deferred).await {
+        Ok(output) => grouped.flush(&txn, deferred).await.map(|()| output),
+        Err(e) => Err(e),
+    };
+    match applied {
+        Ok(output) => {
+            txn.commit().await.map_err(G::db_error)?;
+            grouped.committed();
+            Ok(output)
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 struct Job<G: Grouped> {

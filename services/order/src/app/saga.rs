@@ -444,22 +444,22 @@ impl SagaRunner {
             })
             .collect();
         match self.participants.reserve(&reservation_id, items).await {
-            // Not written: a resumed saga reserves again under the same id and gets this
-            // reservation back (and the charge is already marked uncertain).
             Ok(()) => saga.step = SagaStep::Charge,
             Err(s) if s.code() == Code::FailedPrecondition => {
                 saga.reservation_id = None;
                 Self::fail(saga, Rejection::InsufficientStock, s.message());
-                self.journal.save(saga).await?;
             }
-            Err(s) => {
-                Self::fail(
-                    saga,
-                    Rejection::ServiceUnavailable,
-                    format!("inventory: {}", s.message()),
-                );
-                self.journal.save(saga).await?;
-            }
+            Err(s) => Self::fail(
+                saga,
+                Rejection::ServiceUnavailable,
+                format!("inventory: {}", s.message()),
+            ),
+        }
+        // A reservation is not written: a resumed saga reserves again under the same id and
+        // gets it back (and the charge is already marked uncertain). A failure is written now,
+        // before compensation starts.
+        if saga.step != SagaStep::Charge {
+            self.journal.save(saga).await?;
         }
         failpoint::hit("order.after_reserve");
         Ok(true)

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use polyshop_platform::db::group::{GroupCommit, Grouped};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use polyshop_platform::db::group::{self, GroupCommit, Grouped};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use super::{Claim, EventStore, Rows, Saga, SagaStore};
 use crate::domain::{Order, OrderError, OrderEvent};
@@ -153,7 +153,16 @@ impl Grouped for Writes {
     }
 
     fn alone(&self, write: Write) -> BoxFuture<'_, Result<Written, OrderError>> {
-        Box::pin(async move { alone(&self.0, &write).await })
+        Box::pin(async move {
+            match write {
+                // A statement that commits by itself.
+                Write::Save(saga) => {
+                    SagaStore::save(self.db(), &saga).await?;
+                    Ok(Written::Saved)
+                }
+                write => group::in_own_transaction(self, write).await,
+            }
+        })
     }
 
     fn stopped() -> OrderError {
@@ -190,22 +199,4 @@ async fn apply(
             Ok(Written::Appended(Box::new(order)))
         }
     }
-}
-
-async fn alone(store: &EventStore, write: &Write) -> Result<Written, OrderError> {
-    match write {
-        // A statement that commits by itself.
-        Write::Save(saga) => {
-            SagaStore::save(store.db(), saga).await?;
-            return Ok(Written::Saved);
-        }
-        Write::Create { .. } | Write::Append { .. } => {}
-    }
-    let txn = store.db().begin().await?;
-    let mut rows = Rows::default();
-    let result = match apply(store, &txn, write, &mut rows).await {
-        Ok(written) => store.write(&txn, rows).await.map(|()| written),
-        Err(e) => Err(e),
-    };
-    super::finish(txn, result).await
 }
