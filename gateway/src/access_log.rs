@@ -42,7 +42,7 @@ fn request_id<B>(request: &Request<B>) -> HeaderValue {
             !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
         })
         .cloned()
-        .or_else(|| HeaderValue::from_str(&polyshop_platform::new_id()).ok())
+        .or_else(|| HeaderValue::from_str(&polyshop_platform::new_request_id()).ok())
         .unwrap_or_else(|| HeaderValue::from_static("-"))
 }
 

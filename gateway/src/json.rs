@@ -2,16 +2,16 @@
 //! upstream unary call with a deadline → JSON response, or the JSON error shape.
 
 use std::{
-    str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header, uri::PathAndQuery};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use polyshop_platform::{auth::Principal, contract::Idempotency};
+use prost::Message;
 use prost_reflect::DynamicMessage;
 use tonic::{Code, Status, body::Body};
 
@@ -21,6 +21,7 @@ use crate::{
     errors::{EdgeError, json_response},
     routes::{HttpRoute, Lookup, Rpc},
     transcode,
+    unary::{CallError, UnaryClient},
 };
 
 /// Request headers passed on to the service as gRPC metadata.
@@ -205,6 +206,70 @@ async fn attempt(
     principal: Option<Arc<Principal>>,
     deadline: Duration,
 ) -> Result<DynamicMessage, Failure> {
+    let exchange = async {
+        match edge.upstreams.unary(&rpc.upstream) {
+            Some(client) => remote(client, rpc, &message, headers, deadline).await,
+            None => local(edge, rpc, message, headers, principal, deadline).await,
+        }
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Err(_) => Err(Failure::Answered(EdgeError::new(
+            Code::DeadlineExceeded,
+            format!("{} did not answer in time", rpc.upstream),
+        ))),
+        Ok(result) => result,
+    }
+}
+
+/// A call to a remote context over the lean client.
+async fn remote(
+    client: &UnaryClient,
+    rpc: &Rpc,
+    message: &DynamicMessage,
+    headers: &HeaderMap,
+    deadline: Duration,
+) -> Result<DynamicMessage, Failure> {
+    let mut metadata = HeaderMap::with_capacity(FORWARDED.len() + 4);
+    for name in FORWARDED {
+        if let Some(value) = headers.get(name) {
+            metadata.insert(name, value.clone());
+        }
+    }
+    let reply = client
+        .call(
+            &rpc.grpc_path,
+            metadata,
+            message.encode_to_vec().into(),
+            deadline,
+        )
+        .await
+        .map_err(|e| match e {
+            CallError::Status(status) => Failure::Answered(status.into()),
+            CallError::Transport(why) => {
+                tracing::warn!(upstream = %rpc.upstream, error = %why, "upstream call failed");
+                Failure::Transport(EdgeError::new(
+                    Code::Unavailable,
+                    format!("{} is unavailable", rpc.upstream),
+                ))
+            }
+        })?;
+    DynamicMessage::decode(rpc.method.output(), reply).map_err(|e| {
+        Failure::Answered(EdgeError::new(
+            Code::Internal,
+            format!("upstream sent an undecodable response: {e}"),
+        ))
+    })
+}
+
+/// A call to a context served in this process (the storefront), through its tower service.
+async fn local(
+    edge: &Edge,
+    rpc: &Rpc,
+    message: DynamicMessage,
+    headers: &HeaderMap,
+    principal: Option<Arc<Principal>>,
+    deadline: Duration,
+) -> Result<DynamicMessage, Failure> {
     let unavailable = || {
         Failure::Answered(EdgeError::new(
             Code::Unavailable,
@@ -212,7 +277,6 @@ async fn attempt(
         ))
     };
     let service = edge.upstreams.get(&rpc.upstream).ok_or_else(unavailable)?;
-    let path = PathAndQuery::from_str(&rpc.path).map_err(|_| unavailable())?;
     let mut request = tonic::Request::new(message);
     for name in FORWARDED {
         if let Some(value) = headers.get(name)
@@ -226,6 +290,7 @@ async fn attempt(
         request.extensions_mut().insert(Principal::clone(&p));
     }
     let codec = DynamicCodec::new(rpc.method.output());
+    let path = rpc.grpc_path.clone();
     // Owned and boxed: the exchange borrows nothing from the caller, so the handler's future
     // stays `Send` for any lifetime (rustc's higher-ranked inference balks otherwise).
     let exchange: futures::future::BoxFuture<
@@ -238,13 +303,9 @@ async fn attempt(
             .map_err(|e| Status::from_error(Box::new(e)))?;
         grpc.unary(request, path, codec).await
     });
-    match tokio::time::timeout(deadline, exchange).await {
-        Err(_) => Err(Failure::Answered(EdgeError::new(
-            Code::DeadlineExceeded,
-            format!("{} did not answer in time", rpc.upstream),
-        ))),
-        Ok(Err(status)) => Err(sanitize(status, &rpc.upstream)),
-        Ok(Ok(response)) => Ok(response.into_inner()),
+    match exchange.await {
+        Err(status) => Err(sanitize(status, &rpc.upstream)),
+        Ok(response) => Ok(response.into_inner()),
     }
 }
 

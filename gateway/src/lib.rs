@@ -25,6 +25,7 @@ pub mod server;
 pub mod storefront;
 pub mod template;
 pub mod transcode;
+pub mod unary;
 pub mod upstream;
 
 use std::{future::Future, time::Duration};

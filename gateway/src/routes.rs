@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use http::Method;
+use http::{Method, uri::PathAndQuery};
 use polyshop_platform::contract::{self, Access, Idempotency};
 use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MethodDescriptor, Value};
 
@@ -24,6 +24,8 @@ pub enum LimitClass {
 pub struct Rpc {
     /// gRPC path, `/polyshop.user.v1.UserService/Login`.
     pub path: String,
+    /// The same path, parsed for requests.
+    pub grpc_path: PathAndQuery,
     /// The method's descriptor.
     pub method: MethodDescriptor,
     /// Who may call it.
@@ -109,8 +111,13 @@ impl RouteTable {
                 if rule.access == Access::Internal {
                     continue;
                 }
+                let path = format!("/{}/{}", service.full_name(), method.name());
                 let rpc = Arc::new(Rpc {
-                    path: format!("/{}/{}", service.full_name(), method.name()),
+                    grpc_path: PathAndQuery::try_from(path.as_str()).map_err(|_| RouteError {
+                        method: path.clone(),
+                        reason: "not a valid gRPC path".into(),
+                    })?,
+                    path,
                     access: rule.access,
                     idempotency: rule.idempotency,
                     class: if rule.access == Access::Public

@@ -19,6 +19,8 @@ use tonic_health::pb::{
 };
 use tower::{BoxError, ServiceExt, util::BoxCloneSyncService};
 
+use crate::unary::UnaryClient;
+
 /// A gRPC upstream as a tower service.
 pub type Service = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, UpstreamError>;
 
@@ -57,12 +59,14 @@ pub fn urls(settings: &Settings) -> Vec<(&'static str, String)> {
 /// side; a few spread the framing work over the cores without giving up connection reuse.
 const CONNECTIONS: usize = 2;
 
-/// One remote context: its URL and a few lazily connected channels, used in turn.
+/// One remote context: its URL and a few lazily connected channels, used in turn, and the
+/// lean client the transcoder's unary calls use (plain-text URLs only).
 struct Remote {
     url: String,
     channels: Vec<Channel>,
     services: Vec<Service>,
     next: AtomicUsize,
+    unary: Option<UnaryClient>,
 }
 
 /// Every upstream by context name.
@@ -119,6 +123,7 @@ impl Upstreams {
                     channels,
                     services,
                     next: AtomicUsize::new(0),
+                    unary: UnaryClient::new(url, CONNECTIONS, Duration::from_secs(1).min(timeout)),
                 },
             );
         }
@@ -141,6 +146,11 @@ impl Upstreams {
         let remote = self.remote.get(context)?;
         let i = remote.next.fetch_add(1, Ordering::Relaxed) % remote.services.len();
         remote.services.get(i).cloned()
+    }
+
+    /// The lean unary client of a remote context, if its URL allows one.
+    pub fn unary(&self, context: &str) -> Option<&UnaryClient> {
+        self.remote.get(context)?.unary.as_ref()
     }
 
     /// A channel of a remote context (for generated clients).

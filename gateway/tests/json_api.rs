@@ -276,6 +276,23 @@ async fn down_upstreams_answer_503_and_readiness_says_which() {
 }
 
 #[tokio::test]
+async fn a_restarted_upstream_is_redialled_without_failing_a_call() {
+    let mut system = start(|_| {}).await;
+    let (_, token) = system.sign_up("dora").await;
+    // Every connection the edge keeps to the catalog carries a call first.
+    for _ in 0..4 {
+        let listed = system.get("/v1/products", Some(&token)).await;
+        assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    }
+    system.restart_catalog().await;
+    for _ in 0..4 {
+        let listed = system.get("/v1/products", Some(&token)).await;
+        assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    }
+    system.stop().await;
+}
+
+#[tokio::test]
 async fn browsers_get_cors_answers() {
     let system = start(|_| {}).await;
     let preflight = system

@@ -28,6 +28,14 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A random UUIDv4 for correlation (request ids), from the thread's RNG: ids that need no order
+/// should not pay a clock read and a `getrandom` call each.
+pub fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
 /// Milliseconds since the Unix epoch, the timestamp format of every table.
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -38,5 +46,18 @@ pub fn timestamp(millis: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: millis.div_euclid(1000),
         nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_distinct_random_uuids() {
+        let (a, b) = (super::new_request_id(), super::new_request_id());
+        assert_ne!(a, b);
+        assert_eq!(
+            uuid::Uuid::parse_str(&a).map(|u| u.get_version_num()),
+            Ok(4)
+        );
     }
 }

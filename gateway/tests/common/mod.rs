@@ -26,7 +26,27 @@ pub struct System {
     client: Client<HttpConnector, Full<Bytes>>,
     stop: shutdown::Trigger,
     tasks: Vec<JoinHandle<()>>,
+    catalog: Catalog,
     _dir: tempfile::TempDir,
+}
+
+/// The catalog server, which a test can restart.
+struct Catalog {
+    addr: SocketAddr,
+    stop: shutdown::Trigger,
+    task: JoinHandle<()>,
+}
+
+fn serve_catalog(settings: &Settings, listener: tokio::net::TcpListener) -> Catalog {
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = shutdown::channel();
+    let s = settings.clone();
+    let task = tokio::spawn(async move {
+        polyshop_catalog::serve(s, listener, stopped.wait())
+            .await
+            .expect("catalog runs");
+    });
+    Catalog { addr, stop, task }
 }
 
 /// An HTTP answer.
@@ -94,13 +114,7 @@ pub async fn start(configure: impl FnOnce(&mut Settings)) -> System {
             .expect("user runs");
     }));
     wait_for(user).await;
-    let s = settings.clone();
-    let w = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        polyshop_catalog::serve(s, catalog_l, w.wait())
-            .await
-            .expect("catalog runs");
-    }));
+    let catalog_server = serve_catalog(&settings, catalog_l);
     let s = settings.clone();
     let w = stopped.clone();
     tasks.push(tokio::spawn(async move {
@@ -124,6 +138,7 @@ pub async fn start(configure: impl FnOnce(&mut Settings)) -> System {
         client,
         stop,
         tasks,
+        catalog: catalog_server,
         _dir: dir,
     };
     for _ in 0..200 {
@@ -138,9 +153,26 @@ pub async fn start(configure: impl FnOnce(&mut Settings)) -> System {
 impl System {
     pub async fn stop(self) {
         self.stop.fire();
-        for task in self.tasks {
+        self.catalog.stop.fire();
+        for task in self.tasks.into_iter().chain([self.catalog.task]) {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
+    }
+
+    /// Stops the catalog server (gracefully: in-flight calls finish, connections close) and
+    /// starts a new one on the same address and database.
+    pub async fn restart_catalog(&mut self) {
+        self.catalog.stop.fire();
+        let task = std::mem::replace(&mut self.catalog.task, tokio::spawn(async {}));
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("catalog stops")
+            .expect("catalog stopped cleanly");
+        let listener = tokio::net::TcpListener::bind(self.catalog.addr)
+            .await
+            .expect("the catalog's address is free again");
+        self.catalog = serve_catalog(&self.settings, listener);
+        wait_for(self.catalog.addr).await;
     }
 
     /// Sends a request; `body` is sent as-is.
