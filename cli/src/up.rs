@@ -66,10 +66,12 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
                 child_worker_threads(settings.worker_threads).to_string(),
             ),
         ];
-        // mimalloc: give freed memory back at once and commit arenas lazily, so a child's
-        // RSS follows its live heap (unless the caller tuned mimalloc itself).
+        // mimalloc: give freed memory back after a second and commit arenas lazily, so a
+        // child's RSS follows its live heap (unless the caller tuned mimalloc itself). Purging
+        // at once (delay 0) re-faulted the same pages on every request: the edge did 17-23%
+        // fewer req/s for 4 MiB less RSS.
         for (name, value) in [
-            ("MIMALLOC_PURGE_DELAY", "0"),
+            ("MIMALLOC_PURGE_DELAY", "1000"),
             ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
         ] {
             if std::env::var_os(name).is_none() {
