@@ -212,12 +212,19 @@ async fn attempt(
             None => local(edge, rpc, message, headers, principal, deadline).await,
         }
     };
-    match tokio::time::timeout(deadline, exchange).await {
-        Err(_) => Err(Failure::Answered(EdgeError::new(
+    let expires = Instant::now() + deadline;
+    let late = || {
+        Failure::Answered(EdgeError::new(
             Code::DeadlineExceeded,
             format!("{} did not answer in time", rpc.upstream),
-        ))),
+        ))
+    };
+    // The timer ticks in milliseconds, so an answer can beat a sub-millisecond deadline to
+    // the wakeup: a reply that comes in after the deadline is late all the same.
+    match tokio::time::timeout_at(expires.into(), exchange).await {
+        Ok(_) if Instant::now() >= expires => Err(late()),
         Ok(result) => result,
+        Err(_) => Err(late()),
     }
 }
 
