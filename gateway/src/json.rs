@@ -7,7 +7,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use polyshop_platform::{auth::Principal, contract::Idempotency};
@@ -24,13 +24,14 @@ use crate::{
     unary::{CallError, UnaryClient},
 };
 
-/// Request headers passed on to the service as gRPC metadata.
-pub const FORWARDED: [&str; 5] = [
-    "authorization",
-    "x-request-id",
-    "traceparent",
-    "tracestate",
-    "user-agent",
+/// Request headers passed on to the service as gRPC metadata. Names, not strings: looking a
+/// header up by `&str` parses and hashes the name again on every request.
+pub const FORWARDED: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    header::USER_AGENT,
 ];
 
 /// Handles one JSON request.
@@ -228,6 +229,18 @@ async fn attempt(
     }
 }
 
+/// The caller's headers that go upstream as metadata, with room for the four the gRPC
+/// request adds (content type, `te`, `grpc-timeout`, user agent).
+fn forwarded(headers: &HeaderMap) -> HeaderMap {
+    let mut metadata = HeaderMap::with_capacity(FORWARDED.len() + 4);
+    for name in FORWARDED {
+        if let Some(value) = headers.get(&name) {
+            metadata.insert(name, value.clone());
+        }
+    }
+    metadata
+}
+
 /// A call to a remote context over the lean client.
 async fn remote(
     client: &UnaryClient,
@@ -236,16 +249,10 @@ async fn remote(
     headers: &HeaderMap,
     deadline: Duration,
 ) -> Result<DynamicMessage, Failure> {
-    let mut metadata = HeaderMap::with_capacity(FORWARDED.len() + 4);
-    for name in FORWARDED {
-        if let Some(value) = headers.get(name) {
-            metadata.insert(name, value.clone());
-        }
-    }
     let reply = client
         .call(
             &rpc.grpc_path,
-            metadata,
+            forwarded(headers),
             message.encode_to_vec().into(),
             deadline,
         )
@@ -285,13 +292,7 @@ async fn local(
     };
     let service = edge.upstreams.get(&rpc.upstream).ok_or_else(unavailable)?;
     let mut request = tonic::Request::new(message);
-    for name in FORWARDED {
-        if let Some(value) = headers.get(name)
-            && let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes())
-        {
-            request.metadata_mut().insert(name, value);
-        }
-    }
+    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(forwarded(headers));
     request.set_timeout(deadline);
     if let Some(p) = principal {
         request.extensions_mut().insert(Principal::clone(&p));

@@ -17,13 +17,14 @@ use std::{
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::SendRequest;
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, header, uri::PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header, uri::PathAndQuery};
 use tokio::net::TcpStream;
 use tonic::Status;
 
 /// How often an open connection is pinged, and how long the answer may take.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Per-stream and per-connection receive windows: replies are small, but a listing can be
 /// large and should not stall on window updates.
@@ -154,7 +155,7 @@ impl UnaryClient {
         );
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         if let Ok(value) = HeaderValue::from_str(&grpc_timeout(timeout)) {
-            headers.insert("grpc-timeout", value);
+            headers.insert(GRPC_TIMEOUT, value);
         }
         headers
             .entry(header::USER_AGENT)
