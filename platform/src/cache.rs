@@ -1,6 +1,10 @@
 //! [`TtlMap`]: the in-memory map behind the services' read-through caches. An entry is fresh
 //! for a fixed time after it was remembered and is kept after that (a caller may still serve
 //! it when its store fails); the map never holds more than a fixed number of entries.
+//!
+//! [`TtlMap::lookup`] refreshes a hot entry without a stampede: when it goes stale, one caller
+//! is told to read the store while the others keep getting the stale value until that read
+//! lands (stale-while-revalidate, one refresh in flight per entry).
 
 use std::{
     collections::HashMap,
@@ -13,7 +17,28 @@ use std::{
 pub struct TtlMap<V> {
     ttl: Duration,
     max_entries: usize,
-    entries: RwLock<HashMap<String, (V, Instant)>>,
+    entries: RwLock<HashMap<String, Entry<V>>>,
+}
+
+#[derive(Debug)]
+struct Entry<V> {
+    value: V,
+    at: Instant,
+    /// When a caller was sent to the store for a fresh copy; a claim older than the TTL is
+    /// taken as abandoned (the caller failed or was cancelled) and handed to the next caller.
+    refreshing: Option<Instant>,
+}
+
+/// What [`TtlMap::lookup`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<V> {
+    /// Fresh: serve it.
+    Fresh(V),
+    /// Stale, and another caller is reading the store for it: serve it meanwhile.
+    Refreshing(V),
+    /// Read the store, then [`TtlMap::remember`] the answer; the stale value, if any, is the
+    /// fallback for when the store fails.
+    Load(Option<V>),
 }
 
 impl<V: Clone> TtlMap<V> {
@@ -32,7 +57,32 @@ impl<V: Clone> TtlMap<V> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .map(|(v, at)| (v.clone(), at.elapsed() < self.ttl))
+            .map(|e| (e.value.clone(), e.at.elapsed() < self.ttl))
+    }
+
+    /// The value for `id` and what to do with it; see [`Lookup`]. A stale entry sends exactly
+    /// one caller to the store per TTL, so a hot key costs one store read per TTL, not a burst.
+    pub fn lookup(&self, id: &str) -> Lookup<V> {
+        match self.get(id) {
+            None => return Lookup::Load(None),
+            Some((value, true)) => return Lookup::Fresh(value),
+            Some((_, false)) => {}
+        }
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = entries.get_mut(id) else {
+            return Lookup::Load(None);
+        };
+        if entry.at.elapsed() < self.ttl {
+            return Lookup::Fresh(entry.value.clone());
+        }
+        if entry
+            .refreshing
+            .is_some_and(|since| since.elapsed() < self.ttl)
+        {
+            return Lookup::Refreshing(entry.value.clone());
+        }
+        entry.refreshing = Some(Instant::now());
+        Lookup::Load(Some(entry.value.clone()))
     }
 
     /// Remembers `values` by the id `id_of` gives each, fresh from now. When the map would
@@ -44,14 +94,19 @@ impl<V: Clone> TtlMap<V> {
         let values: Vec<&V> = values.into_iter().collect();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() + values.len() > self.max_entries {
-            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            entries.retain(|_, e| e.at.elapsed() < self.ttl);
             if entries.len() + values.len() > self.max_entries {
                 entries.clear();
             }
         }
         let now = Instant::now();
         for v in values {
-            entries.insert(id_of(v).to_owned(), (v.clone(), now));
+            let entry = Entry {
+                value: v.clone(),
+                at: now,
+                refreshing: None,
+            };
+            entries.insert(id_of(v).to_owned(), entry);
         }
     }
 
@@ -81,5 +136,30 @@ mod tests {
         assert!(map.get("b").is_some() && map.get("c").is_some());
         map.forget("b");
         assert_eq!(map.get("b"), None);
+    }
+
+    #[test]
+    fn a_stale_entry_sends_one_caller_to_the_store_and_the_rest_get_it_meanwhile() {
+        let map = TtlMap::new(Duration::from_millis(20), 10);
+        assert_eq!(map.lookup("a"), Lookup::Load(None));
+        map.remember(&["a".to_owned()], String::as_str);
+        assert_eq!(map.lookup("a"), Lookup::Fresh("a".to_owned()));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(map.lookup("a"), Lookup::Load(Some("a".to_owned())));
+        assert_eq!(map.lookup("a"), Lookup::Refreshing("a".to_owned()));
+        assert_eq!(map.lookup("a"), Lookup::Refreshing("a".to_owned()));
+        map.remember(&["a".to_owned()], String::as_str);
+        assert_eq!(map.lookup("a"), Lookup::Fresh("a".to_owned()));
+    }
+
+    #[test]
+    fn an_abandoned_refresh_is_handed_to_the_next_caller_after_a_ttl() {
+        let map = TtlMap::new(Duration::from_millis(20), 10);
+        map.remember(&["a".to_owned()], String::as_str);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(map.lookup("a"), Lookup::Load(Some("a".to_owned())));
+        assert_eq!(map.lookup("a"), Lookup::Refreshing("a".to_owned()));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(map.lookup("a"), Lookup::Load(Some("a".to_owned())));
     }
 }

@@ -1,13 +1,15 @@
 //! A read-through cache in front of a [`CatalogRepository`]: product reads by id (GetProduct,
 //! BatchGetProducts — the edge's hottest route and the saga's pricing call) are served from
 //! memory for [`TTL`]; this process's writes replace the cached product at once, so staleness
-//! is bounded by the TTL only for writes made by another catalog instance. When the store
-//! fails, a stale cached product is served rather than an error (cache with fallback).
-//! Lists always go to the store.
+//! is bounded by the TTL only for writes made by another catalog instance. A hot product
+//! that goes stale is re-read by one request while the others get the stale copy for those
+//! few milliseconds (no stampede on the store every TTL). When the store fails, a stale
+//! cached product is served rather than an error (cache with fallback). Lists always go to
+//! the store.
 
 use std::time::Duration;
 
-use polyshop_platform::cache::TtlMap;
+use polyshop_platform::cache::{Lookup, TtlMap};
 
 use crate::{
     app::{CatalogRepository, ListFilter},
@@ -57,10 +59,10 @@ impl<R: CatalogRepository> CatalogRepository for CachedCatalog<R> {
     }
 
     async fn find(&self, id: &str) -> Result<Option<Product>, CatalogError> {
-        let cached = self.cached(id);
-        if let Some((product, true)) = &cached {
-            return Ok(Some(product.clone()));
-        }
+        let stale = match self.entries.lookup(id) {
+            Lookup::Fresh(product) | Lookup::Refreshing(product) => return Ok(Some(product)),
+            Lookup::Load(stale) => stale,
+        };
         match self.inner.find(id).await {
             Ok(Some(product)) => {
                 self.remember(std::slice::from_ref(&product));
@@ -70,12 +72,12 @@ impl<R: CatalogRepository> CatalogRepository for CachedCatalog<R> {
                 self.forget(id);
                 Ok(None)
             }
-            Err(e) => match cached {
-                Some((stale, false)) => {
+            Err(e) => match stale {
+                Some(stale) => {
                     tracing::warn!(product_id = id, error = %e, "store failed; serving a stale cached product");
                     Ok(Some(stale))
                 }
-                _ => Err(e),
+                None => Err(e),
             },
         }
     }
@@ -263,5 +265,28 @@ mod tests {
         let err = cache.find_many(&["p1".into(), "p2".into()]).await;
         assert!(err.is_err(), "p2 was never cached: the failure shows");
         assert!(cache.find("p2").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stale_product_is_reread_once_while_other_reads_get_the_stale_copy() {
+        let cache = CachedCatalog::new(Flaky::default(), Duration::from_millis(20));
+        cache.insert("p1".into(), mug()).await.expect("insert");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The first read after expiry claims the refresh; as the store is down it falls back.
+        cache.inner.down.store(true, Ordering::SeqCst);
+        let first = cache.find("p1").await.expect("stale fallback");
+        for _ in 0..5 {
+            assert_eq!(cache.find("p1").await.expect("stale meanwhile"), first);
+        }
+        assert_eq!(
+            cache.inner.reads.load(Ordering::SeqCst),
+            1,
+            "one store read per TTL, not one per request"
+        );
+        cache.inner.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        cache.find("p1").await.expect("refreshed");
+        cache.find("p1").await.expect("fresh");
+        assert_eq!(cache.inner.reads.load(Ordering::SeqCst), 2);
     }
 }
