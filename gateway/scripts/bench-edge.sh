@@ -3,8 +3,9 @@
 # wrk -t2 -c64 -d10s by default, the same load as the Node peer in shared/bench/seeds-node.
 #   gateway/scripts/bench-edge.sh http://127.0.0.1:8080
 # Seeds SEED_COUNT products as the admin, signs up a bench user, warms up, measures, and
-# prints req/s, p50/p99 and the gateway's RSS. Targets: >= 8x the tuned Node gateway's req/s
-# (run it in the same session: PEER=1), p99 <= 10 ms, RSS <= 40 MiB.
+# prints req/s, p50/p99, the gateway's RSS and the CPU steal during each run. Targets: >= 8x
+# the tuned Node gateway's req/s (run it in the same session: PEER=1), p99 <= 10 ms,
+# RSS <= 40 MiB.
 #
 # The gateway must run with rate limits out of the way, e.g.
 #   POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000 POLYSHOP_LOG=warn
@@ -52,15 +53,21 @@ export WRK_TOKEN="$token" WRK_IDS_FILE="$work/ids"
 echo "wrk -t$THREADS -c$CONNS -d$DURATION (warmup $WARMUP), $RUNS runs, $(nproc) cores, gateway pid ${pid:-unknown}"
 for run in $(seq 1 "$RUNS"); do
   [[ "$WARMUP" == 0 ]] || wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$here/bench-edge.lua" "$url" >/dev/null
+  read -r -a cpu0 < <(grep '^cpu ' /proc/stat)
   line="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$here/bench-edge.lua" "$url" | grep '^RESULT ')"
+  read -r -a cpu1 < <(grep '^cpu ' /proc/stat)
+  # CPU the hypervisor took from this VM during the run (the "st" of vmstat): when it is high,
+  # the tail latency measures the host, not the edge.
+  total=0; for i in 1 2 3 4 5 6 7 8; do total=$((total + cpu1[i] - cpu0[i])); done
+  steal="$(( total > 0 ? 100 * (cpu1[8] - cpu0[8]) / total : 0 ))"
   get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
   rss="-"; hwm="-"
   if [[ -n "$pid" && -r "/proc/$pid/status" ]]; then
     rss="$(awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$pid/status")"
     hwm="$(awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$pid/status")"
   fi
-  printf 'edge run %s: %10s req/s  p50 %6s us  p99 %7s us  non2xx %s  RSS %s MiB (peak %s)\n' \
-    "$run" "$(get rps)" "$(get p50_us)" "$(get p99_us)" "$(get non2xx)" "$rss" "$hwm"
+  printf 'edge run %s: %10s req/s  p50 %6s us  p99 %7s us  non2xx %s  RSS %s MiB (peak %s)  steal %s%%\n' \
+    "$run" "$(get rps)" "$(get p50_us)" "$(get p99_us)" "$(get non2xx)" "$rss" "$hwm" "$steal"
 done
 
 if [[ "${PEER:-1}" == 1 ]]; then
