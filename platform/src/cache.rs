@@ -29,6 +29,12 @@ struct Entry<V> {
     refreshing: Option<Instant>,
 }
 
+impl<V> Entry<V> {
+    fn fresh(&self, ttl: Duration) -> bool {
+        self.at.elapsed() < ttl
+    }
+}
+
 /// What [`TtlMap::lookup`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<V> {
@@ -57,22 +63,29 @@ impl<V: Clone> TtlMap<V> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .map(|e| (e.value.clone(), e.at.elapsed() < self.ttl))
+            .map(|e| (e.value.clone(), e.fresh(self.ttl)))
     }
 
     /// The value for `id` and what to do with it; see [`Lookup`]. A stale entry sends exactly
     /// one caller to the store per TTL, so a hot key costs one store read per TTL, not a burst.
     pub fn lookup(&self, id: &str) -> Lookup<V> {
-        match self.get(id) {
+        // The read lock serves the common case; only a stale entry takes the write lock, and
+        // checks again under it, since another caller may have refreshed or claimed it.
+        match self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
             None => return Lookup::Load(None),
-            Some((value, true)) => return Lookup::Fresh(value),
-            Some((_, false)) => {}
+            Some(e) if e.fresh(self.ttl) => return Lookup::Fresh(e.value.clone()),
+            Some(_) => {}
         }
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         let Some(entry) = entries.get_mut(id) else {
             return Lookup::Load(None);
         };
-        if entry.at.elapsed() < self.ttl {
+        if entry.fresh(self.ttl) {
             return Lookup::Fresh(entry.value.clone());
         }
         if entry
@@ -94,7 +107,7 @@ impl<V: Clone> TtlMap<V> {
         let values: Vec<&V> = values.into_iter().collect();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() + values.len() > self.max_entries {
-            entries.retain(|_, e| e.at.elapsed() < self.ttl);
+            entries.retain(|_, e| e.fresh(self.ttl));
             if entries.len() + values.len() > self.max_entries {
                 entries.clear();
             }
