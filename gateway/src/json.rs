@@ -20,7 +20,7 @@ use crate::{
     edge::{AccessNote, ClientAddr, Edge},
     errors::{EdgeError, json_response},
     routes::{HttpRoute, Lookup, Rpc},
-    transcode,
+    transcode::{self, Reply},
     unary::{CallError, UnaryClient},
 };
 
@@ -105,7 +105,7 @@ async fn respond(
     let message = transcode::request(route, vars, parts.uri.query(), &body)?;
     let deadline = edge.deadline(&parts.headers);
     let reply = call(edge, rpc, message, &parts.headers, principal, deadline).await?;
-    let bytes = transcode::response(route, &reply)?;
+    let bytes = transcode::response(route, reply)?;
     let mut response = json_response(StatusCode::OK, bytes);
     if rpc.deprecated {
         response
@@ -164,7 +164,7 @@ pub async fn call(
     headers: &HeaderMap,
     principal: Option<Arc<Principal>>,
     deadline: Duration,
-) -> Result<DynamicMessage, EdgeError> {
+) -> Result<Reply, EdgeError> {
     let started = Instant::now();
     let spare = (rpc.idempotency != Idempotency::Unknown).then(|| message.clone());
     let first = attempt(edge, rpc, message, headers, principal.clone(), deadline).await;
@@ -206,7 +206,7 @@ async fn attempt(
     headers: &HeaderMap,
     principal: Option<Arc<Principal>>,
     deadline: Duration,
-) -> Result<DynamicMessage, Failure> {
+) -> Result<Reply, Failure> {
     let exchange = async {
         match edge.upstreams.unary(&rpc.upstream) {
             Some(client) => remote(client, rpc, &message, headers, deadline).await,
@@ -248,8 +248,8 @@ async fn remote(
     message: &DynamicMessage,
     headers: &HeaderMap,
     deadline: Duration,
-) -> Result<DynamicMessage, Failure> {
-    let reply = client
+) -> Result<Reply, Failure> {
+    client
         .call(
             &rpc.grpc_path,
             forwarded(headers),
@@ -257,6 +257,7 @@ async fn remote(
             deadline,
         )
         .await
+        .map(Reply::Wire)
         .map_err(|e| match e {
             CallError::Status(status) => Failure::Answered(status.into()),
             CallError::Transport(why) => {
@@ -266,13 +267,7 @@ async fn remote(
                     format!("{} is unavailable", rpc.upstream),
                 ))
             }
-        })?;
-    DynamicMessage::decode(rpc.method.output(), reply).map_err(|e| {
-        Failure::Answered(EdgeError::new(
-            Code::Internal,
-            format!("upstream sent an undecodable response: {e}"),
-        ))
-    })
+        })
 }
 
 /// A call to a context served in this process (the storefront), through its tower service.
@@ -283,7 +278,7 @@ async fn local(
     headers: &HeaderMap,
     principal: Option<Arc<Principal>>,
     deadline: Duration,
-) -> Result<DynamicMessage, Failure> {
+) -> Result<Reply, Failure> {
     let unavailable = || {
         Failure::Answered(EdgeError::new(
             Code::Unavailable,
@@ -313,7 +308,7 @@ async fn local(
     });
     match exchange.await {
         Err(status) => Err(sanitize(status, &rpc.upstream)),
-        Ok(response) => Ok(response.into_inner()),
+        Ok(response) => Ok(Reply::Message(response.into_inner())),
     }
 }
 

@@ -5,9 +5,10 @@
 //! The storefront (`polyshop.storefront.v1`) is the one service implemented here.
 //!
 //! A request: [`access_log`] (request id, one log line) → CORS → [`dispatch`] (probes, load
-//! shedding, protocol) → [`json`] (transcoding through [`routes`], [`transcode`], [`codec`])
-//! or [`passthrough`] (gRPC, grpc-web) → [`auth`] and [`ratelimit`] → an upstream from
-//! [`upstream`] with a deadline → [`errors`] on the way back.
+//! shedding, protocol) → [`json`] (transcoding through [`routes`], [`transcode`], [`codec`],
+//! responses written from the wire by [`wire_json`]) or [`passthrough`] (gRPC, grpc-web) →
+//! [`auth`] and [`ratelimit`] → an upstream from [`upstream`] with a deadline → [`errors`] on
+//! the way back.
 
 pub mod access_log;
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod template;
 pub mod transcode;
 pub mod unary;
 pub mod upstream;
+pub mod wire_json;
 
 use std::{future::Future, time::Duration};
 

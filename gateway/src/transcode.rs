@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::{
     errors::EdgeError,
     routes::{BodySpec, HttpRoute, field_path},
+    wire_json,
 };
 
 /// Builds the request message of `route`.
@@ -74,11 +75,41 @@ pub fn request(
         .map_err(|e| EdgeError::bad_request(format!("invalid request: {e}")))
 }
 
-/// Serializes the response of `route`.
+/// What an upstream answered: the wire bytes of a remote context, or the message of a context
+/// served in this process.
+pub enum Reply {
+    /// An encoded response message.
+    Wire(Bytes),
+    /// A decoded response message.
+    Message(DynamicMessage),
+}
+
+/// Serializes the response of `route`: straight from the wire bytes where [`wire_json`] can,
+/// else through a decoded message.
 ///
 /// # Errors
-/// INTERNAL if the message cannot be written as JSON (it always can).
-pub fn response(route: &HttpRoute, message: &DynamicMessage) -> Result<Bytes, EdgeError> {
+/// INTERNAL if the upstream's bytes do not decode as the route's response message.
+pub fn response(route: &HttpRoute, reply: Reply) -> Result<Bytes, EdgeError> {
+    let message = match reply {
+        Reply::Message(message) => message,
+        Reply::Wire(bytes) => {
+            let desc = route.rpc.method.output();
+            let mut out = Vec::with_capacity(2 * bytes.len() + 64);
+            let written = match &route.response_body {
+                None => wire_json::message(&desc, &bytes, &mut out),
+                Some(field) => wire_json::field(&desc, field, &bytes, &mut out),
+            };
+            if written.is_some() {
+                return Ok(out.into());
+            }
+            DynamicMessage::decode(desc, bytes).map_err(|e| {
+                EdgeError::new(
+                    tonic::Code::Internal,
+                    format!("upstream sent an undecodable response: {e}"),
+                )
+            })?
+        }
+    };
     let options = SerializeOptions::new().skip_default_fields(false);
     let internal = |e: serde_json::Error| {
         tracing::error!(error = %e, "cannot serialize a response");
@@ -227,6 +258,7 @@ mod tests {
     use crate::routes::{Lookup, RouteTable};
     use http::Method;
     use polyshop_platform::contract;
+    use prost::Message as _;
 
     fn route(method: Method, path: &str) -> (RouteTable, Vec<(String, String)>) {
         let table = RouteTable::from_pool(contract::pool()).expect("routes");
@@ -341,8 +373,16 @@ mod tests {
             serde_json::json!({"product": {"productId": "p", "price": {"amountMinor": 1999, "currencyCode": "EUR"}}}),
         )
         .expect("message");
-        let out: Value = serde_json::from_slice(&response(r, &msg).expect("json")).expect("parse");
+        let general = response(r, Reply::Message(msg.clone())).expect("json");
+        let wire = response(r, Reply::Wire(msg.encode_to_vec().into())).expect("json");
+        assert_eq!(
+            wire, general,
+            "the wire path writes what the general path writes"
+        );
+        let out: Value = serde_json::from_slice(&wire).expect("parse");
         assert_eq!(out["product"]["price"]["amountMinor"], "1999");
         assert_eq!(out["product"]["active"], false);
+        let garbage = response(r, Reply::Wire(Bytes::from_static(b"\x0a\x05ab"))).expect_err("bad");
+        assert_eq!(garbage.code(), tonic::Code::Internal);
     }
 }
