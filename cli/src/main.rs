@@ -98,11 +98,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker runs tokio's current-thread scheduler: a plain FIFO of tasks on one thread,
+    // without the work-stealing machinery (and its LIFO slot, which lets a just-woken task
+    // jump the queue) that one worker cannot use. On two cores it gave the edge a steadier p99.
+    let mut builder = match settings.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
     builder.enable_all();
-    if settings.worker_threads > 0 {
-        builder.worker_threads(settings.worker_threads);
-    }
     let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
