@@ -152,7 +152,8 @@ async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<
 
 /// Calls `rpc` upstream with `message`, forwarding the caller's token and request id. A call
 /// that never reached the service (connection refused or reset) is tried once more, on the
-/// context's other connection, when the contract says a retry is safe.
+/// context's next connection (redialled if it was dropped), when the contract says a retry is
+/// safe.
 ///
 /// # Errors
 /// The upstream's status; UNAVAILABLE when it cannot be reached; DEADLINE_EXCEEDED after
@@ -166,18 +167,30 @@ pub async fn call(
     deadline: Duration,
 ) -> Result<Reply, EdgeError> {
     let started = Instant::now();
-    let spare = (rpc.idempotency != Idempotency::Unknown).then(|| message.clone());
-    let first = attempt(edge, rpc, message, headers, principal.clone(), deadline).await;
+    let outgoing = match edge.upstreams.unary(&rpc.upstream) {
+        Some(client) => Outgoing::Remote(client, message.encode_to_vec().into()),
+        None => Outgoing::Local(message),
+    };
+    let spare = (rpc.idempotency != Idempotency::Unknown).then(|| outgoing.clone());
+    let first = attempt(edge, rpc, outgoing, headers, principal.clone(), deadline).await;
     match (first, spare) {
-        (Err(Failure::Transport(_)), Some(message)) => {
+        (Err(Failure::Transport(_)), Some(outgoing)) => {
             tokio::time::sleep(RETRY_AFTER).await;
             let left = deadline.saturating_sub(started.elapsed());
-            attempt(edge, rpc, message, headers, principal, left)
+            attempt(edge, rpc, outgoing, headers, principal, left)
                 .await
                 .map_err(Failure::into_error)
         }
         (result, _) => result.map_err(Failure::into_error),
     }
+}
+
+/// A request on its way upstream: encoded once for a remote context (the bytes are cheap to
+/// keep for a retry), or the message for a context served in this process.
+#[derive(Clone)]
+enum Outgoing<'a> {
+    Remote(&'a UnaryClient, Bytes),
+    Local(DynamicMessage),
 }
 
 /// Pause before the one retry of a call that did not reach the service.
@@ -202,15 +215,17 @@ impl Failure {
 async fn attempt(
     edge: &Edge,
     rpc: &Rpc,
-    message: DynamicMessage,
+    outgoing: Outgoing<'_>,
     headers: &HeaderMap,
     principal: Option<Arc<Principal>>,
     deadline: Duration,
 ) -> Result<Reply, Failure> {
     let exchange = async {
-        match edge.upstreams.unary(&rpc.upstream) {
-            Some(client) => remote(client, rpc, &message, headers, deadline).await,
-            None => local(edge, rpc, message, headers, principal, deadline).await,
+        match outgoing {
+            Outgoing::Remote(client, bytes) => remote(client, rpc, bytes, headers, deadline).await,
+            Outgoing::Local(message) => {
+                local(edge, rpc, message, headers, principal, deadline).await
+            }
         }
     };
     let expires = Instant::now() + deadline;
@@ -245,17 +260,12 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
 async fn remote(
     client: &UnaryClient,
     rpc: &Rpc,
-    message: &DynamicMessage,
+    message: Bytes,
     headers: &HeaderMap,
     deadline: Duration,
 ) -> Result<Reply, Failure> {
     client
-        .call(
-            &rpc.grpc_path,
-            forwarded(headers),
-            message.encode_to_vec().into(),
-            deadline,
-        )
+        .call(&rpc.grpc_path, forwarded(headers), message, deadline)
         .await
         .map(Reply::Wire)
         .map_err(|e| match e {
