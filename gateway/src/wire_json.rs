@@ -9,6 +9,19 @@
 use base64::{Engine, prelude::BASE64_STANDARD};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
+/// Well-known types whose JSON form this writer leaves to the general path. The float
+/// wrappers are among them: prost-reflect writes their non-finite values as `null`.
+const LEFT_TO_GENERAL: [&str; 8] = [
+    "google.protobuf.Any",
+    "google.protobuf.Duration",
+    "google.protobuf.Struct",
+    "google.protobuf.Value",
+    "google.protobuf.ListValue",
+    "google.protobuf.FieldMask",
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+];
+
 /// Deeper nesting than this is left to the general path (prost-reflect's decode limit).
 const MAX_DEPTH: u32 = 100;
 
@@ -56,17 +69,7 @@ impl<'a> Fields<'a> {
         while !rest.is_empty() {
             let key = varint(&mut rest)?;
             let number = u32::try_from(key >> 3).ok().filter(|n| *n > 0)?;
-            let value = match key & 7 {
-                0 => Wire::Varint(varint(&mut rest)?),
-                1 => Wire::Fixed64(u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?)),
-                2 => {
-                    let len = usize::try_from(varint(&mut rest)?).ok()?;
-                    Wire::Delimited(take(&mut rest, len)?)
-                }
-                5 => Wire::Fixed32(u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?)),
-                _ => return None,
-            };
-            fields.push((number, value));
+            fields.push((number, read(key & 7, &mut rest)?));
         }
         if !fields.is_sorted_by_key(|(n, _)| *n) {
             fields.sort_by_key(|(n, _)| *n);
@@ -121,15 +124,7 @@ fn write_message(
             let value = desc.get_field(1)?;
             return field(desc, &value, bytes, out);
         }
-        // The float wrappers write a non-finite value as `null`, not as its name.
-        "google.protobuf.DoubleValue"
-        | "google.protobuf.FloatValue"
-        | "google.protobuf.Any"
-        | "google.protobuf.Duration"
-        | "google.protobuf.Struct"
-        | "google.protobuf.Value"
-        | "google.protobuf.ListValue"
-        | "google.protobuf.FieldMask" => return None,
+        name if LEFT_TO_GENERAL.contains(&name) => return None,
         _ => {}
     }
     if desc.extensions().len() > 0 {
@@ -172,20 +167,11 @@ fn write_field(
         out.push(b'[');
         let mut first = true;
         for &(_, wire) in seen {
-            match (wire, packed_width(&kind)) {
-                (Wire::Delimited(mut packed), Some(width)) => {
+            match (wire, packed_wire_type(&kind)) {
+                (Wire::Delimited(mut packed), Some(wire_type)) => {
                     while !packed.is_empty() {
                         separate(&mut first, out);
-                        let element = match width {
-                            Width::Varint => Wire::Varint(varint(&mut packed)?),
-                            Width::Fixed32 => Wire::Fixed32(u32::from_le_bytes(
-                                take(&mut packed, 4)?.try_into().ok()?,
-                            )),
-                            Width::Fixed64 => Wire::Fixed64(u64::from_le_bytes(
-                                take(&mut packed, 8)?.try_into().ok()?,
-                            )),
-                        };
-                        value(&kind, element, out, depth)?;
+                        value(&kind, read(wire_type, &mut packed)?, out, depth)?;
                     }
                 }
                 (wire, _) => {
@@ -272,14 +258,8 @@ fn default(kind: &Kind, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-/// How the elements of a packed repeated field are laid out; `None` for kinds never packed.
-enum Width {
-    Varint,
-    Fixed32,
-    Fixed64,
-}
-
-fn packed_width(kind: &Kind) -> Option<Width> {
+/// The wire type of each element of a packed repeated field; `None` for kinds never packed.
+fn packed_wire_type(kind: &Kind) -> Option<u64> {
     match kind {
         Kind::Int32
         | Kind::Int64
@@ -288,9 +268,9 @@ fn packed_width(kind: &Kind) -> Option<Width> {
         | Kind::Sint32
         | Kind::Sint64
         | Kind::Bool
-        | Kind::Enum(_) => Some(Width::Varint),
-        Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => Some(Width::Fixed32),
-        Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => Some(Width::Fixed64),
+        | Kind::Enum(_) => Some(0),
+        Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => Some(5),
+        Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => Some(1),
         Kind::String | Kind::Bytes | Kind::Message(_) => None,
     }
 }
@@ -349,6 +329,21 @@ fn float<F: Into<f64> + serde::Serialize + Copy>(f: F, out: &mut Vec<u8>) {
     } else {
         number(f, out);
     }
+}
+
+/// One value of `wire_type` (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32; the group
+/// types are refused).
+fn read<'a>(wire_type: u64, rest: &mut &'a [u8]) -> Option<Wire<'a>> {
+    Some(match wire_type {
+        0 => Wire::Varint(varint(rest)?),
+        1 => Wire::Fixed64(u64::from_le_bytes(take(rest, 8)?.try_into().ok()?)),
+        2 => {
+            let len = usize::try_from(varint(rest)?).ok()?;
+            Wire::Delimited(take(rest, len)?)
+        }
+        5 => Wire::Fixed32(u32::from_le_bytes(take(rest, 4)?.try_into().ok()?)),
+        _ => return None,
+    })
 }
 
 fn varint(rest: &mut &[u8]) -> Option<u64> {
@@ -494,17 +489,7 @@ mod tests {
         }
         seen.push(desc.full_name().to_owned());
         desc.extensions().len() > 0
-            || matches!(
-                desc.full_name(),
-                "google.protobuf.Any"
-                    | "google.protobuf.Duration"
-                    | "google.protobuf.Struct"
-                    | "google.protobuf.Value"
-                    | "google.protobuf.ListValue"
-                    | "google.protobuf.FieldMask"
-                    | "google.protobuf.DoubleValue"
-                    | "google.protobuf.FloatValue"
-            )
+            || LEFT_TO_GENERAL.contains(&desc.full_name())
             || desc
                 .fields()
                 .any(|f| f.is_map() || f.kind().as_message().is_some_and(|m| general_only(m, seen)))
