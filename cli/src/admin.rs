@@ -38,12 +38,23 @@ pub enum AdminCommand {
     /// List the service instances in the registry (discovery mode `nats`): service, instance,
     /// URL and age.
     Services,
+    /// Orders that need a person.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
     /// Rebuild a read model from its history.
     RebuildProjection {
         /// Which projection: `orders`.
         #[arg(value_parser = ["orders"])]
         name: String,
     },
+}
+
+/// Order commands.
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Orders flagged for reconciliation: a refund or restock kept failing past the saga
+    /// horizon (the saga keeps retrying). Order id, customer, step, since when, and why.
+    Stuck,
 }
 
 /// Feature flag commands.
@@ -169,6 +180,22 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             for i in instances {
                 let age = (now - i.started_at).max(0) / 1000;
                 println!("{}\t{}\t{}\tup {age}s", i.service, i.instance, i.url);
+            }
+        }
+        AdminCommand::Orders(OrdersCommand::Stuck) => {
+            let stuck = polyshop_order::stuck_orders(&settings).await?;
+            if stuck.is_empty() {
+                println!("no stuck orders");
+            }
+            for s in stuck {
+                println!(
+                    "{}\tuser {}\tstep {}\tlast tried {}\t{}",
+                    s.order_id,
+                    s.user_id,
+                    s.step,
+                    polyshop_platform::timestamp(s.updated_at),
+                    s.why
+                );
             }
         }
         AdminCommand::RebuildProjection { .. } => {

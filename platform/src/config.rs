@@ -333,6 +333,18 @@ pub struct OrderSettings {
     pub snapshot_every: i64,
     /// How often unfinished sagas are resumed.
     pub resume_interval_ms: u64,
+    /// Backoff after a saga step's first transient failure (doubles each time).
+    pub saga_retry_base_ms: u64,
+    /// Longest backoff between a saga step's retries.
+    pub saga_retry_max_ms: u64,
+    /// How long a saga step may fail in a row before a forward step rejects the order
+    /// (SERVICE_UNAVAILABLE) or a refund/restock is flagged for reconciliation.
+    pub saga_horizon_secs: u64,
+    /// How long CreateOrder and CancelOrder wait for the saga to settle before answering with
+    /// the stored order as it is (PENDING / CANCELLING); the saga goes on in the background.
+    pub settle_wait_ms: u64,
+    /// Crash-test failpoints, `name=exit|refuse|sleep(ms)` (added to `POLYSHOP_FAILPOINT`).
+    pub failpoints: Vec<String>,
 }
 
 impl Default for OrderSettings {
@@ -349,6 +361,11 @@ impl Default for OrderSettings {
             bulkhead_max_waiting: 256,
             snapshot_every: 5,
             resume_interval_ms: 2000,
+            saga_retry_base_ms: 500,
+            saga_retry_max_ms: 30_000,
+            saga_horizon_secs: 15 * 60,
+            settle_wait_ms: 2000,
+            failpoints: Vec::new(),
         }
     }
 }

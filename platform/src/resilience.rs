@@ -277,17 +277,52 @@ pub fn may_retry(path: &str) -> bool {
     contract::rule(path).is_some_and(|r| r.idempotency != Idempotency::Unknown)
 }
 
+/// Why a protected call failed: callers that must know whether the request may have reached
+/// the upstream (a charge, say) match on this, never on a status message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// Refused before anything was sent: the breaker is open or the bulkhead is full.
+    #[error("not sent: {}", .0.message())]
+    NotSent(Status),
+    /// Sent at least once; this is the last attempt's status.
+    #[error("{}", .0.message())]
+    Failed(Status),
+}
+
+impl CallError {
+    /// The status the caller would pass on.
+    pub fn status(&self) -> &Status {
+        match self {
+            Self::NotSent(s) | Self::Failed(s) => s,
+        }
+    }
+
+    /// Whether the request may have reached the upstream.
+    pub fn may_have_been_sent(&self) -> bool {
+        matches!(self, Self::Failed(_))
+    }
+}
+
+impl From<CallError> for Status {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NotSent(s) | CallError::Failed(s) => s,
+        }
+    }
+}
+
 /// Calls `attempt` under `breaker` with a deadline, retrying per `policy` when `path` is
 /// idempotent and the failure is retryable.
 ///
 /// # Errors
-/// The last status; UNAVAILABLE at once while the breaker is open.
+/// [`CallError::Failed`] with the last status; [`CallError::NotSent`] (UNAVAILABLE) at once
+/// while the breaker is open and nothing was sent yet.
 pub async fn call<T, F, Fut>(
     breaker: &CircuitBreaker,
     policy: &RetryPolicy,
     path: &str,
     mut attempt: F,
-) -> Result<T, Status>
+) -> Result<T, CallError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Status>>,
@@ -298,10 +333,16 @@ where
     loop {
         tries += 1;
         if !breaker.allow() {
-            return Err(Status::unavailable(format!(
+            let status = Status::unavailable(format!(
                 "{} is unavailable (circuit open)",
                 breaker.name
-            )));
+            ));
+            // An earlier attempt of this call may have reached it.
+            return Err(if tries == 1 {
+                CallError::NotSent(status)
+            } else {
+                CallError::Failed(status)
+            });
         }
         let result = match tokio::time::timeout(policy.attempt_timeout, attempt()).await {
             Ok(result) => result,
@@ -318,7 +359,7 @@ where
             Err(status) => {
                 breaker.record(!is_upstream_failure(status.code()));
                 if !(retry_allowed && is_retryable(status.code()) && tries < policy.max_attempts) {
-                    return Err(status);
+                    return Err(CallError::Failed(status));
                 }
                 let jittered = rand::thread_rng().gen_range(Duration::ZERO..=delay);
                 tracing::debug!(upstream = %breaker.name, %path, code = ?status.code(), retry_in_ms = jittered.as_millis() as u64, "retrying");
@@ -399,10 +440,11 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(
-            (err.code(), calls.load(Ordering::SeqCst)),
+            (err.status().code(), calls.load(Ordering::SeqCst)),
             (Code::Unavailable, 0),
             "fails fast while open"
         );
+        assert!(!err.may_have_been_sent(), "typed: refused before sending");
         tokio::time::sleep(Duration::from_millis(60)).await;
         call(&breaker, &quick(), NOT_IDEMPOTENT, || async { Ok(()) })
             .await

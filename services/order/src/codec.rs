@@ -1,7 +1,10 @@
 //! Domain ↔ protobuf for orders and their events. Events are stored and published as their
 //! proto messages, so history, outbox and projection all speak the contract's types.
 
-use polyshop::{api::v1::Money as PbMoney, order::v1 as pb};
+use polyshop::{
+    api::v1::Money as PbMoney,
+    order::v1::{self as pb, order_history_entry::Event},
+};
 use polyshop_platform::{events::OutgoingEvent, timestamp};
 use prost::Message;
 
@@ -31,6 +34,7 @@ pub fn status(s: OrderStatus) -> pb::OrderStatus {
         OrderStatus::Cancelled => pb::OrderStatus::Cancelled,
         OrderStatus::Shipped => pb::OrderStatus::Shipped,
         OrderStatus::Delivered => pb::OrderStatus::Delivered,
+        OrderStatus::Cancelling => pb::OrderStatus::Cancelling,
     }
 }
 
@@ -41,6 +45,7 @@ fn status_in(s: i32) -> OrderStatus {
         Ok(pb::OrderStatus::Cancelled) => OrderStatus::Cancelled,
         Ok(pb::OrderStatus::Shipped) => OrderStatus::Shipped,
         Ok(pb::OrderStatus::Delivered) => OrderStatus::Delivered,
+        Ok(pb::OrderStatus::Cancelling) => OrderStatus::Cancelling,
         _ => OrderStatus::Pending,
     }
 }
@@ -193,6 +198,14 @@ pub fn outgoing(
                 occur_time,
             })
         }
+        OrderEvent::CancellationRequested { reason } => {
+            polyshop_platform::events::event(&pb::OrderCancellationRequested {
+                order_id,
+                user_id,
+                reason: reason.clone(),
+                occur_time,
+            })
+        }
         OrderEvent::Cancelled { reason } => polyshop_platform::events::event(&pb::OrderCancelled {
             order_id,
             user_id,
@@ -228,38 +241,92 @@ impl From<prost::DecodeError> for CodecError {
     }
 }
 
-/// Decodes a stored or published event by its kind (`created`, …) or proto type name.
+/// An event as decoded: the domain event, its order and when it happened.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The event.
+    pub event: OrderEvent,
+    /// Its order.
+    pub order_id: String,
+    /// When it happened (epoch ms).
+    pub at: i64,
+}
+
+/// The one table of order events: a stored (`created`, ...) or published (proto type name)
+/// event as its proto message.
 ///
 /// # Errors
 /// [`CodecError`] for a payload that is not that event, or an unknown kind.
-pub fn decode(kind: &str, payload: &[u8]) -> Result<OrderEvent, CodecError> {
+pub fn decode_proto(kind: &str, payload: &[u8]) -> Result<Event, CodecError> {
+    let kind = kind.strip_prefix("polyshop.order.v1.Order").unwrap_or(kind);
     Ok(match kind {
-        "created" | "polyshop.order.v1.OrderCreated" => {
-            let e = pb::OrderCreated::decode(payload)?;
-            OrderEvent::Created(Box::new(order_in(&e.order.unwrap_or_default())))
+        "created" | "Created" => Event::Created(pb::OrderCreated::decode(payload)?),
+        "confirmed" | "Confirmed" => Event::Confirmed(pb::OrderConfirmed::decode(payload)?),
+        "rejected" | "Rejected" => Event::Rejected(pb::OrderRejected::decode(payload)?),
+        "cancellation_requested" | "CancellationRequested" => {
+            Event::CancellationRequested(pb::OrderCancellationRequested::decode(payload)?)
         }
-        "confirmed" | "polyshop.order.v1.OrderConfirmed" => OrderEvent::Confirmed {
-            payment_id: pb::OrderConfirmed::decode(payload)?.payment_id,
-        },
-        "rejected" | "polyshop.order.v1.OrderRejected" => {
-            let e = pb::OrderRejected::decode(payload)?;
-            OrderEvent::Rejected {
-                reason: rejection_in(e.reason),
-                detail: e.detail,
-            }
-        }
-        "cancelled" | "polyshop.order.v1.OrderCancelled" => OrderEvent::Cancelled {
-            reason: pb::OrderCancelled::decode(payload)?.reason,
-        },
-        "shipped" | "polyshop.order.v1.OrderShipped" => OrderEvent::Shipped {
-            tracking_number: pb::OrderShipped::decode(payload)?.tracking_number,
-        },
-        "delivered" | "polyshop.order.v1.OrderDelivered" => OrderEvent::Delivered,
+        "cancelled" | "Cancelled" => Event::Cancelled(pb::OrderCancelled::decode(payload)?),
+        "shipped" | "Shipped" => Event::Shipped(pb::OrderShipped::decode(payload)?),
+        "delivered" | "Delivered" => Event::Delivered(pb::OrderDelivered::decode(payload)?),
         other => return Err(CodecError(format!("unknown order event {other}"))),
     })
 }
 
-/// A history entry for GetOrderHistory.
+/// Decodes a stored or published event by its kind (`created`, …) or proto type name.
+///
+/// # Errors
+/// As [`decode_proto`].
+pub fn decode(kind: &str, payload: &[u8]) -> Result<Decoded, CodecError> {
+    let (event, order_id, at) = match decode_proto(kind, payload)? {
+        Event::Created(e) => {
+            let order = order_in(&e.order.unwrap_or_default());
+            let id = order.id.clone();
+            (OrderEvent::Created(Box::new(order)), id, e.occur_time)
+        }
+        Event::Confirmed(e) => (
+            OrderEvent::Confirmed {
+                payment_id: e.payment_id,
+            },
+            e.order_id,
+            e.occur_time,
+        ),
+        Event::Rejected(e) => (
+            OrderEvent::Rejected {
+                reason: rejection_in(e.reason),
+                detail: e.detail,
+            },
+            e.order_id,
+            e.occur_time,
+        ),
+        Event::CancellationRequested(e) => (
+            OrderEvent::CancellationRequested { reason: e.reason },
+            e.order_id,
+            e.occur_time,
+        ),
+        Event::Cancelled(e) => (
+            OrderEvent::Cancelled { reason: e.reason },
+            e.order_id,
+            e.occur_time,
+        ),
+        Event::Shipped(e) => (
+            OrderEvent::Shipped {
+                tracking_number: e.tracking_number,
+            },
+            e.order_id,
+            e.occur_time,
+        ),
+        Event::Delivered(e) => (OrderEvent::Delivered, e.order_id, e.occur_time),
+    };
+    Ok(Decoded {
+        event,
+        order_id,
+        at: millis(at.as_ref()),
+    })
+}
+
+/// A history entry for GetOrderHistory (an undecodable payload shows as an entry without
+/// its event).
 pub fn history_entry(
     version: i64,
     event_id: &str,
@@ -267,26 +334,10 @@ pub fn history_entry(
     payload: &[u8],
     at: i64,
 ) -> pb::OrderHistoryEntry {
-    use pb::order_history_entry::Event;
-    let event = match kind {
-        "created" => pb::OrderCreated::decode(payload).ok().map(Event::Created),
-        "confirmed" => pb::OrderConfirmed::decode(payload)
-            .ok()
-            .map(Event::Confirmed),
-        "rejected" => pb::OrderRejected::decode(payload).ok().map(Event::Rejected),
-        "cancelled" => pb::OrderCancelled::decode(payload)
-            .ok()
-            .map(Event::Cancelled),
-        "shipped" => pb::OrderShipped::decode(payload).ok().map(Event::Shipped),
-        "delivered" => pb::OrderDelivered::decode(payload)
-            .ok()
-            .map(Event::Delivered),
-        _ => None,
-    };
     pb::OrderHistoryEntry {
         version,
         event_id: event_id.to_owned(),
         record_time: Some(timestamp(at)),
-        event,
+        event: decode_proto(kind, payload).ok(),
     }
 }

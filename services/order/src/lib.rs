@@ -10,9 +10,7 @@ pub mod app;
 pub mod codec;
 pub mod domain;
 pub mod events;
-mod failpoint;
 pub mod grpc;
-pub mod participants;
 pub mod store;
 
 use std::{
@@ -34,9 +32,10 @@ use polyshop_platform::{
 use tokio::net::TcpListener;
 
 use crate::{
-    app::SagaRunner,
-    participants::Participants,
-    store::{EventStore, ReadModel, SagaStore, UserReplica},
+    app::{SagaRunner, failpoints::Failpoints},
+    domain::saga::Timing,
+    grpc::GrpcParticipants,
+    store::{EventStore, ReadModel, SagaStore, StoredSagas, Stuck, UserReplica},
 };
 
 /// The name this service signs and verifies service tokens as.
@@ -142,8 +141,6 @@ async fn serve_on(
     auth: Arc<Authenticator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    failpoint::arm(&settings.data_dir);
-
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
     bus.register("order", settings.order.url());
@@ -161,16 +158,23 @@ async fn serve_on(
         stopped.clone(),
     );
 
-    let participants = Arc::new(Participants::new(&settings, &auth.service_tokens(), &bus)?);
+    let o = &settings.order;
+    let participants = GrpcParticipants::new(&settings, &auth.service_tokens(), &bus)?;
+    let events = EventStore::new(conn.clone(), o.snapshot_every);
+    let timing = Timing {
+        base_ms: millis(o.saga_retry_base_ms),
+        max_ms: millis(o.saga_retry_max_ms),
+        horizon_ms: millis(o.saga_horizon_secs.saturating_mul(1000)),
+    };
     let saga = Arc::new(
         SagaRunner::new(
-            EventStore::new(conn.clone(), settings.order.snapshot_every),
-            SagaStore::new(conn.clone()),
-            UserReplica::new(conn.clone()),
-            participants.clone(),
-            bus.signal.clone(),
+            Arc::new(StoredSagas::new(events.clone(), bus.signal.clone())),
+            Arc::new(participants),
+            Arc::new(UserReplica::new(conn.clone())),
         )
-        .with_flags(bus.flags(&settings)),
+        .with_flags(bus.flags(&settings))
+        .with_timing(timing, Duration::from_millis(o.settle_wait_ms))
+        .with_failpoints(Failpoints::armed(&o.failpoints, &settings.data_dir)),
     );
     tokio::spawn(resume_sagas(
         saga.clone(),
@@ -180,8 +184,8 @@ async fn serve_on(
 
     let routes = tonic::service::Routes::new(OrderServiceServer::new(grpc::OrderGrpc::new(
         saga,
+        events,
         ReadModel::new(conn.clone()),
-        participants,
     )));
     let result = server::serve(
         listener,
@@ -211,6 +215,23 @@ async fn resume_sagas(saga: Arc<SagaRunner>, every: Duration, stopped: shutdown:
             () = stopped.clone().wait() => return,
         }
     }
+}
+
+fn millis(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Sagas flagged for reconciliation (`polyshop admin orders stuck`): a refund or restock that
+/// kept failing past the horizon, with why.
+///
+/// # Errors
+/// [`StartError`] if the database cannot be opened or read.
+pub async fn stuck_orders(settings: &Settings) -> Result<Vec<Stuck>, StartError> {
+    let conn = open(settings).await?;
+    SagaStore::new(conn)
+        .stuck()
+        .await
+        .map_err(|e| StartError::Other(format!("cannot list stuck orders: {e}")))
 }
 
 /// Rebuilds the ListOrders read model from the event store (`polyshop admin

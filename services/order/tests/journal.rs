@@ -2,8 +2,13 @@
 //! write does not cost another saga its step.
 
 use polyshop_order::{
-    domain::{Money, Order, OrderError, OrderEvent, PlaceOrder, RequestedLine, ShippingAddress},
-    store::{self, Created, EventStore, Saga, SagaJournal, SagaStep, SagaStore},
+    codec,
+    domain::{
+        Money, Order, OrderError, OrderEvent, OrderStatus, PlaceOrder, Rejection, RequestedLine,
+        ShippingAddress,
+        saga::{Saga, Step},
+    },
+    store::{self, Created, EventStore, SagaJournal, SagaStore},
 };
 use polyshop_platform::{db, events::outbox};
 
@@ -54,8 +59,7 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
     let mut claimed = Vec::new();
     for i in 0..20 {
         let id = format!("order-{i:02}");
-        let mut saga = Saga::claimed(&id, "u1", request(&format!("k{i}")));
-        saga.step = SagaStep::Reserve;
+        let saga = Saga::started(&id, "u1", request(&format!("k{i}")));
         let stored = journal
             .create(&[created(&id)], &saga)
             .await
@@ -73,7 +77,7 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
     let conflicting = journal.append(None, &again, first);
     let saves = claimed[1..].iter().map(|saga| {
         let mut saga = saga.clone();
-        saga.step = SagaStep::Charge;
+        saga.step = Step::Charge;
         saga.reservation_id = Some(format!("order-{}", saga.order_id));
         let journal = journal.clone();
         async move { journal.save(&saga).await }
@@ -87,7 +91,7 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
     assert!(saved.iter().all(Result::is_ok), "{saved:?}");
     for saga in &claimed[1..] {
         let stored = sagas.get(&saga.order_id).await.expect("get").expect("saga");
-        assert_eq!(stored.step, SagaStep::Charge, "{}", saga.order_id);
+        assert_eq!(stored.step, Step::Charge, "{}", saga.order_id);
     }
     let history = events.history(&first.order_id).await.expect("history");
     assert_eq!(
@@ -103,8 +107,8 @@ async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
     let events = EventStore::new(conn.clone(), 10);
     let journal = SagaJournal::start(events.clone());
 
-    let first = Saga::claimed("order-a", "u1", request("same"));
-    let second = Saga::claimed("order-b", "u1", request("same"));
+    let first = Saga::started("order-a", "u1", request("same"));
+    let second = Saga::started("order-b", "u1", request("same"));
     let (a_events, b_events) = ([created("order-a")], [created("order-b")]);
     let (a, b) = tokio::join!(
         journal.create(&a_events, &first),
@@ -119,4 +123,143 @@ async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
     assert!(sagas.get("order-b").await.expect("get").is_none());
     assert!(events.history("order-b").await.expect("history").is_empty());
     assert_eq!(events.history("order-a").await.expect("history").len(), 1);
+}
+
+#[tokio::test]
+async fn a_saga_round_trips_with_its_retry_state_and_the_stuck_ones_are_listed() {
+    let (_dir, conn) = order_db().await;
+    let journal = SagaJournal::start(EventStore::new(conn.clone(), 10));
+    let sagas = SagaStore::new(conn.clone());
+    let mut saga = Saga::started("order-r", "u1", request("r"));
+    journal
+        .create(&[created("order-r")], &saga)
+        .await
+        .expect("create");
+    saga.step = Step::Compensate;
+    saga.payment_id = Some("pay-1".into());
+    saga.reason = Some(Rejection::InsufficientStock);
+    saga.attempts = 7;
+    saga.failing_since = Some(1_000);
+    saga.next_attempt_at = 2_000;
+    saga.stuck = Some("refund refused: switched off".into());
+    journal.save(&saga).await.expect("save");
+    assert_eq!(sagas.get("order-r").await.expect("get"), Some(saga.clone()));
+    assert_eq!(
+        sagas.due(1_999, 10).await.expect("due"),
+        Vec::<String>::new(),
+        "waiting"
+    );
+    assert_eq!(sagas.due(2_000, 10).await.expect("due"), ["order-r"]);
+    let stuck = sagas.stuck().await.expect("stuck");
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(
+        (stuck[0].step.as_str(), stuck[0].why.as_str()),
+        ("compensate", "refund refused: switched off")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_stored_step_is_an_error_not_a_finished_saga() {
+    let (_dir, conn) = order_db().await;
+    let journal = SagaJournal::start(EventStore::new(conn.clone(), 10));
+    let saga = Saga::started("order-u", "u1", request("u"));
+    journal
+        .create(&[created("order-u")], &saga)
+        .await
+        .expect("create");
+    sea_orm::ConnectionTrait::execute_unprepared(&conn, "UPDATE sagas SET step = 'validate'")
+        .await
+        .expect("update");
+    let got = SagaStore::new(conn.clone()).get("order-u").await;
+    assert!(
+        matches!(got, Err(OrderError::UnknownSagaState { .. })),
+        "{got:?}"
+    );
+}
+
+/// Loads `order_id` by replaying every stored event, ignoring snapshots.
+async fn full_replay(events: &EventStore, order_id: &str) -> Order {
+    let decoded: Vec<_> = events
+        .history(order_id)
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| {
+            (
+                codec::decode(&r.kind, &r.payload).expect("decode").event,
+                r.recorded_at,
+            )
+        })
+        .collect();
+    Order::replay(None, &decoded).expect("created")
+}
+
+async fn snapshot_version(conn: &sea_orm::DatabaseConnection, order_id: &str) -> Option<i64> {
+    use sea_orm::ConnectionTrait;
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            format!("SELECT version FROM order_snapshots WHERE order_id = '{order_id}'"),
+        ))
+        .await
+        .expect("query")?;
+    row.try_get("", "version").ok()
+}
+
+#[tokio::test]
+async fn loading_from_a_snapshot_plus_later_events_equals_a_full_replay() {
+    let (_dir, conn) = order_db().await;
+    // Every 2 events: a snapshot at v2, then one event after it.
+    let events = EventStore::new(conn.clone(), 2);
+    let placed = events
+        .append(None, &[created("order-s")])
+        .await
+        .expect("created");
+    let confirmed = events
+        .append(Some(&placed), &[placed.confirm("pay-1").expect("pending")])
+        .await
+        .expect("confirmed");
+    let shipped = events
+        .append(
+            Some(&confirmed),
+            &[confirmed.ship("T-1").expect("confirmed")],
+        )
+        .await
+        .expect("shipped");
+    assert_eq!(
+        snapshot_version(&conn, "order-s").await,
+        Some(2),
+        "snapshot taken"
+    );
+    let loaded = events.load("order-s").await.expect("load").expect("order");
+    assert_eq!(loaded, full_replay(&events, "order-s").await);
+    assert_eq!((loaded.status, loaded.version), (OrderStatus::Shipped, 3));
+    assert_eq!(loaded, shipped);
+
+    // The default policy: a terminal order is snapshotted even when N is far away.
+    let events = EventStore::new(conn.clone(), 1_000);
+    let placed = events
+        .append(None, &[created("order-t")])
+        .await
+        .expect("created");
+    assert_eq!(
+        snapshot_version(&conn, "order-t").await,
+        None,
+        "no snapshot on the hot path"
+    );
+    let rejected = placed
+        .reject(Rejection::PaymentDeclined, "card declined")
+        .expect("pending");
+    events
+        .append(Some(&placed), &[rejected])
+        .await
+        .expect("rejected");
+    assert_eq!(
+        snapshot_version(&conn, "order-t").await,
+        Some(2),
+        "terminal: snapshot"
+    );
+    let loaded = events.load("order-t").await.expect("load").expect("order");
+    assert_eq!(loaded, full_replay(&events, "order-t").await);
+    assert_eq!(loaded.status, OrderStatus::Rejected);
 }

@@ -1,12 +1,11 @@
-//! Reading and changing orders after placement: get, history, list (from the read model),
-//! cancel (refund + return stock), and the shipping status.
+//! Reading and changing orders after placement: get, history, list (from the read model), and
+//! the shipping status. (Cancelling is a saga: `cancel_order.rs`.)
 
 use polyshop_platform::{auth::Principal, paging, status::Violations};
-use tonic::Code;
 
+use super::ports::SagaLog;
 use crate::{
     domain::{Order, OrderError, OrderStatus},
-    participants::Participants,
     store::{EventStore, ListFilter, ReadModel, Recorded},
 };
 
@@ -15,11 +14,11 @@ use crate::{
 /// # Errors
 /// `NotFound`, `Internal`.
 pub async fn get_order(
-    events: &EventStore,
+    log: &dyn SagaLog,
     caller: &Principal,
     order_id: &str,
 ) -> Result<Order, OrderError> {
-    let order = events.load(order_id).await?.ok_or(OrderError::NotFound)?;
+    let order = log.order(order_id).await?.ok_or(OrderError::NotFound)?;
     if caller.may_act_for(&order.user_id) {
         Ok(order)
     } else {
@@ -32,11 +31,12 @@ pub async fn get_order(
 /// # Errors
 /// `NotFound`, `Internal`.
 pub async fn order_history(
+    log: &dyn SagaLog,
     events: &EventStore,
     caller: &Principal,
     order_id: &str,
 ) -> Result<Vec<Recorded>, OrderError> {
-    get_order(events, caller, order_id).await?;
+    get_order(log, caller, order_id).await?;
     events.history(order_id).await
 }
 
@@ -92,66 +92,18 @@ pub async fn list_orders(
     Ok((orders, next))
 }
 
-/// Cancels a confirmed order: refunds the payment, returns the stock, then records the
-/// cancellation. Repeating it on a cancelled order returns it unchanged.
-///
-/// # Errors
-/// `NotFound`, `NotAllowed` (e.g. once shipped), `Unavailable`, `Conflict`, `Internal`.
-pub async fn cancel_order(
-    events: &EventStore,
-    participants: &Participants,
-    caller: &Principal,
-    order_id: &str,
-    reason: &str,
-) -> Result<Order, OrderError> {
-    let order = get_order(events, caller, order_id).await?;
-    if order.status == OrderStatus::Cancelled {
-        return Ok(order);
-    }
-    let reason = if reason.trim().is_empty() {
-        "cancelled by request"
-    } else {
-        reason.trim()
-    };
-    let event = order.cancel(reason)?;
-    let unavailable = |what: &str, s: tonic::Status| {
-        OrderError::Unavailable(format!("cannot {what} now: {}", s.message()))
-    };
-    match participants
-        .refund(
-            &order.payment_id,
-            &format!("order-{order_id}-cancel"),
-            "order cancelled",
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(s) if s.code() == Code::FailedPrecondition => {}
-        Err(s) => return Err(unavailable("refund", s)),
-    }
-    match participants
-        .release(&format!("order-{order_id}"), "order cancelled")
-        .await
-    {
-        Ok(()) => {}
-        Err(s) if s.code() == Code::NotFound => {}
-        Err(s) => return Err(unavailable("return the stock", s)),
-    }
-    events.append(Some(&order), &[event]).await
-}
-
 /// CONFIRMED → SHIPPED (with a tracking number) → DELIVERED.
 ///
 /// # Errors
 /// `Invalid`, `NotFound`, `NotAllowed`, `Conflict`, `Internal`.
 pub async fn update_status(
-    events: &EventStore,
+    log: &dyn SagaLog,
     caller: &Principal,
     order_id: &str,
     status: Option<OrderStatus>,
     tracking_number: &str,
 ) -> Result<Order, OrderError> {
-    let order = get_order(events, caller, order_id).await?;
+    let order = get_order(log, caller, order_id).await?;
     let event = match status {
         Some(OrderStatus::Shipped) => {
             if tracking_number.trim().is_empty() {
@@ -181,5 +133,5 @@ pub async fn update_status(
             return Err(OrderError::Invalid(v));
         }
     };
-    events.append(Some(&order), &[event]).await
+    log.append(&order, &[event], None).await
 }

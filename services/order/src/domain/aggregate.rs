@@ -50,7 +50,12 @@ pub enum OrderEvent {
         /// Detail.
         detail: String,
     },
-    /// Cancelled after confirmation.
+    /// Cancellation of a confirmed order was recorded; refund and restock follow.
+    CancellationRequested {
+        /// Why.
+        reason: String,
+    },
+    /// Cancelled after confirmation: refunded and restocked.
     Cancelled {
         /// Why.
         reason: String,
@@ -71,6 +76,7 @@ impl OrderEvent {
             Self::Created(_) => "created",
             Self::Confirmed { .. } => "confirmed",
             Self::Rejected { .. } => "rejected",
+            Self::CancellationRequested { .. } => "cancellation_requested",
             Self::Cancelled { .. } => "cancelled",
             Self::Shipped { .. } => "shipped",
             Self::Delivered => "delivered",
@@ -158,6 +164,10 @@ impl Order {
                 self.rejection = Some(*reason);
                 self.status_detail.clone_from(detail);
             }
+            OrderEvent::CancellationRequested { reason } => {
+                self.status = OrderStatus::Cancelling;
+                self.status_detail.clone_from(reason);
+            }
             OrderEvent::Cancelled { reason } => {
                 self.status = OrderStatus::Cancelled;
                 self.status_detail.clone_from(reason);
@@ -206,14 +216,26 @@ impl Order {
         })
     }
 
-    /// Cancellation is allowed for a confirmed order only; once shipped it is too late.
+    /// Records a cancellation: allowed for a confirmed order only (once shipped it is too
+    /// late). Recorded before the refund and restock, so a ship racing it loses.
     ///
     /// # Errors
     /// `NotAllowed` otherwise.
-    pub fn cancel(&self, reason: &str) -> Result<OrderEvent, OrderError> {
+    pub fn request_cancel(&self, reason: &str) -> Result<OrderEvent, OrderError> {
         self.require(&[OrderStatus::Confirmed], "cancel")?;
-        Ok(OrderEvent::Cancelled {
+        Ok(OrderEvent::CancellationRequested {
             reason: reason.to_owned(),
+        })
+    }
+
+    /// Ends a recorded cancellation once refunded and restocked.
+    ///
+    /// # Errors
+    /// `NotAllowed` unless CANCELLING.
+    pub fn cancel(&self) -> Result<OrderEvent, OrderError> {
+        self.require(&[OrderStatus::Cancelling], "finish cancelling")?;
+        Ok(OrderEvent::Cancelled {
+            reason: self.status_detail.clone(),
         })
     }
 
@@ -308,9 +330,10 @@ mod tests {
     fn the_status_machine_allows_only_forward_moves() {
         let mut o = placed();
         assert!(
-            o.cancel("x").is_err(),
+            o.request_cancel("x").is_err(),
             "pending orders are not cancelled, they are rejected"
         );
+        assert!(o.cancel().is_err(), "only a recorded cancellation ends");
         assert!(o.ship("T").is_err());
         o.apply(&o.confirm("p").expect("ok"), 1);
         assert!(o.confirm("p").is_err());
@@ -321,11 +344,23 @@ mod tests {
             s
         };
         assert!(
-            shipped.cancel("too late").is_err(),
+            shipped.request_cancel("too late").is_err(),
             "cannot cancel once shipped"
         );
         assert!(shipped.deliver().is_ok());
-        assert!(o.cancel("changed my mind").is_ok());
+        let mut cancelling = o.clone();
+        cancelling.apply(&o.request_cancel("changed my mind").expect("ok"), 3);
+        assert_eq!(cancelling.status, OrderStatus::Cancelling);
+        assert!(
+            cancelling.ship("T").is_err(),
+            "no shipping while cancelling"
+        );
+        assert_eq!(
+            cancelling.cancel().expect("ok"),
+            OrderEvent::Cancelled {
+                reason: "changed my mind".into()
+            }
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod rules;
+pub mod saga;
 
 pub use aggregate::*;
 pub use rules::*;
@@ -79,9 +80,16 @@ pub enum OrderStatus {
     Shipped,
     /// Received.
     Delivered,
+    /// Cancellation recorded; refund and restock under way.
+    Cancelling,
 }
 
 impl OrderStatus {
+    /// Nothing more can happen to the order.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Rejected | Self::Cancelled | Self::Delivered)
+    }
+
     /// Stored form.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,6 +99,7 @@ impl OrderStatus {
             Self::Cancelled => "cancelled",
             Self::Shipped => "shipped",
             Self::Delivered => "delivered",
+            Self::Cancelling => "cancelling",
         }
     }
 }
@@ -159,9 +168,18 @@ pub enum OrderError {
     /// Another writer appended to the order first.
     #[error("the order changed concurrently; retry")]
     Conflict,
-    /// A participant is unavailable; the order (if any) was rejected and compensated.
+    /// A participant needed to validate an order is unavailable; nothing was stored, so the
+    /// same request (same key) may be sent again.
     #[error("{0}")]
     Unavailable(String),
+    /// A stored saga is in a state this version does not know: it stops, loudly.
+    #[error("saga of order {order_id} is in an unknown state {state:?}")]
+    UnknownSagaState {
+        /// The order.
+        order_id: String,
+        /// What was stored.
+        state: String,
+    },
     /// Storage failed.
     #[error("internal: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),

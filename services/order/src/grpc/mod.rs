@@ -1,7 +1,9 @@
 //! The tonic face of the order context: thin handlers, request conversion, the status table.
 
 mod convert;
+pub mod participants;
 mod service;
 mod status;
 
+pub use participants::GrpcParticipants;
 pub use service::OrderGrpc;

@@ -11,26 +11,21 @@ use crate::{
     app::{self, ListRequest, SagaRunner},
     codec,
     domain::OrderError,
-    participants::Participants,
-    store::ReadModel,
+    store::{EventStore, ReadModel},
 };
 
 /// The order service's gRPC handlers.
 #[derive(Debug)]
 pub struct OrderGrpc {
     saga: Arc<SagaRunner>,
+    events: EventStore,
     read: ReadModel,
-    participants: Arc<Participants>,
 }
 
 impl OrderGrpc {
-    /// Handlers over the saga runner, read model and participants.
-    pub fn new(saga: Arc<SagaRunner>, read: ReadModel, participants: Arc<Participants>) -> Self {
-        Self {
-            saga,
-            read,
-            participants,
-        }
+    /// Handlers over the saga runner, the event store (history) and the read model (lists).
+    pub fn new(saga: Arc<SagaRunner>, events: EventStore, read: ReadModel) -> Self {
+        Self { saga, events, read }
     }
 }
 
@@ -64,7 +59,7 @@ impl OrderService for OrderGrpc {
     ) -> Reply<pb::GetOrderResponse> {
         let caller = principal(&request)?.clone();
         let id = convert::order_id(&request.get_ref().order_id)?;
-        let order = app::get_order(&self.saga.events, &caller, id).await?;
+        let order = app::get_order(self.saga.log().as_ref(), &caller, id).await?;
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(codec::order(&order)),
         }))
@@ -96,14 +91,7 @@ impl OrderService for OrderGrpc {
         let caller = principal(&request)?.clone();
         let r = request.into_inner();
         let id = convert::order_id(&r.order_id)?;
-        let order = app::cancel_order(
-            &self.saga.events,
-            &self.participants,
-            &caller,
-            id,
-            &r.reason,
-        )
-        .await?;
+        let order = self.saga.cancel(&caller, id, &r.reason).await?;
         Ok(Response::new(pb::CancelOrderResponse {
             order: Some(codec::order(&order)),
         }))
@@ -117,7 +105,7 @@ impl OrderService for OrderGrpc {
         let r = request.into_inner();
         let id = convert::order_id(&r.order_id)?;
         let order = app::update_status(
-            &self.saga.events,
+            self.saga.log().as_ref(),
             &caller,
             id,
             convert::status_in(r.status),
@@ -135,7 +123,7 @@ impl OrderService for OrderGrpc {
     ) -> Reply<pb::GetOrderHistoryResponse> {
         let caller = principal(&request)?.clone();
         let id = convert::order_id(&request.get_ref().order_id)?;
-        let entries = app::order_history(&self.saga.events, &caller, id)
+        let entries = app::order_history(self.saga.log().as_ref(), &self.events, &caller, id)
             .await?
             .iter()
             .map(|r| {

@@ -30,6 +30,7 @@ impl From<OrderError> for Status {
             OrderError::Unavailable(why) => {
                 with_reason(Code::Unavailable, DOMAIN, "PARTICIPANT_UNAVAILABLE", why)
             }
+            e @ OrderError::UnknownSagaState { .. } => internal(&e),
             OrderError::Internal(e) => internal(e.as_ref()),
         }
     }

@@ -1,6 +1,12 @@
 //! The event store: per-order streams with a version and optimistic concurrency (a write
-//! that expected another version fails with `Conflict`), snapshots every N events, and the
-//! outbox row of each event in the same transaction.
+//! that expected another version fails with `Conflict`), snapshots, and the outbox row of each
+//! event in the same transaction.
+//!
+//! Snapshot policy: when an order reaches a terminal status (REJECTED, CANCELLED, DELIVERED),
+//! and every N events as a backstop. Terminal orders are read for ever (history, lists,
+//! details) and never written again, so one snapshot serves every later read with no replay;
+//! the placement hot path (Created, Confirmed) writes none, and a live order has too few events
+//! (at most four before it ends) for a replay to cost anything.
 
 use polyshop_platform::events::{OutgoingEvent, outbox};
 use prost::Message;
@@ -107,7 +113,7 @@ impl EventStore {
             rows.outbox.push(out);
             state = Order::replay(state, &[(event.clone(), now)]);
             if let Some(s) = &state
-                && s.version % self.snapshot_every == 0
+                && (s.version % self.snapshot_every == 0 || s.status.is_terminal())
             {
                 rows.snapshots.push(s.clone());
             }
@@ -211,7 +217,7 @@ impl EventStore {
         let events = self.events_after(order_id, after).await?;
         let decoded = events
             .iter()
-            .map(|r| codec::decode(&r.kind, &r.payload).map(|e| (e, r.recorded_at)))
+            .map(|r| codec::decode(&r.kind, &r.payload).map(|d| (d.event, r.recorded_at)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| OrderError::Internal(Box::new(e)))?;
         Ok(Order::replay(snapshot, &decoded))

@@ -11,8 +11,8 @@ use futures::future::BoxFuture;
 use polyshop_platform::db::group::{self, GroupCommit, Grouped};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
-use super::{Claim, EventStore, Rows, Saga, SagaStore};
-use crate::domain::{Order, OrderError, OrderEvent};
+use super::{Claim, EventStore, Rows, SagaStore};
+use crate::domain::{Order, OrderError, OrderEvent, saga::Saga};
 
 /// One saga's write.
 enum Write {

@@ -6,13 +6,15 @@ mod event_store;
 mod journal;
 mod read_model;
 mod replica;
+mod saga_log;
 mod sagas;
 
 pub use event_store::{EventStore, Recorded, Rows};
 pub use journal::{Created, SagaJournal};
 pub use read_model::{ListFilter, Projected, ReadModel};
 pub use replica::UserReplica;
-pub use sagas::{Claim, Saga, SagaStep, SagaStore};
+pub use saga_log::StoredSagas;
+pub use sagas::{Claim, SagaStore, Stuck};
 
 use polyshop_platform::db::{Migration, placeholders};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statement, Value};
@@ -20,10 +22,11 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statemen
 use crate::domain::OrderError;
 
 /// Schema of the order database, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "event store, snapshots, sagas, read model, user replica",
-    sql: "CREATE TABLE order_events (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event store, snapshots, sagas, read model, user replica",
+        sql: "CREATE TABLE order_events (
             order_id TEXT NOT NULL,
             version BIGINT NOT NULL,
             event_id TEXT NOT NULL UNIQUE,
@@ -63,7 +66,17 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             user_id TEXT PRIMARY KEY,
             status TEXT NOT NULL,
             updated_at BIGINT NOT NULL)",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "saga retries: attempts, backoff, horizon, reconciliation flag",
+        sql: "ALTER TABLE sagas ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+          ALTER TABLE sagas ADD COLUMN failing_since BIGINT;
+          ALTER TABLE sagas ADD COLUMN next_attempt_at BIGINT NOT NULL DEFAULT 0;
+          ALTER TABLE sagas ADD COLUMN stuck TEXT;
+          CREATE INDEX sagas_due ON sagas (next_attempt_at)",
+    },
+];
 
 /// Ends `txn` as `result` says: committed when the work succeeded, rolled back at once when it
 /// failed (not on drop: SQLite has one pooled connection).

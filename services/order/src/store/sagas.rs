@@ -1,94 +1,13 @@
-//! Saga state, persisted after every step so a restarted process resumes where it stopped.
+//! Saga state, persisted after every step that needs it so a restarted process resumes where
+//! it stopped (see `domain::saga` for which steps write).
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 
 use super::{all, exec, one};
-use crate::domain::{OrderError, PlaceOrder, Rejection};
-
-/// Where a saga is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SagaStep {
-    /// Check the user and price the items; then the order is created.
-    Validate,
-    /// Reserve stock.
-    Reserve,
-    /// Charge the card.
-    Charge,
-    /// Confirm the reservation; then the order is confirmed.
-    Confirm,
-    /// Undo what was done (refund, release), then reject the order.
-    Compensate,
-    /// The order is rejected; refund a charge whose answer was never seen, if it happened.
-    VoidPayment,
-    /// Finished.
-    Done,
-}
-
-impl SagaStep {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Validate => "validate",
-            Self::Reserve => "reserve",
-            Self::Charge => "charge",
-            Self::Confirm => "confirm",
-            Self::Compensate => "compensate",
-            Self::VoidPayment => "void_payment",
-            Self::Done => "done",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "validate" => Self::Validate,
-            "reserve" => Self::Reserve,
-            "charge" => Self::Charge,
-            "confirm" => Self::Confirm,
-            "compensate" => Self::Compensate,
-            "void_payment" => Self::VoidPayment,
-            _ => Self::Done,
-        }
-    }
-}
-
-/// A saga's persisted state.
-#[derive(Debug, Clone)]
-pub struct Saga {
-    /// The order it places.
-    pub order_id: String,
-    /// The customer.
-    pub user_id: String,
-    /// The request.
-    pub request: PlaceOrder,
-    /// Current step.
-    pub step: SagaStep,
-    /// Reservation, once attempted.
-    pub reservation_id: Option<String>,
-    /// Payment, once captured.
-    pub payment_id: Option<String>,
-    /// A charge may have happened without us seeing the answer.
-    pub payment_uncertain: bool,
-    /// Why it is being compensated.
-    pub reason: Option<Rejection>,
-    /// Detail of that.
-    pub detail: String,
-}
-
-impl Saga {
-    /// A new order's saga: at the first step, nothing done.
-    pub fn claimed(order_id: &str, user_id: &str, request: PlaceOrder) -> Self {
-        Self {
-            order_id: order_id.to_owned(),
-            user_id: user_id.to_owned(),
-            request,
-            step: SagaStep::Validate,
-            reservation_id: None,
-            payment_id: None,
-            payment_uncertain: false,
-            reason: None,
-            detail: String::new(),
-        }
-    }
-}
+use crate::domain::{
+    OrderError, Rejection,
+    saga::{Saga, Step},
+};
 
 /// The result of storing a new saga under its idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +18,11 @@ pub enum Claim {
     Existing(String),
 }
 
-/// The progress columns' values: step, reservation_id, payment_id, payment_uncertain, reason,
-/// detail.
+/// The progress columns, in the order [`progress`] gives their values.
+const PROGRESS: &str = "step, reservation_id, payment_id, payment_uncertain, reason, detail, \
+                        attempts, failing_since, next_attempt_at, stuck";
+
+/// The values of the [`PROGRESS`] columns.
 fn progress(saga: &Saga) -> Vec<Value> {
     vec![
         saga.step.as_str().into(),
@@ -109,7 +31,58 @@ fn progress(saga: &Saga) -> Vec<Value> {
         saga.payment_uncertain.into(),
         saga.reason.map(|r| r.as_str().to_owned()).into(),
         saga.detail.clone().into(),
+        i64::from(saga.attempts).into(),
+        saga.failing_since.into(),
+        saga.next_attempt_at.into(),
+        saga.stuck.clone().into(),
     ]
+}
+
+/// A saga from a row holding `order_id, user_id, request` and the [`PROGRESS`] columns.
+fn from_row(row: &QueryResult) -> Result<Saga, OrderError> {
+    let order_id: String = row.try_get("", "order_id")?;
+    let request: String = row.try_get("", "request")?;
+    let reason: Option<String> = row.try_get("", "reason")?;
+    let step = Step::parse(&order_id, &row.try_get::<String>("", "step")?)?;
+    let reason = match reason.as_deref() {
+        None => None,
+        Some(name) => Some(
+            Rejection::parse(name).ok_or_else(|| OrderError::UnknownSagaState {
+                order_id: order_id.clone(),
+                state: format!("reason {name}"),
+            })?,
+        ),
+    };
+    Ok(Saga {
+        user_id: row.try_get("", "user_id")?,
+        request: serde_json::from_str(&request).map_err(|e| OrderError::Internal(Box::new(e)))?,
+        step,
+        reservation_id: row.try_get("", "reservation_id")?,
+        payment_id: row.try_get("", "payment_id")?,
+        payment_uncertain: row.try_get("", "payment_uncertain")?,
+        reason,
+        detail: row.try_get("", "detail")?,
+        attempts: u32::try_from(row.try_get::<i64>("", "attempts")?).unwrap_or(u32::MAX),
+        failing_since: row.try_get("", "failing_since")?,
+        next_attempt_at: row.try_get("", "next_attempt_at")?,
+        stuck: row.try_get("", "stuck")?,
+        order_id,
+    })
+}
+
+/// A saga flagged for reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// The order.
+    pub order_id: String,
+    /// The customer.
+    pub user_id: String,
+    /// The step it keeps failing at.
+    pub step: String,
+    /// Why.
+    pub why: String,
+    /// Epoch ms of its last write.
+    pub updated_at: i64,
 }
 
 /// Saga rows.
@@ -136,9 +109,11 @@ impl SagaStore {
         let key = saga.request.idempotency_key.trim();
         let inserted = exec(
             conn,
-            "INSERT INTO sagas (order_id, user_id, idempotency_key, request, step, reservation_id,
-                                payment_id, payment_uncertain, reason, detail, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+            &format!(
+                "INSERT INTO sagas (order_id, user_id, idempotency_key, request, {PROGRESS}, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (user_id, idempotency_key) DO NOTHING"
+            ),
             [
                 vec![
                     saga.order_id.clone().into(),
@@ -168,32 +143,18 @@ impl SagaStore {
     /// Loads a saga.
     ///
     /// # Errors
-    /// `Internal` for storage or decoding errors.
+    /// `Internal` for storage or decoding errors; `UnknownSagaState` for a state this version
+    /// does not know.
     pub async fn get(&self, order_id: &str) -> Result<Option<Saga>, OrderError> {
-        let Some(row) = one(
+        one(
             &self.db,
-            "SELECT order_id, user_id, request, step, reservation_id, payment_id, payment_uncertain, reason, detail
-             FROM sagas WHERE order_id = ?",
+            &format!("SELECT order_id, user_id, request, {PROGRESS} FROM sagas WHERE order_id = ?"),
             vec![order_id.into()],
         )
         .await?
-        else {
-            return Ok(None);
-        };
-        let request: String = row.try_get("", "request")?;
-        let reason: Option<String> = row.try_get("", "reason")?;
-        Ok(Some(Saga {
-            order_id: row.try_get("", "order_id")?,
-            user_id: row.try_get("", "user_id")?,
-            request: serde_json::from_str(&request)
-                .map_err(|e| OrderError::Internal(Box::new(e)))?,
-            step: SagaStep::parse(&row.try_get::<String>("", "step")?),
-            reservation_id: row.try_get("", "reservation_id")?,
-            payment_id: row.try_get("", "payment_id")?,
-            payment_uncertain: row.try_get("", "payment_uncertain")?,
-            reason: reason.as_deref().and_then(Rejection::parse),
-            detail: row.try_get("", "detail")?,
-        }))
+        .as_ref()
+        .map(from_row)
+        .transpose()
     }
 
     /// Saves the saga's progress, inside `conn` (a transaction when it goes with events).
@@ -204,7 +165,8 @@ impl SagaStore {
         exec(
             conn,
             "UPDATE sagas SET step = ?, reservation_id = ?, payment_id = ?, payment_uncertain = ?, reason = ?,
-             detail = ?, updated_at = ? WHERE order_id = ?",
+             detail = ?, attempts = ?, failing_since = ?, next_attempt_at = ?, stuck = ?, updated_at = ?
+             WHERE order_id = ?",
             [
                 progress(saga),
                 vec![
@@ -218,20 +180,49 @@ impl SagaStore {
         Ok(())
     }
 
-    /// Order ids of sagas that have not finished.
+    /// Order ids of unfinished sagas due at `now` (not waiting out a backoff), oldest first,
+    /// at most `limit`.
     ///
     /// # Errors
     /// `Internal` for storage errors.
-    pub async fn unfinished(&self) -> Result<Vec<String>, OrderError> {
+    pub async fn due(&self, now: i64, limit: u64) -> Result<Vec<String>, OrderError> {
         let rows = all(
             &self.db,
-            "SELECT order_id FROM sagas WHERE step <> 'done' ORDER BY created_at",
+            "SELECT order_id FROM sagas WHERE step <> 'done' AND next_attempt_at <= ?
+             ORDER BY next_attempt_at, created_at LIMIT ?",
+            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<String>("", "order_id")
+                    .map_err(OrderError::from)
+            })
+            .collect()
+    }
+
+    /// Sagas flagged for reconciliation, oldest first.
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn stuck(&self) -> Result<Vec<Stuck>, OrderError> {
+        let rows = all(
+            &self.db,
+            "SELECT order_id, user_id, step, stuck, updated_at FROM sagas
+             WHERE stuck IS NOT NULL ORDER BY created_at",
             vec![],
         )
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| r.try_get::<String>("", "order_id").ok())
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok(Stuck {
+                    order_id: r.try_get("", "order_id")?,
+                    user_id: r.try_get("", "user_id")?,
+                    step: r.try_get("", "step")?,
+                    why: r.try_get("", "stuck")?,
+                    updated_at: r.try_get("", "updated_at")?,
+                })
+            })
+            .collect()
     }
 }

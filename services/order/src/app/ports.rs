@@ -1,0 +1,82 @@
+//! What the order use cases need from the outside, in domain terms: the participants (gRPC in
+//! `grpc::participants`, fakes in [`super::memory`]), the saga log (the store), and the user
+//! replica.
+
+use futures::future::BoxFuture;
+
+use crate::{
+    domain::{
+        Order, OrderError, OrderEvent,
+        saga::{Command, Outcome, PricedProduct, Saga},
+    },
+    store::Created,
+};
+
+/// A participant that gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Away {
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// The customer's standing, as the user service says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// May order.
+    Active,
+    /// Suspended or inactive.
+    Inactive,
+    /// No such account.
+    NotFound,
+}
+
+/// The saga's participants: user, catalog, inventory, payment.
+pub trait Participants: Send + Sync + std::fmt::Debug {
+    /// The customer's standing.
+    fn standing<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Standing, Away>>;
+
+    /// The products found among `ids` (missing ones are left out).
+    fn products(&self, ids: Vec<String>) -> BoxFuture<'_, Result<Vec<PricedProduct>, Away>>;
+
+    /// Sends a saga command and answers with its outcome (never an error: failures are
+    /// outcomes too).
+    fn execute<'a>(&'a self, command: &'a Command) -> BoxFuture<'a, Outcome>;
+}
+
+/// Where sagas and their orders are kept.
+pub trait SagaLog: Send + Sync + std::fmt::Debug {
+    /// Stores a new saga with its order's first events under the request's idempotency key, or
+    /// finds the order an earlier call placed under it.
+    fn create<'a>(
+        &'a self,
+        events: &'a [OrderEvent],
+        saga: &'a Saga,
+    ) -> BoxFuture<'a, Result<Created, OrderError>>;
+
+    /// Saves the saga's progress.
+    fn save<'a>(&'a self, saga: &'a Saga) -> BoxFuture<'a, Result<(), OrderError>>;
+
+    /// Appends `events` to the order's stream, expecting it at `current`'s version, with the
+    /// saga's progress if given, in one transaction; returns the new state.
+    fn append<'a>(
+        &'a self,
+        current: &'a Order,
+        events: &'a [OrderEvent],
+        saga: Option<&'a Saga>,
+    ) -> BoxFuture<'a, Result<Order, OrderError>>;
+
+    /// A saga.
+    fn saga<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<Option<Saga>, OrderError>>;
+
+    /// An order as its events (and snapshot) say.
+    fn order<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<Option<Order>, OrderError>>;
+
+    /// Order ids of unfinished sagas due at `now`, oldest first, at most `limit`.
+    fn due(&self, now: i64, limit: u64) -> BoxFuture<'_, Result<Vec<String>, OrderError>>;
+}
+
+/// The user replica fed by user events, for when the user service is away.
+pub trait AccountReplica: Send + Sync + std::fmt::Debug {
+    /// The replicated status (`active`, `suspended`, `deleted`, ...) if the user is known.
+    fn status<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Option<String>, OrderError>>;
+}
