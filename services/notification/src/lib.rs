@@ -1,9 +1,16 @@
 //! The notification bounded context: it consumes `user.registered`, `order.confirmed`,
 //! `order.rejected`, `order.cancelled`, `order.shipped` and `payment.refunded`, stores one
-//! notification per event per user (idempotent), mails it through a sender (the mailbox
-//! under the data dir by default, SMTP when `notification.smtp_addr` is set), and serves
-//! ListNotifications / MarkNotificationRead to the owner. It keeps a small recipient
-//! directory from `user.registered` / `user.updated` / `user.deleted` to know where to mail.
+//! notification per event per user (idempotent), mails it, and serves ListNotifications /
+//! MarkNotificationRead to the owner. It keeps a small recipient directory from
+//! `user.registered` / `user.updated` / `user.deleted` to know where to mail.
+//!
+//! Mail goes out after commit: the consumer records each mail in the `mail_outbox` table in
+//! its own transaction, and a background [`app::MailDispatcher`] sends the committed ones
+//! through a sender (the mailbox under the data dir by default, SMTP when
+//! `notification.smtp_addr` is set), marks them sent and publishes `NotificationSent`. A
+//! batch of events rolled back and replayed one by one therefore sends nothing twice; a
+//! failed mail is retried with backoff without holding up the consumers; every attempt at a
+//! mail carries the same Message-ID.
 //!
 //! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the ports, [`mail`]
 //! the senders, and [`events`] the consumers.
@@ -22,15 +29,19 @@ use polyshop_platform::{
     auth::Authenticator,
     config::Settings,
     db,
-    events::{EventBus, outbox},
+    events::{
+        EventBus,
+        outbox::{self, OutboxSignal},
+    },
     server::{self, ServerSpec, StartError},
-    shutdown,
+    shutdown::{self, Shutdown},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
+    app::{MailDispatcher, Sender},
     mail::{MailboxSender, SmtpSender},
-    store::SeaNotificationRepository,
+    store::{SeaMailOutbox, SeaNotificationRepository},
 };
 
 /// The name this service verifies service tokens as, and its NATS client name.
@@ -50,10 +61,10 @@ pub async fn serve(
     serve_with_auth(settings, listener, Arc::new(auth), shutdown).await
 }
 
-/// Opens the database, runs migrations, starts the event bus (outbox relay) and the three
-/// consumers, and serves the notification service on `listener` with `auth` until
-/// `shutdown` resolves; the relay and consumers stop with it (or when the server stops on
-/// its own). Tests pass an authenticator that trusts their tokens.
+/// Opens the database, runs migrations, starts the event bus (outbox relay), the three
+/// consumers and the mail dispatcher, and serves the notification service on `listener` with
+/// `auth` until `shutdown` resolves; the background tasks stop with it (or when the server
+/// stops on its own). Tests pass an authenticator that trusts their tokens.
 ///
 /// # Errors
 /// [`StartError`] if the database, NATS URL or server fail.
@@ -82,35 +93,24 @@ pub async fn serve_with_auth(
     )
     .await?;
     bus.register("notification", settings.notification.service().url());
+    let mail = OutboxSignal::new();
+    let outbox = Arc::new(SeaMailOutbox::new(conn.clone(), bus.signal.clone()));
     let from = settings.notification.mail_from.clone();
-    let flags = bus.flags(&settings);
-    match &settings.notification.smtp_addr {
+    let dispatcher = match &settings.notification.smtp_addr {
         Some(addr) => {
             tracing::info!(relay = %addr, "mail goes to the SMTP relay");
-            let sender = Arc::new(SmtpSender::new(addr.clone(), from));
-            events::spawn_consumers(
-                &bus,
-                &conn,
-                &settings.events,
-                sender,
-                flags,
-                &events_stopped,
-            );
+            let sender = SmtpSender::new(addr.clone(), from);
+            spawn_dispatcher(outbox, sender, mail.clone(), events_stopped.clone())
         }
         None => {
             let dir = settings.data_dir.join("mailbox");
             tracing::info!(dir = %dir.display(), "mail goes to the local mailbox");
-            let sender = Arc::new(MailboxSender::new(dir, from));
-            events::spawn_consumers(
-                &bus,
-                &conn,
-                &settings.events,
-                sender,
-                flags,
-                &events_stopped,
-            );
+            let sender = MailboxSender::new(dir, from);
+            spawn_dispatcher(outbox, sender, mail.clone(), events_stopped.clone())
         }
-    }
+    };
+    let flags = bus.flags(&settings);
+    events::spawn_consumers(&bus, &conn, &settings.events, mail, flags, &events_stopped);
     let shutdown = async move {
         shutdown.await;
         stop_events.fire();
@@ -120,7 +120,7 @@ pub async fn serve_with_auth(
     let routes = tonic::service::Routes::new(NotificationServiceServer::new(
         grpc::NotificationGrpc::new(repo),
     ));
-    server::serve(
+    let served = server::serve(
         listener,
         ServerSpec {
             name: "notification",
@@ -132,6 +132,21 @@ pub async fn serve_with_auth(
         },
         shutdown,
     )
-    .await?;
+    .await;
+    // It finishes the mail in hand (at most one SMTP exchange) and stops.
+    if let Err(e) = dispatcher.await {
+        tracing::warn!(error = %e, "mail dispatcher ended abnormally");
+    }
+    served?;
     Ok(())
+}
+
+/// Runs the mail dispatcher from `outbox` through `sender`, woken by `wake`, until `stopped`.
+fn spawn_dispatcher<M: Sender>(
+    outbox: Arc<SeaMailOutbox>,
+    sender: M,
+    wake: OutboxSignal,
+    stopped: Shutdown,
+) -> JoinHandle<()> {
+    tokio::spawn(MailDispatcher::new(outbox, Arc::new(sender), wake).run(stopped))
 }

@@ -1,9 +1,11 @@
 //! Black-box tests of the notification service: real protobuf events published to a real
 //! JetStream, the real server on 127.0.0.1:0 over a fresh SQLite file, called through the
-//! generated client with tokens from a test issuer.
+//! generated client with tokens from a test issuer. Mail is sent after the consumer's commit,
+//! so mail is awaited as a condition (`wait_for_mail`, `eventually_some`).
 
 mod common;
 
+use polyshop_platform::testing::{EVENTUALLY, eventually_some};
 use std::time::Duration;
 
 use polyshop::{
@@ -17,7 +19,7 @@ use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use common::{fake_smtp, start, start_with};
+use common::{fake_smtp, message_ids, start, start_with};
 
 fn shipped(user_id: &str, order_id: &str) -> order::OrderShipped {
     order::OrderShipped {
@@ -53,34 +55,26 @@ async fn a_registered_user_gets_a_welcome_notification_a_mailbox_line_and_an_eve
     let page = app.list("u-ada", Default::default()).await.expect("list");
     assert_eq!(page.unread_count, 1);
 
-    let text = std::fs::read_to_string(app.mailbox_file("u-ada")).expect("mailbox file");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{text}");
+    let lines = app.wait_for_mail("u-ada", 1).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0]["notification_id"], n.notification_id.as_str());
     assert_eq!(lines[0]["to"], "\"Ada\" <ada@example.com>");
     assert_eq!(lines[0]["subject"], "Welcome to Polyshop");
 
-    // NotificationSent went out through the outbox.
-    let mut sent = None;
-    for _ in 0..100 {
+    // NotificationSent went out through the outbox once the mail was handed over.
+    let sent = eventually_some("NotificationSent", EVENTUALLY, async || {
         let stream = app
             .js
             .get_stream("POLYSHOP_NOTIFICATION")
             .await
             .expect("stream");
-        if let Ok(raw) = stream
+        let raw = stream
             .get_last_raw_message_by_subject("polyshop.notification.sent")
             .await
-        {
-            sent = Some(NotificationSent::decode(raw.payload).expect("NotificationSent"));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let sent = sent.expect("NotificationSent published");
+            .ok()?;
+        Some(NotificationSent::decode(raw.payload).expect("NotificationSent"))
+    })
+    .await;
     assert_eq!(sent.channel, "mailbox");
     assert_eq!(
         sent.notification.expect("notification").notification_id,
@@ -177,8 +171,8 @@ async fn order_and_payment_events_each_notify_the_right_user() {
     assert_eq!(two[0].title, "You were refunded 42.50 EUR");
     assert!(two[0].body.contains("o-refunded"), "{}", two[0].body);
 
-    let mailed = std::fs::read_to_string(app.mailbox_file("u1")).expect("u1 mailbox");
-    assert_eq!(mailed.lines().count(), 5, "{mailed}");
+    let mailed = app.wait_for_mail("u1", 5).await;
+    assert_eq!(mailed.len(), 5, "welcome and four orders: {mailed:#?}");
     assert!(!app.mailbox_file("u2").exists(), "no address, no mail");
     assert_eq!(
         app.list("u1", Default::default())
@@ -206,13 +200,13 @@ async fn the_same_event_delivered_twice_is_stored_once() {
     app.publish(&shipped("u1", "o-marker")).await;
 
     let found = app.wait_for("u1", 3).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let found_later = app.wait_for("u1", 3).await;
     assert_eq!(found.len(), 3, "welcome, o-1 once, marker: {found:#?}");
-    assert_eq!(found_later.len(), 3, "{found_later:#?}");
     assert_eq!(found.iter().filter(|n| n.source_event_id == id).count(), 1);
-    let mailed = std::fs::read_to_string(app.mailbox_file("u1")).expect("mailbox");
-    assert_eq!(mailed.lines().count(), 3, "{mailed}");
+    // Mail is sent in the order it was recorded: once the marker's is out, o-1's is too.
+    let mailed = app.wait_for_mail("u1", 3).await;
+    let marker = &found[0].notification_id;
+    assert_eq!(mailed[2]["notification_id"], marker.as_str(), "{mailed:#?}");
+    assert_eq!(mailed.len(), 3, "{mailed:#?}");
     app.stop().await;
 }
 
@@ -349,13 +343,22 @@ async fn pages_are_newest_first_and_cover_every_notification_once() {
 
 #[tokio::test]
 async fn mail_goes_to_the_smtp_relay_and_a_refused_delivery_is_retried() {
-    // The relay refuses the first attempt: the event is retried, stored and mailed once.
+    // The relay refuses the first attempt: the notification is stored at once, and the mail
+    // is tried again after its backoff and accepted, once.
     let (relay, transcript) = fake_smtp(1).await;
     let app = start_with(|s| s.notification.smtp_addr = Some(relay.to_string())).await;
     app.register("u-smtp", "ada@example.com", "Ada").await;
 
     let found = app.wait_for("u-smtp", 1).await;
     assert_eq!(found.len(), 1);
+    let message_id = format!("<{}@polyshop.local>", found[0].notification_id);
+    eventually_some("the retried mail", EVENTUALLY, async || {
+        message_ids(&transcript)
+            .contains_key(&message_id)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(message_ids(&transcript).get(&message_id), Some(&1));
     let lines = transcript.lock().expect("transcript").clone();
     let rcpts = lines
         .iter()
@@ -376,8 +379,10 @@ async fn mail_goes_to_the_smtp_relay_and_a_refused_delivery_is_retried() {
             .count(),
         1
     );
-    let message_id = format!("Message-ID: <{}@polyshop.local>", found[0].notification_id);
-    assert!(lines.contains(&message_id), "{lines:#?}");
+    assert!(
+        lines.contains(&format!("Message-ID: {message_id}")),
+        "{lines:#?}"
+    );
     assert!(
         !app.mailbox_file("u-smtp").exists(),
         "SMTP replaces the mailbox"
@@ -446,7 +451,11 @@ async fn events_become_notifications_once_on_postgres() {
     assert!(read.read);
     let page = app.list("u-pg", Default::default()).await.expect("list");
     assert_eq!(page.unread_count, 2);
-    let mailed = std::fs::read_to_string(app.mailbox_file("u-pg")).expect("mailbox");
-    assert_eq!(mailed.lines().count(), 3, "{mailed}");
+    let mailed = app.wait_for_mail("u-pg", 3).await;
+    assert_eq!(
+        mailed[2]["notification_id"],
+        found[0].notification_id.as_str()
+    );
+    assert_eq!(mailed.len(), 3, "{mailed:#?}");
     app.stop().await;
 }

@@ -2,14 +2,28 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::{EventStore, Mailbox, NotificationRepository, Sender};
-use crate::domain::{Mail, Notification, NotificationError, Recipient};
+use super::{EventStore, MailOutbox, NotificationRepository, Sender};
+use crate::domain::{
+    Mail, MailStatus, NextAttempt, Notification, NotificationError, QueuedMail, Recipient,
+};
 
 #[derive(Debug, Default)]
 struct State {
     notifications: Vec<Notification>,
     recipients: Vec<Recipient>,
-    mailbox: Vec<Mail>,
+    outbox: Vec<OutboxRow>,
+    /// `NotificationSent` as published for sent mail: (notification id, channel).
+    announced: Vec<(String, &'static str)>,
+}
+
+/// One mail outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub mail: Mail,
+    pub attempts: u32,
+    pub status: MailStatus,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
 }
 
 /// Every port over vectors.
@@ -28,20 +42,88 @@ impl MemoryStore {
     pub fn add(&self, notification: Notification) {
         self.state().notifications.push(notification);
     }
+
+    pub fn outbox(&self) -> Vec<OutboxRow> {
+        self.state().outbox.clone()
+    }
+
+    pub fn announced(&self) -> Vec<(String, &'static str)> {
+        self.state().announced.clone()
+    }
+
+    /// The pending row of `message_id`, if any.
+    fn pending<'a>(state: &'a mut State, message_id: &str) -> Option<&'a mut OutboxRow> {
+        state
+            .outbox
+            .iter_mut()
+            .find(|r| r.status == MailStatus::Pending && r.mail.message_id() == message_id)
+    }
 }
 
-impl Mailbox for MemoryStore {
-    async fn put(&self, mail: &Mail, _from: &str) -> Result<bool, NotificationError> {
-        let mut state = self.state();
-        if state
-            .mailbox
+impl MailOutbox for MemoryStore {
+    async fn due(&self, now: i64, limit: u64) -> Result<Vec<QueuedMail>, NotificationError> {
+        let state = self.state();
+        Ok(state
+            .outbox
             .iter()
-            .any(|m| m.notification_id == mail.notification_id)
-        {
-            return Ok(false);
+            .filter(|r| r.status == MailStatus::Pending && r.next_attempt_at <= now)
+            .take(usize::try_from(limit).expect("small"))
+            .map(|r| QueuedMail {
+                mail: r.mail.clone(),
+                attempts: r.attempts,
+            })
+            .collect())
+    }
+
+    async fn claim(
+        &self,
+        message_id: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, NotificationError> {
+        let mut state = self.state();
+        match Self::pending(&mut state, message_id) {
+            Some(row) if row.next_attempt_at <= now => {
+                row.next_attempt_at = until;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        state.mailbox.push(mail.clone());
-        Ok(true)
+    }
+
+    async fn sent(
+        &self,
+        mail: &Mail,
+        channel: &'static str,
+        _at: i64,
+    ) -> Result<(), NotificationError> {
+        let mut state = self.state();
+        if let Some(row) = Self::pending(&mut state, &mail.message_id()) {
+            row.status = MailStatus::Sent;
+            state
+                .announced
+                .push((mail.notification_id.clone(), channel));
+        }
+        Ok(())
+    }
+
+    async fn failed(
+        &self,
+        mail: &Mail,
+        attempts: u32,
+        next: NextAttempt,
+        error: &str,
+    ) -> Result<(), NotificationError> {
+        let mut state = self.state();
+        if let Some(row) = Self::pending(&mut state, &mail.message_id()) {
+            row.attempts = attempts;
+            row.last_error = Some(error.to_owned());
+            match next {
+                NextAttempt::At(at) => row.next_attempt_at = at,
+                NextAttempt::GiveUp => row.status = MailStatus::Failed,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -82,6 +164,25 @@ impl EventStore for MemoryStore {
             return Ok(false);
         }
         state.notifications.push(notification.clone());
+        Ok(true)
+    }
+
+    async fn queue_mail(&self, mail: &Mail, at: i64) -> Result<bool, NotificationError> {
+        let mut state = self.state();
+        if state
+            .outbox
+            .iter()
+            .any(|r| r.mail.message_id() == mail.message_id())
+        {
+            return Ok(false);
+        }
+        state.outbox.push(OutboxRow {
+            mail: mail.clone(),
+            attempts: 0,
+            status: MailStatus::Pending,
+            next_attempt_at: at,
+            last_error: None,
+        });
         Ok(true)
     }
 }
@@ -136,13 +237,24 @@ impl NotificationRepository for MemoryStore {
     }
 }
 
-/// Records what it was asked to send.
+/// Records what it was asked to send, after refusing the first `refuse` mails.
 #[derive(Debug, Default)]
-pub struct RecordingSender(Mutex<Vec<Mail>>);
+pub struct RecordingSender {
+    sent: Mutex<Vec<Mail>>,
+    refuse: Mutex<usize>,
+}
 
 impl RecordingSender {
+    /// Refuses the first `n` mails, like an SMTP relay that is down for a while.
+    pub fn failing_first(n: usize) -> Self {
+        Self {
+            refuse: Mutex::new(n),
+            ..Self::default()
+        }
+    }
+
     pub fn sent(&self) -> Vec<Mail> {
-        self.0.lock().expect("not poisoned").clone()
+        self.sent.lock().expect("not poisoned").clone()
     }
 }
 
@@ -151,22 +263,15 @@ impl Sender for RecordingSender {
         "recording"
     }
 
-    async fn send<B: Mailbox>(&self, _mailbox: &B, mail: &Mail) -> Result<(), NotificationError> {
-        self.0.lock().expect("not poisoned").push(mail.clone());
+    async fn send(&self, mail: &Mail) -> Result<(), NotificationError> {
+        let mut refuse = self.refuse.lock().expect("not poisoned");
+        if *refuse > 0 {
+            *refuse -= 1;
+            return Err(NotificationError::Delivery(
+                "451 refused: relay is down".into(),
+            ));
+        }
+        self.sent.lock().expect("not poisoned").push(mail.clone());
         Ok(())
-    }
-}
-
-/// Always fails, like an SMTP relay that is down.
-#[derive(Debug)]
-pub struct FailingSender;
-
-impl Sender for FailingSender {
-    fn channel(&self) -> &'static str {
-        "failing"
-    }
-
-    async fn send<B: Mailbox>(&self, _mailbox: &B, _mail: &Mail) -> Result<(), NotificationError> {
-        Err(NotificationError::Delivery("relay is down".into()))
     }
 }

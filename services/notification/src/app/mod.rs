@@ -1,13 +1,17 @@
 //! Use cases of the notification context over its ports: [`NotificationRepository`] (what
 //! the owner reads and marks), [`EventStore`] (the writes of one consumed event, inside the
-//! consumer's transaction) and [`Sender`] (mail delivery, with the [`Mailbox`] it may use).
+//! consumer's transaction, mail included as an outbox row), [`MailOutbox`] (that mail after
+//! the commit) and [`Sender`] (handing one mail over). [`MailDispatcher`] is the background
+//! use case that sends the outbox's mail.
 
+mod deliver_mail;
 mod list_notifications;
 mod mark_notification_read;
 #[cfg(test)]
 pub(crate) mod memory;
 mod notify;
 
+pub use deliver_mail::*;
 pub use list_notifications::*;
 pub use mark_notification_read::*;
 pub use notify::*;
@@ -16,7 +20,7 @@ use std::future::Future;
 
 use polyshop_platform::auth::Principal;
 
-use crate::domain::{Mail, Notification, NotificationError, Recipient};
+use crate::domain::{Mail, NextAttempt, Notification, NotificationError, QueuedMail, Recipient};
 
 /// Stored notifications, as their owner sees them.
 pub trait NotificationRepository: Send + Sync + 'static {
@@ -44,19 +48,9 @@ pub trait NotificationRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Notification>, NotificationError>> + Send;
 }
 
-/// The local copy of outgoing mail (the `mailbox` table), keyed by notification id.
-pub trait Mailbox: Send + Sync {
-    /// Keeps `mail` as sent from `from`; `false` if a mail for this notification is there.
-    fn put(
-        &self,
-        mail: &Mail,
-        from: &str,
-    ) -> impl Future<Output = Result<bool, NotificationError>> + Send;
-}
-
 /// The writes of one consumed event. Implementations work inside the consumer's transaction,
 /// so everything commits (or not) together with the event's inbox row.
-pub trait EventStore: Mailbox {
+pub trait EventStore: Send + Sync {
     /// Inserts or replaces the recipient, unless the stored one has a newer `updated_at`.
     fn upsert_recipient(
         &self,
@@ -77,23 +71,65 @@ pub trait EventStore: Mailbox {
         &self,
         notification: &Notification,
     ) -> impl Future<Output = Result<bool, NotificationError>> + Send;
+    /// Records `mail` in the mail outbox as pending from `at` (epoch ms), for the
+    /// [`MailDispatcher`] to send after the commit; `false` if a mail with its Message-ID is
+    /// there already. Nothing is sent here.
+    fn queue_mail(
+        &self,
+        mail: &Mail,
+        at: i64,
+    ) -> impl Future<Output = Result<bool, NotificationError>> + Send;
 }
 
-/// Delivers mail. Called inside the consumer's transaction: a failure rolls the notification
-/// back and the event is retried, so `send` must tolerate being called again for the same
-/// `notification_id`.
+/// The mail outbox as the [`MailDispatcher`] sees it: committed mail, by Message-ID. Each
+/// call is its own short transaction; none is open while a mail is being sent.
+pub trait MailOutbox: Send + Sync + 'static {
+    /// Up to `limit` pending mails due at `now` (epoch ms), oldest first.
+    fn due(
+        &self,
+        now: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<QueuedMail>, NotificationError>> + Send;
+    /// Takes the pending mail `message_id` if it is still due at `now`, making it not due
+    /// before `until`, so no other dispatcher sends it meanwhile (and a dispatcher that
+    /// died with it leaves it due again then); `false` if it is not pending and due.
+    fn claim(
+        &self,
+        message_id: &str,
+        now: i64,
+        until: i64,
+    ) -> impl Future<Output = Result<bool, NotificationError>> + Send;
+    /// Marks the pending `mail` sent through `channel` at `at` and, in the same transaction,
+    /// publishes `NotificationSent` for its notification. A mail not pending is left alone.
+    fn sent(
+        &self,
+        mail: &Mail,
+        channel: &'static str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), NotificationError>> + Send;
+    /// Records the `attempts`-th failed attempt at the pending `mail` with `error`: pending
+    /// again at the time `next` says, or failed for good.
+    fn failed(
+        &self,
+        mail: &Mail,
+        attempts: u32,
+        next: NextAttempt,
+        error: &str,
+    ) -> impl Future<Output = Result<(), NotificationError>> + Send;
+}
+
+/// Delivers mail. Called by the [`MailDispatcher`] after the consumer committed, never inside
+/// a transaction. The dispatcher records a mail as sent only after `send` returned, so a
+/// process stopped in between sends it again: `send` must keep the mail's Message-ID
+/// ([`Mail::message_id`]) so the receiving side can tell the repeat.
 pub trait Sender: Send + Sync + 'static {
     /// The channel name reported in `NotificationSent`, e.g. `mailbox` or `smtp`.
     fn channel(&self) -> &'static str;
-    /// Hands `mail` over, possibly keeping a copy in `mailbox`.
+    /// Hands `mail` over.
     ///
     /// # Errors
-    /// `Delivery` when it could not be handed over, `Internal` for storage trouble.
-    fn send<B: Mailbox>(
-        &self,
-        mailbox: &B,
-        mail: &Mail,
-    ) -> impl Future<Output = Result<(), NotificationError>> + Send;
+    /// `Delivery` when it could not be handed over (the dispatcher tries again later).
+    fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), NotificationError>> + Send;
 }
 
 /// The caller's user id: notifications belong to users, and a service token has none.

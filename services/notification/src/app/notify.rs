@@ -1,24 +1,29 @@
 //! Consuming domain events: keep the recipient directory current, and turn an event into one
-//! stored notification per user, handed to the [`Sender`] when the user's address is known.
+//! stored notification per user, with its mail recorded in the mail outbox when the user's
+//! address is known. Nothing is sent here: this runs inside the consumer's transaction, which
+//! may be rolled back and replayed (a batch with a failing event is applied again one event
+//! at a time), so mail goes out only after the commit, through the [`MailDispatcher`].
+//!
+//! [`MailDispatcher`]: super::MailDispatcher
 
 use polyshop_platform::status::Violations;
 
-use super::{EventStore, Sender};
+use super::EventStore;
 use crate::domain::{
     Mail, Notification, NotificationError, Recipient, Trigger, check_user_id, is_mailable,
     notification_id,
 };
 
-/// The channel reported when no mail went out (no usable address on file).
+/// The channel reported when no mail goes out (no usable address on file, or mail is off).
 pub const IN_APP: &str = "in_app";
 
-/// A notification that was stored by this call, and how it was delivered.
+/// A notification that was stored by this call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
+pub struct Notified {
     /// The stored notification.
     pub notification: Notification,
-    /// The sender's channel, or [`IN_APP`].
-    pub channel: &'static str,
+    /// Whether its mail was recorded in the mail outbox; `false` means in-app only.
+    pub mailed: bool,
 }
 
 fn checked_user_id(user_id: &str) -> Result<(), NotificationError> {
@@ -53,24 +58,22 @@ pub async fn forget_recipient<S: EventStore>(
 }
 
 /// Stores the notification `trigger` (from event `source_event_id`) causes for `user_id`
-/// and, when `mail` is on (the `notification_email` flag), mails it if the user's address is
-/// known; otherwise it is kept in-app only.
+/// and, when `mail` is on (the `notification_email` flag) and the user's address is known,
+/// records its mail in the mail outbox; otherwise it is kept in-app only.
 /// `None` when this event already produced this user's notification.
 ///
 /// # Errors
-/// `Invalid` for an unusable user id (the event can never succeed), `Delivery` when the
-/// sender failed (retry the event), `Internal`.
-pub async fn notify<S: EventStore, M: Sender>(
+/// `Invalid` for an unusable user id (the event can never succeed), `Internal`.
+pub async fn notify<S: EventStore>(
     store: &S,
-    sender: &M,
     mail: bool,
     source_event_id: &str,
     user_id: &str,
     trigger: &Trigger,
-) -> Result<Option<Delivered>, NotificationError> {
+) -> Result<Option<Notified>, NotificationError> {
     checked_user_id(user_id)?;
-    let (id, created_at) =
-        notification_id(source_event_id, user_id, polyshop_platform::now_millis());
+    let now = polyshop_platform::now_millis();
+    let (id, created_at) = notification_id(source_event_id, user_id, now);
     let message = trigger.message();
     let notification = Notification {
         id,
@@ -91,12 +94,13 @@ pub async fn notify<S: EventStore, M: Sender>(
         tracing::debug!(user_id, "notification_email is off: in-app only");
         None
     };
-    let channel = match recipient {
+    let mailed = match recipient {
         Some(recipient) if is_mailable(&recipient.email) => {
-            sender
-                .send(store, &Mail::new(&notification, &recipient))
+            // Keyed by Message-ID: a mail already there is this very mail, not a second one.
+            store
+                .queue_mail(&Mail::new(&notification, &recipient), now)
                 .await?;
-            sender.channel()
+            true
         }
         known => {
             tracing::info!(
@@ -105,12 +109,12 @@ pub async fn notify<S: EventStore, M: Sender>(
                 address_known = known.is_some(),
                 "no usable email address on file; notification kept in-app only"
             );
-            IN_APP
+            false
         }
     };
-    Ok(Some(Delivered {
+    Ok(Some(Notified {
         notification,
-        channel,
+        mailed,
     }))
 }
 
@@ -118,8 +122,8 @@ pub async fn notify<S: EventStore, M: Sender>(
 mod tests {
     use super::*;
     use crate::{
-        app::memory::{FailingSender, MemoryStore, RecordingSender},
-        domain::NotificationKind,
+        app::memory::MemoryStore,
+        domain::{MailStatus, NotificationKind},
     };
 
     const EVENT: &str = "0190b7a2-5c3e-7d41-9a2b-3c4d5e6f7a8b";
@@ -140,56 +144,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_event_is_stored_and_mailed_once_per_user() {
+    async fn an_event_is_stored_and_its_mail_queued_once_per_user() {
         let store = MemoryStore::default();
-        let sender = RecordingSender::default();
         remember_recipient(&store, &ada()).await.expect("recipient");
-        let first = notify(&store, &sender, true, EVENT, "u1", &confirmed())
+        let first = notify(&store, true, EVENT, "u1", &confirmed())
             .await
             .expect("notify")
             .expect("stored");
-        assert_eq!(first.channel, "recording");
+        assert!(first.mailed);
         assert_eq!(first.notification.kind, NotificationKind::OrderConfirmed);
-        let again = notify(&store, &sender, true, EVENT, "u1", &confirmed())
+        let again = notify(&store, true, EVENT, "u1", &confirmed())
             .await
             .expect("notify again");
         assert_eq!(again, None);
         assert_eq!(store.notifications().len(), 1);
-        let sent = sender.sent();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].to_email, "ada@example.com");
-        assert_eq!(sent[0].notification_id, first.notification.id);
+        let queued = store.outbox();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].mail.to_email, "ada@example.com");
+        assert_eq!(queued[0].mail.notification_id, first.notification.id);
+        assert_eq!(queued[0].status, MailStatus::Pending);
     }
 
     #[tokio::test]
     async fn a_user_without_a_known_address_gets_an_in_app_notification_only() {
         let store = MemoryStore::default();
-        let sender = RecordingSender::default();
-        let delivered = notify(&store, &sender, true, EVENT, "u2", &confirmed())
+        let notified = notify(&store, true, EVENT, "u2", &confirmed())
             .await
             .expect("notify")
             .expect("stored");
-        assert_eq!(delivered.channel, IN_APP);
-        assert!(sender.sent().is_empty());
+        assert!(!notified.mailed);
+        assert!(store.outbox().is_empty());
         assert_eq!(store.notifications().len(), 1);
     }
 
     #[tokio::test]
-    async fn a_failed_delivery_is_an_error_the_consumer_retries() {
+    async fn with_mail_off_a_known_user_gets_an_in_app_notification_only() {
         let store = MemoryStore::default();
         remember_recipient(&store, &ada()).await.expect("recipient");
-        let err = notify(&store, &FailingSender, true, EVENT, "u1", &confirmed())
+        let notified = notify(&store, false, EVENT, "u1", &confirmed())
             .await
-            .expect_err("delivery fails");
-        assert!(matches!(err, NotificationError::Delivery(_)), "{err}");
+            .expect("notify")
+            .expect("stored");
+        assert!(!notified.mailed);
+        assert!(store.outbox().is_empty());
     }
 
     #[tokio::test]
     async fn an_unusable_user_id_is_invalid() {
         let store = MemoryStore::default();
-        let sender = RecordingSender::default();
         for user_id in ["", "../x"] {
-            let err = notify(&store, &sender, true, EVENT, user_id, &confirmed())
+            let err = notify(&store, true, EVENT, user_id, &confirmed())
                 .await
                 .expect_err("invalid");
             assert!(matches!(err, NotificationError::Invalid(_)), "{err}");

@@ -1,14 +1,16 @@
 //! The notification context's model and rules: what a notification is, which kinds exist,
 //! how its id is derived from the event that caused it, who may be mailed, what each
-//! notification says, and how money reads in it. Pure: no I/O.
+//! notification says, how money reads in it, and how outgoing mail is retried. Pure: no I/O.
 
 mod ids;
 mod messages;
 mod money;
+mod outgoing;
 
 pub use ids::*;
 pub use messages::*;
 pub use money::*;
+pub use outgoing::*;
 
 use polyshop_platform::status::Violations;
 
@@ -102,7 +104,8 @@ pub struct Recipient {
 /// One outgoing mail: a notification addressed to its recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {
-    /// The notification; also the mail's idempotency key and Message-ID.
+    /// The notification; also the mail's idempotency key, and its Message-ID is made from it
+    /// ([`Mail::message_id`]).
     pub notification_id: String,
     /// The recipient's user id.
     pub user_id: String,
@@ -127,6 +130,14 @@ impl Mail {
             subject: notification.title.clone(),
             body: notification.body.clone(),
         }
+    }
+
+    /// The `Message-ID` header value, `<notification id@polyshop.local>`: a function of the
+    /// notification id, itself a function of (event, user), so every attempt at the same mail
+    /// carries the same Message-ID and the outbox, the mailbox file and receivers can tell a
+    /// repeat from a new mail.
+    pub fn message_id(&self) -> String {
+        message_id(&self.notification_id)
     }
 
     /// The recipient as `"Name" <address>`, or the bare address when there is no usable
@@ -157,7 +168,7 @@ pub enum NotificationError {
     /// No such notification for this caller (someone else's looks the same).
     #[error("notification not found")]
     NotFound,
-    /// The sender could not hand the mail over; the event is retried.
+    /// The sender could not hand the mail over; the mail dispatcher tries again later.
     #[error("delivery failed: {0}")]
     Delivery(String),
     /// Storage failed.
@@ -196,5 +207,6 @@ mod tests {
         assert_eq!(mail.to(), "\"Ada LBcc: x\" <ada@example.com>");
         mail.to_name = "  ".into();
         assert_eq!(mail.to(), "ada@example.com");
+        assert_eq!(mail.message_id(), "<n1@polyshop.local>");
     }
 }

@@ -1,18 +1,22 @@
-//! [`NotificationHandler`]: decodes one consumed event, applies it through the use cases
-//! inside the consumer's transaction, and enqueues `NotificationSent` in that transaction.
+//! [`NotificationHandler`]: decodes one consumed event and applies it through the use cases
+//! inside the consumer's transaction: the notification, and its mail as a pending mail outbox
+//! row. No mail is sent from here: the transaction may yet be rolled back and the event
+//! replayed (a batch with a failing event is applied again one event at a time), so the
+//! [`MailDispatcher`](crate::app::MailDispatcher) sends it after the commit.
+//!
+//! `NotificationSent` says a notification reached its user through a channel. An in-app-only
+//! one has reached them once committed, so it is enqueued here, in this transaction; a mailed
+//! one has reached them when the mail was handed over, so the mail outbox enqueues it then,
+//! with the sender's channel (see `store::SeaMailOutbox`).
+//!
 //! An event that cannot be decoded or names no usable user is poison (dead-lettered at
-//! once); storage or delivery trouble is retried, then dead-lettered after MaxDeliver.
-
-use std::sync::Arc;
+//! once); storage trouble is retried, then dead-lettered after MaxDeliver.
 
 use futures::future::BoxFuture;
-use polyshop::{
-    notification::v1::NotificationSent, order::v1 as order, payment::v1 as payment,
-    user::v1 as user,
-};
+use polyshop::{order::v1 as order, payment::v1 as payment, user::v1 as user};
 use polyshop_platform::{
     events::{
-        self, ReceivedEvent,
+        ReceivedEvent,
         consumer::{Handler, HandlerError},
         outbox::{self, OutboxSignal},
     },
@@ -23,39 +27,34 @@ use sea_orm::DatabaseTransaction;
 
 use super::{
     ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_REJECTED, ORDER_SHIPPED, PAYMENT_REFUNDED,
-    USER_DELETED, USER_REGISTERED, USER_UPDATED,
+    USER_DELETED, USER_REGISTERED, USER_UPDATED, notification_sent,
 };
 use crate::{
-    app::{self, Delivered, Sender},
+    app::{self, IN_APP, Notified},
     domain::{Money, NotificationError, Recipient, RejectionReason, Trigger},
-    grpc::convert,
     store::TxnEventStore,
 };
 
-/// Applies user, order and payment events; delivers through `M`.
+/// Applies user, order and payment events; records mail for the mail dispatcher.
 #[derive(Debug)]
-pub struct NotificationHandler<M> {
-    sender: Arc<M>,
-    signal: OutboxSignal,
+pub struct NotificationHandler {
+    relay: OutboxSignal,
+    mail: OutboxSignal,
     flags: Flags,
 }
 
-impl<M: Sender> NotificationHandler<M> {
-    /// A handler delivering through `sender`, waking the outbox relay through `signal`.
-    pub fn new(sender: Arc<M>, signal: OutboxSignal, flags: Flags) -> Self {
-        Self {
-            sender,
-            signal,
-            flags,
-        }
+impl NotificationHandler {
+    /// A handler waking the event relay through `relay` and the mail dispatcher through `mail`.
+    pub fn new(relay: OutboxSignal, mail: OutboxSignal, flags: Flags) -> Self {
+        Self { relay, mail, flags }
     }
 
     async fn apply(
         &self,
         store: &TxnEventStore<'_>,
         event: &ReceivedEvent,
-    ) -> Result<Option<Delivered>, NotificationError> {
-        let (id, sender) = (event.id.as_str(), self.sender.as_ref());
+    ) -> Result<Option<Notified>, NotificationError> {
+        let id = event.id.as_str();
         let (user_id, trigger) = match event.subject.as_str() {
             USER_REGISTERED => {
                 let user = decode::<user::UserRegistered>(event)?
@@ -120,11 +119,11 @@ impl<M: Sender> NotificationHandler<M> {
             }
         };
         let mail = self.flags.enabled("notification_email");
-        app::notify(store, sender, mail, id, &user_id, &trigger).await
+        app::notify(store, mail, id, &user_id, &trigger).await
     }
 }
 
-impl<M: Sender> Handler for NotificationHandler<M> {
+impl Handler for NotificationHandler {
     fn handle<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
@@ -132,28 +131,30 @@ impl<M: Sender> Handler for NotificationHandler<M> {
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let store = TxnEventStore::new(txn);
-            let Some(delivered) = self.apply(&store, event).await.map_err(outcome)? else {
+            let Some(notified) = self.apply(&store, event).await.map_err(outcome)? else {
                 return Ok(());
             };
+            let n = &notified.notification;
             tracing::info!(
                 event_id = %event.id,
-                notification_id = %delivered.notification.id,
-                user_id = %delivered.notification.user_id,
-                kind = delivered.notification.kind.as_str(),
-                channel = delivered.channel,
+                notification_id = %n.id,
+                user_id = %n.user_id,
+                kind = n.kind.as_str(),
+                mailed = notified.mailed,
                 "notification stored"
             );
-            let sent = NotificationSent {
-                notification: Some(convert::notification(delivered.notification)),
-                channel: delivered.channel.to_owned(),
-                occur_time: Some(polyshop_platform::timestamp(polyshop_platform::now_millis())),
-            };
-            outbox::enqueue(txn, &events::event(&sent))
+            // Both wake-ups come before the commit, which the handler cannot see: on SQLite
+            // (one connection) the woken task reads after it anyway, on PostgreSQL it finds
+            // the rows on its next poll at the latest.
+            if notified.mailed {
+                self.mail.wake();
+                return Ok(());
+            }
+            let sent = notification_sent(n, IN_APP, polyshop_platform::now_millis());
+            outbox::enqueue(txn, &sent)
                 .await
                 .map_err(|e| HandlerError::Retry(format!("outbox: {e}")))?;
-            // The relay reads after our commit (SQLite has one connection) or on its next
-            // poll (PostgreSQL), so waking it before the commit loses nothing.
-            self.signal.wake();
+            self.relay.wake();
             Ok(())
         })
     }
@@ -271,9 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn delivery_and_storage_failures_are_retried() {
-        let delivery = NotificationError::Delivery("relay down".into());
-        assert!(matches!(outcome(delivery), HandlerError::Retry(_)));
+    fn storage_failures_are_retried() {
         let storage = NotificationError::Internal("disk full".into());
         assert!(matches!(outcome(storage), HandlerError::Retry(_)));
     }

@@ -1,6 +1,8 @@
 //! The notification context's event side: three durable consumers (user, order and payment
 //! streams) feeding one [`NotificationHandler`], which calls the use cases inside the
-//! consumer's transaction and publishes `NotificationSent` through the outbox.
+//! consumer's transaction, and `NotificationSent`, published through the outbox
+//! ([`notification_sent`]): by the handler for an in-app-only notification, by the mail
+//! outbox once the mail was handed over.
 
 mod handler;
 
@@ -8,13 +10,16 @@ pub use handler::NotificationHandler;
 
 use std::sync::Arc;
 
+use polyshop::notification::v1::NotificationSent;
 use polyshop_platform::{
-    config::EventSettings, events::EventBus, events::consumer::ConsumerSpec, flags::Flags,
+    config::EventSettings,
+    events::{self, EventBus, OutgoingEvent, consumer::ConsumerSpec, outbox::OutboxSignal},
+    flags::Flags,
     shutdown::Shutdown,
 };
 use sea_orm::DatabaseConnection;
 
-use crate::app::Sender;
+use crate::{domain::Notification, grpc::convert};
 
 /// `user.registered`: recipient + welcome notification.
 pub const USER_REGISTERED: &str = "polyshop.user.registered";
@@ -59,16 +64,27 @@ pub fn consumer_specs(settings: &EventSettings) -> [ConsumerSpec; 3] {
     ]
 }
 
-/// Runs the consumers in the background until `shutdown`, delivering through `sender`.
-pub fn spawn_consumers<M: Sender>(
+/// `NotificationSent` for `notification`, delivered through `channel` at `at` (epoch ms), in
+/// its outbox form.
+pub fn notification_sent(notification: &Notification, channel: &str, at: i64) -> OutgoingEvent {
+    events::event(&NotificationSent {
+        notification: Some(convert::notification(notification.clone())),
+        channel: channel.to_owned(),
+        occur_time: Some(polyshop_platform::timestamp(at)),
+    })
+}
+
+/// Runs the consumers in the background until `shutdown`; they record mail and wake the mail
+/// dispatcher through `mail`.
+pub fn spawn_consumers(
     bus: &EventBus,
     db: &DatabaseConnection,
     settings: &EventSettings,
-    sender: Arc<M>,
+    mail: OutboxSignal,
     flags: Flags,
     shutdown: &Shutdown,
 ) {
-    let handler = Arc::new(NotificationHandler::new(sender, bus.signal.clone(), flags));
+    let handler = Arc::new(NotificationHandler::new(bus.signal.clone(), mail, flags));
     for spec in consumer_specs(settings) {
         bus.spawn_consumer(db.clone(), spec, handler.clone(), shutdown.clone());
     }

@@ -25,7 +25,8 @@ impl From<NotificationError> for Status {
                 "NOTIFICATION_NOT_FOUND",
                 "notification not found",
             ),
-            // Delivery happens only in consumers; should one surface here, it is internal.
+            // Delivery happens only in the mail dispatcher; should one surface here, it is
+            // internal.
             e @ NotificationError::Delivery(_) => internal(&e),
             NotificationError::Internal(e) => internal(e.as_ref()),
         }

@@ -1,7 +1,7 @@
 //! [`MailboxSender`]: delivers mail locally, for development and tests. Each mail becomes a
-//! row in the `mailbox` table (through the consumer's transaction) and a line in
-//! `<dir>/<user_id>.jsonl`. Both are keyed by notification id, so a redelivered event does
-//! not duplicate the mail: a file line is written only if none with that id exists.
+//! line in `<dir>/<user_id>.jsonl`, written only if none with its notification id (its
+//! Message-ID) exists, so a mail sent again (a dispatcher stopped before recording it) is
+//! not duplicated. The `mail_outbox` table keeps the record of what was sent.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,7 +13,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    app::{Mailbox, Sender},
+    app::Sender,
     domain::{Mail, NotificationError, check_user_id},
 };
 
@@ -30,7 +30,7 @@ struct Line {
     sent_at: String,
 }
 
-/// The default sender: the `mailbox` table and a JSON-lines file per user.
+/// The default sender: a JSON-lines file per user.
 #[derive(Debug)]
 pub struct MailboxSender {
     dir: PathBuf,
@@ -174,11 +174,7 @@ impl Sender for MailboxSender {
         "mailbox"
     }
 
-    async fn send<B: Mailbox>(&self, mailbox: &B, mail: &Mail) -> Result<(), NotificationError> {
-        if !mailbox.put(mail, &self.from).await? {
-            // Delivered by an earlier, committed attempt.
-            return Ok(());
-        }
+    async fn send(&self, mail: &Mail) -> Result<(), NotificationError> {
         self.append(mail)
             .await
             .map_err(|e| NotificationError::Delivery(format!("mailbox file: {e}")))
@@ -188,7 +184,6 @@ impl Sender for MailboxSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::memory::MemoryStore;
 
     fn mail(user_id: &str) -> Mail {
         Mail {
@@ -202,16 +197,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_mail_is_kept_once_in_the_table_and_the_users_file() {
+    async fn a_mail_sent_again_is_kept_once_in_the_users_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sender = MailboxSender::new(dir.path().join("mailbox"), "shop@example.com");
-        let table = MemoryStore::default();
-        sender.send(&table, &mail("u1")).await.expect("first");
-        // A retry after a rolled-back transaction: the row is gone, the file line is not.
-        sender
-            .send(&MemoryStore::default(), &mail("u1"))
-            .await
-            .expect("retry");
+        sender.send(&mail("u1")).await.expect("first");
+        // Sent again, as after a dispatcher stopped before recording it: one line still.
+        sender.send(&mail("u1")).await.expect("again");
         let text = std::fs::read_to_string(sender.file_of("u1")).expect("file");
         assert_eq!(text.lines().count(), 1, "{text}");
         let line: Line = serde_json::from_str(text.trim()).expect("json line");
@@ -225,21 +216,12 @@ mod tests {
         let sender = MailboxSender::new(dir.path().join("mailbox"), "shop@example.com");
         let mut first = mail("u1");
         first.notification_id = "n0".into();
-        sender
-            .send(&MemoryStore::default(), &first)
-            .await
-            .expect("n0");
+        sender.send(&first).await.expect("n0");
         // Another process (a second instance on the same dir) mails n1 to the same file.
         let other = MailboxSender::new(dir.path().join("mailbox"), "shop@example.com");
-        other
-            .send(&MemoryStore::default(), &mail("u1"))
-            .await
-            .expect("other");
+        other.send(&mail("u1")).await.expect("other");
         // This sender has read the file before, yet sees the line appended since.
-        sender
-            .send(&MemoryStore::default(), &mail("u1"))
-            .await
-            .expect("retry");
+        sender.send(&mail("u1")).await.expect("retry");
         let text = std::fs::read_to_string(sender.file_of("u1")).expect("file");
         assert_eq!(text.lines().count(), 2, "{text}");
     }
@@ -265,10 +247,7 @@ mod tests {
     async fn a_user_id_that_could_leave_the_directory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sender = MailboxSender::new(dir.path().join("mailbox"), "shop@example.com");
-        let err = sender
-            .send(&MemoryStore::default(), &mail("../escape"))
-            .await
-            .expect_err("refused");
+        let err = sender.send(&mail("../escape")).await.expect_err("refused");
         assert!(matches!(err, NotificationError::Delivery(_)), "{err}");
         assert!(!dir.path().join("escape.jsonl").exists());
     }

@@ -2,6 +2,8 @@
 //! greeting, EHLO (HELO if refused), MAIL FROM, RCPT TO, DATA, QUIT, checking every reply
 //! code. There is no TLS and no AUTH: it is meant for a relay on the local host or network
 //! (Postfix, MailHog, a sidecar) that forwards mail onwards. The body is sent as 8-bit UTF-8.
+//! Every mail carries its fixed Message-ID ([`Mail::message_id`]), so a mail sent again
+//! after a crash between hand-over and record can be recognised by the receiving side.
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use tokio::{
 };
 
 use crate::{
-    app::{Mailbox, Sender},
+    app::Sender,
     domain::{Mail, NotificationError},
 };
 
@@ -57,7 +59,8 @@ pub struct SmtpSender {
 
 impl SmtpSender {
     /// Mail to the relay at `addr` (`host:port`) from `from` (`Name <address>` or an address).
-    /// A whole exchange may take 10 s: it runs inside the consumer's transaction.
+    /// A whole exchange may take 10 s; it runs in the mail dispatcher, outside any
+    /// transaction, so a slow relay delays only mail.
     pub fn new(addr: impl Into<String>, from: impl Into<String>) -> Self {
         Self {
             addr: addr.into(),
@@ -116,7 +119,7 @@ impl Sender for SmtpSender {
         "smtp"
     }
 
-    async fn send<B: Mailbox>(&self, _mailbox: &B, mail: &Mail) -> Result<(), NotificationError> {
+    async fn send(&self, mail: &Mail) -> Result<(), NotificationError> {
         self.deliver(mail)
             .await
             .map_err(|e| NotificationError::Delivery(e.to_string()))
@@ -237,14 +240,14 @@ fn to_header(mail: &Mail) -> String {
 /// the terminating `.` line.
 fn message(from: &str, mail: &Mail, now: chrono::DateTime<chrono::Utc>) -> String {
     let mut out = format!(
-        "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: <{}@polyshop.local>\r\n\
+        "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: {}\r\n\
          MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Transfer-Encoding: 8bit\r\n\r\n",
         header_value(from),
         to_header(mail),
         header_value(&mail.subject),
         now.to_rfc2822(),
-        mail.notification_id,
+        mail.message_id(),
     );
     for line in mail.body.lines() {
         if line.starts_with('.') {

@@ -60,29 +60,43 @@ pub mod recipient {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The `mailbox` table: mail the default sender delivered locally.
-pub mod mailbox {
+/// The `mail_outbox` table: mail recorded by the consumer, sent after its commit.
+pub mod mail_outbox {
     use sea_orm::entity::prelude::*;
 
     /// One mail row.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "mailbox")]
+    #[sea_orm(table_name = "mail_outbox")]
     pub struct Model {
-        /// The notification mailed; one mail each.
+        /// `<notification id@polyshop.local>`; one mail each.
         #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: String,
+        /// The notification mailed.
         pub notification_id: String,
         /// Recipient's user id.
         pub user_id: String,
-        /// `Name <address>` or the address.
-        pub mail_to: String,
-        /// Sender.
-        pub mail_from: String,
+        /// Recipient's address.
+        pub to_email: String,
+        /// Recipient's name (may be empty).
+        pub to_name: String,
         /// Subject.
         pub subject: String,
         /// Body.
         pub body: String,
-        /// Epoch ms.
+        /// `MailStatus::as_str`.
+        pub status: String,
+        /// Attempts made (failed ones, plus the one that sent it).
+        pub attempts: i32,
+        /// Epoch ms before which it is not sent (a retry's delay, a dispatcher's claim).
+        pub next_attempt_at: i64,
+        /// Why the last attempt failed.
+        pub last_error: Option<String>,
+        /// The sender's channel, once sent.
+        pub channel: Option<String>,
+        /// Epoch ms it was recorded.
         pub created_at: i64,
+        /// Epoch ms it was sent.
+        pub sent_at: Option<i64>,
     }
 
     /// No relations are navigated through sea-orm.

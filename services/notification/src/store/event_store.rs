@@ -1,17 +1,18 @@
 //! [`TxnEventStore`]: the writes of one consumed event, through the consumer's transaction,
-//! so they commit together with the event's inbox row — or not at all.
+//! so they commit together with the event's inbox row — or not at all. That includes the
+//! event's mail, as a pending `mail_outbox` row: a rolled-back event leaves no mail behind.
 
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, Statement, TryInsertResult,
 };
 
 use super::{
-    entities::{mailbox, notification, recipient},
+    entities::{mail_outbox, notification, recipient},
     internal,
 };
 use crate::{
-    app::{EventStore, Mailbox},
-    domain::{Mail, Notification, NotificationError, Recipient},
+    app::EventStore,
+    domain::{Mail, MailStatus, Notification, NotificationError, Recipient},
 };
 
 /// The event-side store over a consumer's transaction.
@@ -29,26 +30,6 @@ impl<'a> TxnEventStore<'a> {
 
 fn inserted(result: TryInsertResult<u64>) -> bool {
     matches!(result, TryInsertResult::Inserted(n) if n > 0)
-}
-
-impl Mailbox for TxnEventStore<'_> {
-    async fn put(&self, mail: &Mail, from: &str) -> Result<bool, NotificationError> {
-        let row = mailbox::ActiveModel {
-            notification_id: Set(mail.notification_id.clone()),
-            user_id: Set(mail.user_id.clone()),
-            mail_to: Set(mail.to()),
-            mail_from: Set(from.to_owned()),
-            subject: Set(mail.subject.clone()),
-            body: Set(mail.body.clone()),
-            created_at: Set(polyshop_platform::now_millis()),
-        };
-        let result = mailbox::Entity::insert(row)
-            .on_conflict_do_nothing_on([mailbox::Column::NotificationId])
-            .exec_without_returning(self.txn)
-            .await
-            .map_err(internal)?;
-        Ok(inserted(result))
-    }
 }
 
 impl EventStore for TxnEventStore<'_> {
@@ -115,6 +96,31 @@ impl EventStore for TxnEventStore<'_> {
                 notification::Column::SourceEventId,
                 notification::Column::UserId,
             ])
+            .exec_without_returning(self.txn)
+            .await
+            .map_err(internal)?;
+        Ok(inserted(result))
+    }
+
+    async fn queue_mail(&self, mail: &Mail, at: i64) -> Result<bool, NotificationError> {
+        let row = mail_outbox::ActiveModel {
+            message_id: Set(mail.message_id()),
+            notification_id: Set(mail.notification_id.clone()),
+            user_id: Set(mail.user_id.clone()),
+            to_email: Set(mail.to_email.clone()),
+            to_name: Set(mail.to_name.clone()),
+            subject: Set(mail.subject.clone()),
+            body: Set(mail.body.clone()),
+            status: Set(MailStatus::Pending.as_str().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(at),
+            last_error: Set(None),
+            channel: Set(None),
+            created_at: Set(at),
+            sent_at: Set(None),
+        };
+        let result = mail_outbox::Entity::insert(row)
+            .on_conflict_do_nothing_on([mail_outbox::Column::MessageId])
             .exec_without_returning(self.txn)
             .await
             .map_err(internal)?;

@@ -1,13 +1,16 @@
 //! Persistence of the notification context with sea-orm: the `notifications`, `recipients`
-//! and `mailbox` tables and their migrations; [`SeaNotificationRepository`] (the owner's
-//! reads) and [`TxnEventStore`] (a consumed event's writes, inside the consumer's
-//! transaction). Entities never leave this module.
+//! and `mail_outbox` tables and their migrations; [`SeaNotificationRepository`] (the owner's
+//! reads), [`TxnEventStore`] (a consumed event's writes, inside the consumer's transaction)
+//! and [`SeaMailOutbox`] (the mail dispatcher's reads and status changes). Entities never
+//! leave this module.
 
 mod entities;
 mod event_store;
+mod mail_outbox;
 mod repository;
 
 pub use event_store::TxnEventStore;
+pub use mail_outbox::SeaMailOutbox;
 pub use repository::SeaNotificationRepository;
 
 use polyshop_platform::db::Migration;
@@ -17,7 +20,15 @@ use crate::domain::{Notification, NotificationError, NotificationKind};
 
 /// Schema of the notification database, oldest first. `UNIQUE (source_event_id, user_id)`
 /// makes "one notification per event per user" hold even if the inbox were bypassed.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+///
+/// Version 2 replaces `mailbox` (mail delivered inside the consumer's transaction) with
+/// `mail_outbox`, one table for every mail with its status: the consumer records mail as
+/// `pending`, the dispatcher sends it after the commit and marks it `sent` (or, having given
+/// up, `failed`). The old rows were delivered: they come over as `sent`, their `To` as written
+/// (`"Name" <address>`) in `to_email`.
+pub const MIGRATIONS: &[Migration] = &[MIGRATION_1, MIGRATION_2];
+
+const MIGRATION_1: Migration = Migration {
     version: 1,
     name: "notifications, recipients and mailbox",
     sql: "CREATE TABLE notifications (
@@ -45,7 +56,35 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             body TEXT NOT NULL,
             created_at BIGINT NOT NULL);
           CREATE INDEX mailbox_by_user ON mailbox (user_id, notification_id)",
-}];
+};
+
+const MIGRATION_2: Migration = Migration {
+    version: 2,
+    name: "mail outbox, sent after commit, in place of mailbox",
+    sql: "CREATE TABLE mail_outbox (
+            message_id TEXT PRIMARY KEY,
+            notification_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            to_email TEXT NOT NULL,
+            to_name TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at BIGINT NOT NULL,
+            last_error TEXT,
+            channel TEXT,
+            created_at BIGINT NOT NULL,
+            sent_at BIGINT);
+          CREATE INDEX mail_outbox_due ON mail_outbox (status, next_attempt_at);
+          INSERT INTO mail_outbox (message_id, notification_id, user_id, to_email, to_name,
+              subject, body, status, attempts, next_attempt_at, channel, created_at, sent_at)
+            SELECT '<' || notification_id || '@polyshop.local>', notification_id, user_id,
+              mail_to, '', subject, body, 'sent', 1, created_at, 'mailbox', created_at,
+              created_at
+            FROM mailbox;
+          DROP TABLE mailbox",
+};
 
 fn internal(e: DbErr) -> NotificationError {
     NotificationError::Internal(Box::new(e))

@@ -1,10 +1,13 @@
 //! The harness of the notification service tests: a real nats-server and the real server on
 //! 127.0.0.1:0 over a fresh SQLite file, events published to JetStream the way the outbox
-//! relay does, and a fake SMTP relay.
+//! relay does, and a fake SMTP relay. Mail goes out after the consumer's commit, so tests
+//! wait for it with [`eventually_some`] (a condition polled until a deadline), never a fixed sleep.
 
 #![allow(dead_code)]
 
+use polyshop_platform::testing::{EVENTUALLY, eventually_some};
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -48,6 +51,36 @@ pub async fn start() -> Running {
 
 /// Starts the service after `configure` adjusted its settings.
 pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Running {
+    start_with_backlog(configure, &[]).await
+}
+
+/// An event as the relay publishes it, with a fresh event id (also its `Nats-Msg-Id`).
+pub struct RawEvent {
+    pub subject: String,
+    pub type_name: String,
+    pub payload: Vec<u8>,
+    pub id: String,
+}
+
+impl RawEvent {
+    /// `event` on its declared subject.
+    pub fn of<E: prost::Message + prost::Name>(event: &E) -> Self {
+        Self {
+            subject: subject_of::<E>().expect("event subject"),
+            type_name: E::full_name(),
+            payload: event.encode_to_vec(),
+            id: polyshop_platform::new_id(),
+        }
+    }
+}
+
+/// Starts the service after `configure` adjusted its settings, with `backlog` published
+/// before it starts: its consumers find the events waiting and take them in together, as
+/// one batch (one transaction), the way a busy or restarted service does.
+pub async fn start_with_backlog(
+    configure: impl FnOnce(&mut Settings),
+    backlog: &[RawEvent],
+) -> Running {
     let nats = NatsServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = testing::settings(dir.path());
@@ -61,6 +94,17 @@ pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Running {
         .expect("connect to NATS");
     let js = jetstream::new(client);
     streams::ensure(&js).await.expect("streams");
+    for e in backlog {
+        publish_raw(
+            &js,
+            &e.subject,
+            &e.type_name,
+            e.payload.clone(),
+            &e.id,
+            &e.id,
+        )
+        .await;
+    }
 
     let tokens = TestTokens::new(&settings);
     let auth = tokens.authenticator(SERVICE_NAME);
@@ -136,32 +180,12 @@ impl Running {
         id: &str,
         msg_id: &str,
     ) {
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(msg_id)
-            .header(HEADER_ID, id)
-            .header(HEADER_TYPE, type_name);
-        self.js
-            .send_publish(subject.to_owned(), message)
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
+        publish_raw(&self.js, subject, type_name, payload, id, msg_id).await;
     }
 
     /// Registers `user_id` with `email`, as the user service announces it.
     pub async fn register(&self, user_id: &str, email: &str, name: &str) -> String {
-        self.publish(&user::UserRegistered {
-            user: Some(user::User {
-                user_id: user_id.into(),
-                username: name.to_lowercase(),
-                email: email.into(),
-                display_name: name.into(),
-                ..Default::default()
-            }),
-            occur_time: None,
-        })
-        .await
+        self.publish(&registered(user_id, email, name)).await
     }
 
     pub async fn list(
@@ -213,14 +237,84 @@ impl Running {
         );
     }
 
+    /// The lines of `user_id`'s mailbox file once it has `count` (polls up to 10 s).
+    pub async fn wait_for_mail(&self, user_id: &str, count: usize) -> Vec<serde_json::Value> {
+        let path = self.mailbox_file(user_id);
+        eventually_some(
+            &format!("{count} mails in {}", path.display()),
+            EVENTUALLY,
+            async || {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<serde_json::Value> = text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("json line"))
+                    .collect();
+                (lines.len() >= count).then_some(lines)
+            },
+        )
+        .await
+    }
+
     pub async fn stop(self) {
         self.stop.fire();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
 }
 
+/// `event` published as the relay would.
+async fn publish_raw(
+    js: &jetstream::Context,
+    subject: &str,
+    type_name: &str,
+    payload: Vec<u8>,
+    id: &str,
+    msg_id: &str,
+) {
+    let message = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(msg_id)
+        .header(HEADER_ID, id)
+        .header(HEADER_TYPE, type_name);
+    js.send_publish(subject.to_owned(), message)
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+}
+
+/// `user.registered` for `user_id` with `email` and display name `name`.
+pub fn registered(user_id: &str, email: &str, name: &str) -> user::UserRegistered {
+    user::UserRegistered {
+        user: Some(user::User {
+            user_id: user_id.into(),
+            username: name.to_lowercase(),
+            email: email.into(),
+            display_name: name.into(),
+            ..Default::default()
+        }),
+        occur_time: None,
+    }
+}
+
 /// What a fake SMTP relay received: every command and DATA line, in order.
 pub type Transcript = Arc<Mutex<Vec<String>>>;
+
+/// How many accepted mails (a DATA section ended with `.`) carried each Message-ID.
+pub fn message_ids(transcript: &Transcript) -> BTreeMap<String, usize> {
+    let lines = transcript.lock().expect("transcript").clone();
+    let mut counts = BTreeMap::new();
+    let mut current = None;
+    for line in lines {
+        if let Some(id) = line.strip_prefix("Message-ID: ") {
+            current = Some(id.to_owned());
+        } else if line == "."
+            && let Some(id) = current.take()
+        {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    counts
+}
 
 /// A fake SMTP relay on 127.0.0.1:0 that answers RCPT TO with 451 in its first
 /// `refuse_first` sessions and accepts everything else.
