@@ -1,11 +1,14 @@
 //! Test helpers shared by the service test suites (feature `test-util`, never a normal
 //! dependency): settings on a temp data dir, tokens minted with a test key, servers on
-//! 127.0.0.1:0, and a fresh PostgreSQL database when one is configured.
+//! 127.0.0.1:0, a fresh PostgreSQL database when one is configured, a nats-server per test
+//! with helpers to read what was published on it, and waits on conditions instead of sleeps.
 
 use std::{io::Write, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
+use async_nats::jetstream::{self, message::StreamMessage};
+use futures::TryStreamExt;
 use sea_orm::ConnectionTrait;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, time::Instant};
 
 use crate::{
     auth::{Authenticator, TokenIssuer, UserTokenVerifier, keys, service_tokens},
@@ -255,16 +258,17 @@ impl NatsServer {
                 panic!("cannot start {} ({e}); run `just tools`", program.display())
             });
         self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("nats-server did not start on port {}", self.port);
+        let port = self.port;
+        eventually_some(
+            &format!("nats-server to listen on port {port}"),
+            Duration::from_secs(20),
+            async || {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+            },
+        )
+        .await;
     }
 }
 
@@ -272,4 +276,122 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How long [`eventually`] waits for its condition.
+pub const EVENTUALLY: Duration = Duration::from_secs(15);
+
+/// The first and the longest pause between two checks: short at first so a condition that
+/// holds soon is seen soon, longer later so a slow one is not polled hard.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const LONGEST_PAUSE: Duration = Duration::from_millis(200);
+
+/// Waits until `check` holds, checking again and again for up to [`EVENTUALLY`].
+///
+/// # Panics
+/// If it does not hold in time, naming `what` (say what is awaited: "the order is confirmed").
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    eventually_some(what, EVENTUALLY, async || check().await.then_some(())).await;
+}
+
+/// Waits until `check` returns a value, for up to `within`, and returns it.
+///
+/// # Panics
+/// If no value comes in time, naming `what`.
+pub async fn eventually_some<T>(
+    what: &str,
+    within: Duration,
+    check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    poll_until(within, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {within:?} waiting for: {what}"))
+}
+
+/// Checks `check` until it returns a value or `within` has passed (a check still running then
+/// is dropped); `None` on timeout, for a caller that reports a timeout itself.
+pub async fn poll_until<T>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if let Some(value) = tokio::time::timeout_at(deadline, check()).await.ok()? {
+            return Some(value);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+/// A JetStream context on `nats`.
+///
+/// # Panics
+/// If it cannot connect.
+pub async fn jetstream(nats: &NatsServer) -> jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    jetstream::new(client)
+}
+
+/// How many messages on `subject` the stream that captures it holds (0 while no stream does).
+///
+/// # Panics
+/// If it cannot connect, or the stream's info cannot be read.
+pub async fn published(nats: &NatsServer, subject: &str) -> usize {
+    count_on(&jetstream(nats).await, subject).await
+}
+
+async fn count_on(js: &jetstream::Context, subject: &str) -> usize {
+    let Ok(name) = js.stream_by_subject(subject).await else {
+        return 0;
+    };
+    let stream = js.get_stream(name).await.expect("stream");
+    let subjects = stream.info_with_subjects(subject).await.expect("info");
+    let counts: Vec<(String, usize)> = subjects.try_collect().await.expect("subjects");
+    counts.into_iter().map(|(_, n)| n).sum()
+}
+
+/// How long [`expect_published`] watches for messages beyond the expected ones.
+const NO_MORE_FOR: Duration = Duration::from_millis(300);
+
+/// Waits until `n` messages are on `subject`, then checks that no more arrive soon after.
+///
+/// # Panics
+/// If fewer arrive within [`EVENTUALLY`], or more within 300 ms after.
+pub async fn expect_published(nats: &NatsServer, subject: &str, n: usize) {
+    let js = jetstream(nats).await;
+    eventually(&format!("{n} message(s) on {subject}"), async || {
+        count_on(&js, subject).await >= n
+    })
+    .await;
+    // An absence cannot be awaited: give a duplicate publish a moment to show up.
+    tokio::time::sleep(NO_MORE_FOR).await;
+    assert_eq!(count_on(&js, subject).await, n, "messages on {subject}");
+}
+
+/// The last message on `subject`, or `None` while there is none (or no stream captures it).
+///
+/// # Panics
+/// If it cannot connect.
+pub async fn last_message(nats: &NatsServer, subject: &str) -> Option<StreamMessage> {
+    let js = jetstream(nats).await;
+    let name = js.stream_by_subject(subject).await.ok()?;
+    let stream = js.get_stream(name).await.ok()?;
+    stream.get_last_raw_message_by_subject(subject).await.ok()
+}
+
+/// The last message on `subject`, decoded.
+///
+/// # Panics
+/// If there is none, or it does not decode as `M`.
+pub async fn last_event<M: prost::Message + Default>(nats: &NatsServer, subject: &str) -> M {
+    let message = last_message(nats, subject)
+        .await
+        .unwrap_or_else(|| panic!("a message on {subject}"));
+    M::decode(message.payload).expect("decode")
 }

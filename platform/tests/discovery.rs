@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 use polyshop_platform::{
     config::{DiscoveryMode, DiscoverySettings},
     discovery, shutdown,
-    testing::{self, NatsServer},
+    testing::{self, NatsServer, eventually, jetstream},
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -54,21 +54,10 @@ async fn reached(channel: &tonic::transport::Channel, names: &[&str]) -> BTreeSe
     seen
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 #[tokio::test]
 async fn callers_follow_the_registry_and_fall_back_to_the_configured_url() {
     let nats = NatsServer::start().await;
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
+    let js = jetstream(&nats).await;
     let settings = DiscoverySettings {
         mode: DiscoveryMode::Nats,
         ttl_secs: 2,

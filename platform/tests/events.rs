@@ -1,12 +1,9 @@
 //! The event pipeline against a real nats-server: outbox → relay → stream → consumer, with
 //! dedupe, exactly-once effects, NATS outages, dead letters and redrive.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
 };
 
 use futures::future::BoxFuture;
@@ -20,7 +17,7 @@ use polyshop_platform::{
         dlq, outbox,
     },
     shutdown,
-    testing::{self, NatsServer},
+    testing::{self, NatsServer, eventually},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement};
 
@@ -88,16 +85,6 @@ async fn publish(conn: &DatabaseConnection, bus: &EventBus, user_id: &str) -> St
     outbox::enqueue(conn, &event).await.expect("enqueue");
     bus.signal.wake();
     event.id
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 fn settings(dir: &tempfile::TempDir, nats: &NatsServer) -> Settings {

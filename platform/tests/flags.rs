@@ -1,28 +1,18 @@
 //! Feature flags against a real nats-server: an override set through the config service
 //! reaches a watching process, and clearing it restores the configured value.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use polyshop_platform::{
     flags::{self, Flags},
     shutdown,
-    testing::NatsServer,
+    testing::{NatsServer, eventually, jetstream},
 };
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..100 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 #[tokio::test]
 async fn overrides_reach_watchers_and_clearing_restores_the_configured_value() {
     let nats = NatsServer::start().await;
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    let js = jetstream(&nats).await;
     // An override that exists before the process starts applies at once.
     flags::set(&js, "notification_email", Some(false))
         .await
@@ -32,7 +22,7 @@ async fn overrides_reach_watchers_and_clearing_restores_the_configured_value() {
     let flags = Flags::new(&configured);
     let (_stop, stopped) = shutdown::channel();
     flags.watch(js.clone(), stopped);
-    eventually("the earlier override applies", || {
+    eventually("the earlier override applies", async || {
         !flags.enabled("notification_email")
     })
     .await;
@@ -41,14 +31,14 @@ async fn overrides_reach_watchers_and_clearing_restores_the_configured_value() {
     flags::set(&js, "order_replica_fallback", Some(true))
         .await
         .expect("set");
-    eventually("a new override arrives", || {
+    eventually("a new override arrives", async || {
         flags.enabled("order_replica_fallback")
     })
     .await;
     flags::set(&js, "order_replica_fallback", None)
         .await
         .expect("clear");
-    eventually("clearing goes back to config", || {
+    eventually("clearing goes back to config", async || {
         !flags.enabled("order_replica_fallback")
     })
     .await;

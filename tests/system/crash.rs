@@ -11,7 +11,7 @@ use polyshop::{
         ListPaymentsRequest, PaymentStatus, payment_service_client::PaymentServiceClient,
     },
 };
-use polyshop_platform::testing::bearer;
+use polyshop_platform::testing::{bearer, eventually_some};
 
 use crate::harness::{System, order_request};
 
@@ -35,10 +35,21 @@ pub(crate) async fn place(
     token: &str,
     product_id: &str,
 ) -> Result<Order, tonic::Status> {
+    place_with_key(system, token, product_id, "crash-test", 2).await
+}
+
+/// CreateOrder of `quantity` × `product_id` under idempotency `key`.
+pub(crate) async fn place_with_key(
+    system: &System,
+    token: &str,
+    product_id: &str,
+    key: &str,
+    quantity: i32,
+) -> Result<Order, tonic::Status> {
     let mut orders = OrderServiceClient::connect(system.url("ORDER"))
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let request = order_request("crash-test", product_id, 2);
+    let request = order_request(key, product_id, quantity);
     orders
         .create_order(bearer(request, token))
         .await
@@ -59,17 +70,17 @@ async fn crash_at(failpoint: &str) {
     // The first call dies with the process at the failpoint (or answers, for the last step).
     let _ = place(&system, &token, &product.product_id).await;
     // The client retries with the same key until the restarted service answers.
-    let mut order = None;
-    for _ in 0..120 {
-        match place(&system, &token, &product.product_id).await {
-            Ok(o) if o.status != OrderStatus::Pending as i32 => {
-                order = Some(o);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-    let order = order.unwrap_or_else(|| panic!("{failpoint}: the order never settled"));
+    let order = eventually_some(
+        &format!("{failpoint}: the order to settle"),
+        Duration::from_secs(30),
+        async || {
+            place(&system, &token, &product.product_id)
+                .await
+                .ok()
+                .filter(|o| o.status != OrderStatus::Pending as i32)
+        },
+    )
+    .await;
     assert!(
         [OrderStatus::Confirmed as i32, OrderStatus::Rejected as i32].contains(&order.status),
         "{failpoint}: ended {order:?}"

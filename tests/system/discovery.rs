@@ -1,7 +1,10 @@
 //! With `discovery.mode = "nats"` every service registers in the NATS KV registry and the
 //! order saga reaches its participants through it.
 
+use std::time::Duration;
+
 use polyshop::order::v1::OrderStatus;
+use polyshop_platform::testing::poll_until;
 
 use crate::{crash::place, harness::System};
 
@@ -13,13 +16,12 @@ async fn services_register_and_the_saga_finds_its_participants_in_the_registry()
     let system = System::up(dir.path(), env).await;
 
     let mut listed = String::new();
-    for _ in 0..50 {
+    let all_listed = poll_until(Duration::from_secs(10), async || {
         listed = system.polyshop(&["admin", "services"]).await;
-        if listed.lines().count() == 6 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        (listed.lines().count() == 6).then_some(())
+    })
+    .await;
+    assert!(all_listed.is_some(), "six services registered: {listed}");
     for service in [
         "user",
         "catalog",

@@ -6,6 +6,7 @@ use polyshop::{
     catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
     user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
 };
+use polyshop_platform::testing::eventually_some;
 use tokio::process::Command;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -142,20 +143,18 @@ async fn sigterm_turns_health_not_serving_then_exits_zero() {
         .spawn()
         .expect("start catalog");
 
-    let started = std::time::Instant::now();
-    let mut health = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "catalog never reported SERVING"
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("polyshop serve catalog exited early with {status}");
-        }
-        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())
-            .expect("uri")
-            .connect()
-            .await
-        {
+    let mut health = eventually_some(
+        "catalog to report SERVING",
+        Duration::from_secs(60),
+        async || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("polyshop serve catalog exited early with {status}");
+            }
+            let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                .expect("uri")
+                .connect()
+                .await
+                .ok()?;
             let mut client = HealthClient::new(channel);
             let serving = client
                 .check(HealthCheckRequest {
@@ -163,12 +162,10 @@ async fn sigterm_turns_health_not_serving_then_exits_zero() {
                 })
                 .await
                 .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
-            if serving {
-                break client;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            serving.then_some(client)
+        },
+    )
+    .await;
     let mut watch = health
         .watch(HealthCheckRequest {
             service: "polyshop.catalog.v1.CatalogService".into(),

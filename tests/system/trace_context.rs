@@ -8,7 +8,7 @@ use polyshop::{
     order::v1::{OrderStatus, order_service_client::OrderServiceClient},
     user::v1::{RegisterRequest, user_service_client::UserServiceClient},
 };
-use polyshop_platform::testing::bearer;
+use polyshop_platform::testing::{bearer, poll_until};
 
 use crate::harness::{PASSWORD, System, order_request};
 
@@ -31,36 +31,38 @@ async fn wait_for_traced_event(
     subject: &str,
     trace_id: &str,
 ) {
-    let started = std::time::Instant::now();
+    // What the last complete scan saw (one the deadline cut short reports nothing).
     let mut seen = Vec::new();
-    while started.elapsed() < Duration::from_secs(15) {
-        seen.clear();
-        if let Ok(mut s) = js.get_stream(stream).await
-            && let Ok(info) = s.info().await
-        {
-            for seq in info.state.first_sequence..=info.state.last_sequence {
-                let Ok(message) = s.get_raw_message(seq).await else {
-                    continue;
-                };
-                let tp = message
-                    .headers
-                    .get("traceparent")
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default();
-                if message.subject.as_str() == subject && tp.contains(trace_id) {
-                    assert_ne!(
-                        tp,
-                        traceparent(trace_id),
-                        "the event names a span of the service, not the caller's"
-                    );
-                    return;
-                }
-                seen.push(format!("{} {tp}", message.subject));
+    let found = poll_until(Duration::from_secs(15), async || {
+        let mut scanned = Vec::new();
+        let mut s = js.get_stream(stream).await.ok()?;
+        let state = s.info().await.ok()?.state.clone();
+        for seq in state.first_sequence..=state.last_sequence {
+            let Ok(message) = s.get_raw_message(seq).await else {
+                continue;
+            };
+            let tp = message
+                .headers
+                .get("traceparent")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            if message.subject.as_str() == subject && tp.contains(trace_id) {
+                return Some(tp);
             }
+            scanned.push(format!("{} {tp}", message.subject));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("no {subject} on {stream} in trace {trace_id}; saw {seen:?}");
+        seen = scanned;
+        None
+    })
+    .await;
+    let Some(tp) = found else {
+        panic!("no {subject} on {stream} in trace {trace_id}; saw {seen:?}");
+    };
+    assert_ne!(
+        tp,
+        traceparent(trace_id),
+        "the event names a span of the service, not the caller's"
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,11 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use polyshop_platform::{config::Settings, shutdown, testing};
+use polyshop_platform::{
+    config::Settings,
+    shutdown,
+    testing::{self, eventually},
+};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -68,19 +72,15 @@ fn closed_port() -> String {
 async fn wait_for(addr: SocketAddr) {
     let channel = testing::channel(addr);
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    for _ in 0..200 {
-        let ok = health
+    eventually(&format!("{addr} to report SERVING"), async || {
+        health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: String::new(),
             })
             .await
-            .is_ok_and(|r| r.get_ref().status == 1);
-        if ok {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{addr} did not become SERVING");
+            .is_ok_and(|r| r.get_ref().status == 1)
+    })
+    .await;
 }
 
 /// Starts the system; `configure` adjusts the settings (gateway limits) first.
@@ -141,13 +141,11 @@ pub async fn start(configure: impl FnOnce(&mut Settings)) -> System {
         catalog: catalog_server,
         _dir: dir,
     };
-    for _ in 0..200 {
-        if system.get("/healthz", None).await.status == StatusCode::OK {
-            return system;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("gateway did not start");
+    eventually("the gateway to answer /healthz", async || {
+        system.get("/healthz", None).await.status == StatusCode::OK
+    })
+    .await;
+    system
 }
 
 impl System {

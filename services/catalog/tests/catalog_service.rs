@@ -5,7 +5,6 @@
 
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
-use futures::TryStreamExt;
 use polyshop::{
     api::v1::Money,
     catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient},
@@ -15,12 +14,13 @@ use polyshop_platform::{
     db,
     events::outbox,
     shutdown,
-    testing::{self, NatsServer, TestTokens, bearer},
+    testing::{
+        self, NatsServer, TestTokens, bearer, eventually, expect_published, last_event, published,
+    },
 };
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-const STREAM: &str = "POLYSHOP_CATALOG";
 const CREATED: &str = "polyshop.catalog.product.created";
 const UPDATED: &str = "polyshop.catalog.product.updated";
 const PRICE_CHANGED: &str = "polyshop.catalog.product.price_changed";
@@ -72,16 +72,13 @@ async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
     });
     // The server answers once migrations ran; wait for that.
     let mut client = CatalogServiceClient::new(testing::channel(addr));
-    for _ in 0..100 {
-        if client
+    eventually("the catalog server answers", async || {
+        client
             .list_products(pb::ListProductsRequest::default())
             .await
             .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     Running {
         addr,
         tokens,
@@ -90,54 +87,6 @@ async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
         stop,
         task,
     }
-}
-
-/// Polls `check` every 100 ms for up to 15 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-async fn jetstream(nats: &NatsServer) -> async_nats::jetstream::Context {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    async_nats::jetstream::new(client)
-}
-
-/// How many messages the catalog stream holds on `subject` (0 before the stream exists).
-async fn count(nats: &NatsServer, subject: &str) -> usize {
-    let js = jetstream(nats).await;
-    let Ok(stream) = js.get_stream(STREAM).await else {
-        return 0;
-    };
-    let subjects = stream.info_with_subjects(subject).await.expect("info");
-    let counts: Vec<(String, usize)> = subjects.try_collect().await.expect("subjects");
-    counts.into_iter().map(|(_, n)| n).sum()
-}
-
-/// Waits until exactly `n` messages are on `subject`, and checks that no more arrive soon.
-async fn expect_published(nats: &NatsServer, subject: &str, n: usize) {
-    eventually(&format!("{n} message(s) on {subject}"), async || {
-        count(nats, subject).await >= n
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(nats, subject).await, n, "messages on {subject}");
-}
-
-/// The last message on `subject`, decoded.
-async fn last_event<M: prost::Message + Default>(nats: &NatsServer, subject: &str) -> M {
-    let js = jetstream(nats).await;
-    let stream = js.get_stream(STREAM).await.expect("stream");
-    let message = stream
-        .get_last_raw_message_by_subject(subject)
-        .await
-        .expect("a message");
-    M::decode(message.payload).expect("decode")
 }
 
 /// Outbox rows the server has not published yet, read from its database.
@@ -943,7 +892,7 @@ async fn creating_and_updating_products_publishes_their_events() {
     assert_eq!(updated.product.as_ref(), Some(&renamed));
     assert_eq!(updated.occur_time, renamed.update_time);
     assert_eq!(
-        count(nats, PRICE_CHANGED).await,
+        published(nats, PRICE_CHANGED).await,
         0,
         "the price did not change"
     );

@@ -4,9 +4,12 @@
 
 mod common;
 
-use common::{RESERVED, Running, expect_published, levels, reserve, set_stock, start};
+use common::{RESERVED, Running, levels, reserve, set_stock, start};
 use futures::future::join_all;
-use polyshop_platform::{config::Settings, testing};
+use polyshop_platform::{
+    config::Settings,
+    testing::{self, expect_published},
+};
 use tonic::Code;
 use tonic_types::StatusExt;
 

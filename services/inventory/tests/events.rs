@@ -6,11 +6,13 @@
 mod common;
 
 use common::{
-    ADJUSTED, CONFIRMED, RELEASED, RESERVED, Running, count, eventually, expect_published,
-    get_stock, last_event, levels, publish_product_created, reserve, set_stock, start, start_with,
+    ADJUSTED, CONFIRMED, RELEASED, RESERVED, Running, get_stock, levels, publish_product_created,
+    reserve, set_stock, start, start_with,
 };
 use polyshop::inventory::v1 as pb;
-use polyshop_platform::testing::{self, NatsServer, bearer};
+use polyshop_platform::testing::{
+    self, NatsServer, bearer, eventually, expect_published, last_event, published,
+};
 
 fn millis(t: Option<&prost_types::Timestamp>) -> i64 {
     let t = t.expect("timestamp");
@@ -202,7 +204,7 @@ async fn changes_made_while_nats_is_down_are_published_when_it_returns() {
     expect_published(&server.nats, ADJUSTED, 2).await;
     expect_published(&server.nats, RESERVED, 1).await;
     expect_published(&server.nats, CONFIRMED, 1).await;
-    assert_eq!(count(&server.nats, RELEASED).await, 0);
+    assert_eq!(published(&server.nats, RELEASED).await, 0);
     let adjusted: pb::StockAdjusted = last_event(&server.nats, ADJUSTED).await;
     assert_eq!(adjusted.previous_quantity_on_hand, 10);
     let event: pb::StockConfirmed = last_event(&server.nats, CONFIRMED).await;

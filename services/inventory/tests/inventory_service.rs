@@ -6,8 +6,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    ADJUSTED, CONFIRMED, RELEASED, RESERVED, Running, eventually, expect_published, get_stock,
-    items, last_event, levels, reserve, set_stock, start, start_with,
+    ADJUSTED, CONFIRMED, RELEASED, RESERVED, Running, get_stock, items, levels, reserve, set_stock,
+    start, start_with,
 };
 use polyshop::inventory::v1 as pb;
 use polyshop_inventory::{app::Sweeper, store};
@@ -15,7 +15,7 @@ use polyshop_platform::{
     config::Settings,
     events::outbox::OutboxSignal,
     now_millis,
-    testing::{self, bearer},
+    testing::{self, bearer, eventually, eventually_some, expect_published, last_event},
 };
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -549,15 +549,14 @@ async fn the_server_runs_its_sweeper_on_the_configured_interval() {
     reserve(&mut client, &server.service(), "order-1", &[("p-1", 2)])
         .await
         .expect("reserve");
-    let mut last = levels(&server, "p-1").await;
-    for _ in 0..100 {
-        if last.1 == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last = levels(&server, "p-1").await;
-    }
-    assert_eq!(last, (5, 0, 5), "the hold was released within 10 seconds");
+    // 10 s is ample for a 1 s hold swept every second; with the default hold it is 15 minutes.
+    eventually_some(
+        "the sweeper releases the hold",
+        Duration::from_secs(10),
+        async || (levels(&server, "p-1").await.1 == 0).then_some(()),
+    )
+    .await;
+    assert_eq!(levels(&server, "p-1").await, (5, 0, 5));
     server.stop().await;
 }
 

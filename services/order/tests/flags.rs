@@ -5,9 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{System, eventually};
+use common::System;
 use polyshop::order::v1::OrderStatus;
 use polyshop_platform::flags;
+use polyshop_platform::testing::poll_until;
 use tonic::Code;
 
 #[tokio::test]
@@ -44,7 +45,7 @@ async fn the_replica_fallback_follows_its_runtime_flag() {
         .await
         .expect("set the flag");
     let mut attempt = 0;
-    let confirmed = eventually(Duration::from_secs(10), async || {
+    let confirmed = poll_until(Duration::from_secs(10), async || {
         attempt += 1;
         let key = format!("flag-on-{attempt}");
         let order = system

@@ -6,7 +6,7 @@ mod common;
 
 use std::{collections::HashSet, time::Duration};
 
-use common::{System, eventually};
+use common::System;
 use polyshop::{
     notification::v1::{
         ListNotificationsRequest, NotificationKind,
@@ -14,6 +14,7 @@ use polyshop::{
     },
     order::v1::OrderStatus,
 };
+use polyshop_platform::testing::poll_until;
 use polyshop_platform::{db, events::outbox, testing::bearer};
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -62,7 +63,7 @@ async fn orders_succeed_while_nats_is_down_and_every_event_arrives_exactly_once(
     );
 
     system.nats.restart().await;
-    let drained = eventually(Duration::from_secs(30), async || {
+    let drained = poll_until(Duration::from_secs(30), async || {
         let mut total = 0;
         for name in ["order", "payment", "inventory", "user", "catalog"] {
             let conn = db::connect(&system.settings.data_dir, name, &Default::default())
@@ -104,7 +105,7 @@ async fn orders_succeed_while_nats_is_down_and_every_event_arrives_exactly_once(
     );
 
     // Applied once by each consumer.
-    let applied = eventually(Duration::from_secs(15), async || {
+    let applied = poll_until(Duration::from_secs(15), async || {
         let n = count(
             &order_db,
             "SELECT COUNT(*) FROM event_inbox WHERE consumer = 'order-projection'",
@@ -119,7 +120,7 @@ async fn orders_succeed_while_nats_is_down_and_every_event_arrives_exactly_once(
         "the projection applied each event once"
     );
     let mut notifications = NotificationServiceClient::new(system.channel("notification"));
-    let confirmed = eventually(Duration::from_secs(15), async || {
+    let confirmed = poll_until(Duration::from_secs(15), async || {
         let list = notifications
             .list_notifications(bearer(
                 ListNotificationsRequest {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{System, eventually};
+use common::System;
 use polyshop::{
     notification::v1::{
         ListNotificationsRequest, NotificationKind,
@@ -17,6 +17,7 @@ use polyshop::{
     payment::v1::PaymentStatus,
 };
 use polyshop_platform::testing::bearer;
+use polyshop_platform::testing::poll_until;
 use prost::Message;
 use tonic::Code;
 
@@ -55,7 +56,7 @@ async fn a_good_order_is_confirmed_paid_sold_published_and_notified() {
 
     let js =
         async_nats::jetstream::new(async_nats::connect(system.nats.url()).await.expect("nats"));
-    let confirmed = eventually(Duration::from_secs(5), async || {
+    let confirmed = poll_until(Duration::from_secs(5), async || {
         let stream = js.get_stream("POLYSHOP_ORDER").await.ok()?;
         stream
             .get_last_raw_message_by_subject("polyshop.order.confirmed")
@@ -72,7 +73,7 @@ async fn a_good_order_is_confirmed_paid_sold_published_and_notified() {
     );
 
     let mut notifications = NotificationServiceClient::new(system.channel("notification"));
-    let listed = eventually(Duration::from_secs(2), async || {
+    let listed = poll_until(Duration::from_secs(2), async || {
         let list = notifications
             .list_notifications(bearer(
                 ListNotificationsRequest {
@@ -366,7 +367,7 @@ async fn list_orders_comes_from_the_projection_and_a_rebuild_gives_the_same_resu
         ))
         .await
         .expect("cancel");
-    let before = eventually(Duration::from_secs(10), async || {
+    let before = poll_until(Duration::from_secs(10), async || {
         let listed = list_all(&system, &token).await;
         let settled = listed.len() == 3
             && listed
@@ -416,7 +417,7 @@ async fn a_suspended_users_token_stops_working_here_once_the_user_event_arrives(
         ))
         .await
         .expect("suspend");
-    let refused = eventually(Duration::from_secs(10), async || {
+    let refused = poll_until(Duration::from_secs(10), async || {
         match system
             .place(
                 &token,

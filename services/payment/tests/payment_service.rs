@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{Env, charge_request, expect_published, last_event, reason};
+use common::{Env, charge_request, reason};
 use futures::future::join_all;
 use polyshop::payment::v1::{self as pb, PaymentStatus};
-use polyshop_platform::testing::bearer;
+use polyshop_platform::testing::{bearer, expect_published, last_event};
 use tonic::Code;
 
 const CAPTURED: &str = "polyshop.payment.captured";

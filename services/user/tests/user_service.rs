@@ -7,7 +7,7 @@ use polyshop::user::v1::{self as pb, user_service_client::UserServiceClient};
 use polyshop_platform::{
     config::Settings,
     shutdown,
-    testing::{self, bearer},
+    testing::{self, bearer, eventually, eventually_some, last_message},
 };
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
@@ -41,12 +41,10 @@ async fn start(settings: Settings) -> Running {
     });
     // The server answers once migrations ran; wait for that.
     let mut client = UserServiceClient::new(testing::channel(addr));
-    for _ in 0..100 {
-        if client.get_jwks(pb::GetJwksRequest {}).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the user server answers", async || {
+        client.get_jwks(pb::GetJwksRequest {}).await.is_ok()
+    })
+    .await;
     Running { addr, stop, task }
 }
 
@@ -514,26 +512,16 @@ async fn account_changes_are_published_as_events_through_the_outbox() {
         .await
         .expect("suspend");
 
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("nats"));
-    let mut found = None;
-    for _ in 0..100 {
-        if let Ok(stream) = js.get_stream("POLYSHOP_USER").await
-            && let Ok(m) = stream
-                .get_last_raw_message_by_subject("polyshop.user.status_changed")
-                .await
-        {
-            found = Some(m);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let message = found.expect("user.status_changed published");
+    let message = eventually_some(
+        "user.status_changed is published",
+        testing::EVENTUALLY,
+        async || last_message(&nats, "polyshop.user.status_changed").await,
+    )
+    .await;
     let event = pb::UserStatusChanged::decode(message.payload).expect("decodes");
     assert_eq!(event.user_id, jane.user_id);
     assert_eq!(event.status, pb::UserStatus::Suspended as i32);
-    let stream = js.get_stream("POLYSHOP_USER").await.expect("stream");
-    let registered = stream
-        .get_last_raw_message_by_subject("polyshop.user.registered")
+    let registered = last_message(&nats, "polyshop.user.registered")
         .await
         .expect("user.registered published");
     let event = pb::UserRegistered::decode(registered.payload).expect("decodes");

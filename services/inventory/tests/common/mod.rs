@@ -1,13 +1,12 @@
 //! The one way the inventory test suites start a server: `serve_with_auth` on 127.0.0.1:0
 //! with a fresh data dir (or the given settings) and a nats-server of its own, trusting a test
-//! token issuer; plus readers of the `POLYSHOP_INVENTORY` stream and a publisher of catalog
-//! events.
+//! token issuer; plus a publisher of catalog events. What the server published is read with
+//! `polyshop_platform::testing`'s stream helpers.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::{net::SocketAddr, time::Duration};
 
-use futures::TryStreamExt;
 use polyshop::{
     catalog::v1 as catalog,
     inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient},
@@ -18,15 +17,13 @@ use polyshop_platform::{
     db,
     events::{HEADER_ID, HEADER_TYPE, outbox},
     shutdown,
-    testing::{self, NatsServer, TestTokens, bearer},
+    testing::{self, NatsServer, TestTokens, bearer, eventually, jetstream},
 };
 use prost::{Message, Name};
 use tonic::transport::Channel;
 
 /// The caller every internal method expects.
 pub const ORDER_SERVICE: &str = "polyshop-order";
-/// The inventory stream.
-pub const STREAM: &str = "POLYSHOP_INVENTORY";
 pub const ADJUSTED: &str = "polyshop.inventory.stock.adjusted";
 pub const RESERVED: &str = "polyshop.inventory.stock.reserved";
 pub const CONFIRMED: &str = "polyshop.inventory.stock.confirmed";
@@ -104,18 +101,15 @@ pub async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
     });
     // The server answers once migrations ran; wait for that.
     let mut client = InventoryServiceClient::new(testing::channel(addr));
-    for _ in 0..100 {
-        if client
+    eventually("the inventory server answers", async || {
+        client
             .get_stock(pb::GetStockRequest {
                 product_id: "ping".into(),
             })
             .await
             .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     Running {
         addr,
         tokens,
@@ -192,55 +186,6 @@ pub async fn reserve(
         .into_inner()
         .reservation
         .expect("reservation"))
-}
-
-/// Polls `check` every 100 ms for up to 15 s.
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-/// A JetStream context on `nats`.
-pub async fn jetstream(nats: &NatsServer) -> async_nats::jetstream::Context {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    async_nats::jetstream::new(client)
-}
-
-/// How many messages the inventory stream holds on `subject` (0 before the stream exists).
-pub async fn count(nats: &NatsServer, subject: &str) -> usize {
-    let js = jetstream(nats).await;
-    let Ok(stream) = js.get_stream(STREAM).await else {
-        return 0;
-    };
-    let subjects = stream.info_with_subjects(subject).await.expect("info");
-    let counts: Vec<(String, usize)> = subjects.try_collect().await.expect("subjects");
-    counts.into_iter().map(|(_, n)| n).sum()
-}
-
-/// Waits until exactly `n` messages are on `subject`, and checks that no more arrive soon.
-pub async fn expect_published(nats: &NatsServer, subject: &str, n: usize) {
-    eventually(&format!("{n} message(s) on {subject}"), async || {
-        count(nats, subject).await >= n
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(nats, subject).await, n, "messages on {subject}");
-}
-
-/// The last message on `subject`, decoded.
-pub async fn last_event<M: Message + Default>(nats: &NatsServer, subject: &str) -> M {
-    let js = jetstream(nats).await;
-    let stream = js.get_stream(STREAM).await.expect("stream");
-    let message = stream
-        .get_last_raw_message_by_subject(subject)
-        .await
-        .expect("a message");
-    M::decode(message.payload).expect("decode")
 }
 
 /// Publishes `product.created` for `product_id` as the catalog's relay does (event id as

@@ -313,20 +313,3 @@ pub fn request(key: &str, items: &[(&str, i32)], card: &str) -> CreateOrderReque
         payment_method_token: card.into(),
     }
 }
-
-/// Polls `check` every 50 ms for up to `within`.
-pub async fn eventually<T>(
-    within: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}

@@ -1,12 +1,12 @@
 //! The one way the payment test suites start a server: `serve_with_auth` on 127.0.0.1:0 with
 //! a fresh data dir, its own nats-server, and a test token issuer the server trusts; plus
-//! request builders and readers of the `POLYSHOP_PAYMENT` stream.
+//! request builders. What the server published is read with `polyshop_platform::testing`'s
+//! stream helpers.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use futures::TryStreamExt;
 use polyshop::{
     api::v1::Money,
     payment::v1::{self as pb, payment_service_client::PaymentServiceClient},
@@ -15,15 +15,13 @@ use polyshop_payment::SERVICE_NAME;
 use polyshop_platform::{
     config::Settings,
     shutdown,
-    testing::{self, NatsServer, TestTokens, bearer},
+    testing::{self, NatsServer, TestTokens, bearer, eventually},
 };
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
 /// The caller Charge and Refund expect.
 pub const ORDER_SERVICE: &str = "polyshop-order";
-/// The payment stream.
-pub const STREAM: &str = "POLYSHOP_PAYMENT";
 
 /// Settings on `dir` publishing to `nats`.
 pub fn settings(dir: &Path, nats: &NatsServer) -> Settings {
@@ -152,12 +150,11 @@ pub async fn start(settings: Settings) -> Running {
     };
     // The server answers once migrations ran; wait for that.
     let token = running.service();
-    for _ in 0..100 {
-        match running.get("ping", &token).await {
-            Err(e) if e.code() == Code::NotFound => break,
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    eventually(
+        "the payment server answers",
+        async || matches!(running.get("ping", &token).await, Err(e) if e.code() == Code::NotFound),
+    )
+    .await;
     running
 }
 
@@ -191,55 +188,6 @@ pub fn reason(err: &Status) -> String {
         .error_info()
         .map(|i| i.reason.clone())
         .unwrap_or_default()
-}
-
-/// Polls `check` every 100 ms for up to 15 s.
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-/// A JetStream context on `nats`.
-pub async fn jetstream(nats: &NatsServer) -> async_nats::jetstream::Context {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    async_nats::jetstream::new(client)
-}
-
-/// How many messages the payment stream holds on `subject` (0 before the stream exists).
-pub async fn count(nats: &NatsServer, subject: &str) -> usize {
-    let js = jetstream(nats).await;
-    let Ok(stream) = js.get_stream(STREAM).await else {
-        return 0;
-    };
-    let subjects = stream.info_with_subjects(subject).await.expect("info");
-    let counts: Vec<(String, usize)> = subjects.try_collect().await.expect("subjects");
-    counts.into_iter().map(|(_, n)| n).sum()
-}
-
-/// Waits until exactly `n` messages are on `subject`, and checks that no more arrive soon.
-pub async fn expect_published(nats: &NatsServer, subject: &str, n: usize) {
-    eventually(&format!("{n} message(s) on {subject}"), async || {
-        count(nats, subject).await >= n
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(nats, subject).await, n, "messages on {subject}");
-}
-
-/// The last message on `subject`, decoded.
-pub async fn last_event<M: prost::Message + Default>(nats: &NatsServer, subject: &str) -> M {
-    let js = jetstream(nats).await;
-    let stream = js.get_stream(STREAM).await.expect("stream");
-    let message = stream
-        .get_last_raw_message_by_subject(subject)
-        .await
-        .expect("a message");
-    M::decode(message.payload).expect("decode")
 }
 
 /// A server with its own nats-server and database (SQLite in a temp dir, or PostgreSQL).
