@@ -333,10 +333,8 @@ where
     loop {
         tries += 1;
         if !breaker.allow() {
-            let status = Status::unavailable(format!(
-                "{} is unavailable (circuit open)",
-                breaker.name
-            ));
+            let status =
+                Status::unavailable(format!("{} is unavailable (circuit open)", breaker.name));
             // An earlier attempt of this call may have reached it.
             return Err(if tries == 1 {
                 CallError::NotSent(status)

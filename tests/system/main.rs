@@ -7,5 +7,6 @@ mod discovery;
 mod harness;
 mod lifecycle;
 mod metrics;
+mod outage;
 mod python_client;
 mod trace_context;

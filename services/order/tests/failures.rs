@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{System, eventually};
+use common::System;
 use polyshop::{
     order::v1::{
         CancelOrderRequest, GetOrderRequest, Order, OrderStatus, UpdateOrderStatusRequest,
@@ -14,6 +14,7 @@ use polyshop::{
     payment::v1::PaymentStatus,
 };
 use polyshop_platform::testing::bearer;
+use polyshop_platform::testing::poll_until;
 use tonic::Code;
 
 /// Codes a client reads as "the server failed" (HTTP 5xx at the edge).
@@ -81,7 +82,7 @@ async fn payment_down_for_seconds_delays_orders_and_every_one_is_confirmed_once_
     tokio::time::sleep(Duration::from_secs(2)).await;
     system.restart("payment").await;
 
-    let all_confirmed = eventually(Duration::from_secs(20), async || {
+    let all_confirmed = poll_until(Duration::from_secs(20), async || {
         for (_, id) in &placed {
             if get(&system, &token, id).await.status != OrderStatus::Confirmed as i32 {
                 return None;
@@ -145,7 +146,7 @@ async fn a_cancellation_racing_a_ship_never_leaves_a_shipped_order_refunded() {
         })
     };
     // Ship while the cancellation sits between its refund and its last append.
-    let refunded = eventually(Duration::from_secs(5), async || {
+    let refunded = poll_until(Duration::from_secs(5), async || {
         let p = system.payments(&admin, &order.order_id).await;
         p.first()
             .is_some_and(|p| p.status == PaymentStatus::Refunded as i32)
@@ -204,7 +205,7 @@ async fn a_refund_refused_during_compensation_is_listed_as_stuck_and_the_money_i
         .await
         .expect("stored");
 
-    let stuck = eventually(Duration::from_secs(10), async || {
+    let stuck = poll_until(Duration::from_secs(10), async || {
         let stuck = polyshop_order::stuck_orders(&system.settings)
             .await
             .expect("list");

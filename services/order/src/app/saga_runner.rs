@@ -12,6 +12,7 @@ use std::{
 use futures::StreamExt;
 use polyshop_platform::flags::Flags;
 use rand::Rng;
+use tracing::Instrument;
 
 use super::{
     failpoints::Failpoints,
@@ -180,7 +181,9 @@ impl SagaRunner {
         let runner = self.clone();
         let order_id = order.id.clone();
         let fallback = order.clone();
-        let mut task = tokio::spawn(async move { runner.run(&driving, saga, order).await });
+        // The task carries the caller's span, so the participant calls continue its trace.
+        let mut task =
+            tokio::spawn(async move { runner.run(&driving, saga, order).await }.in_current_span());
         match tokio::time::timeout(self.settle, &mut task).await {
             Ok(Ok(Ok((_, order)))) => Ok(order),
             Ok(Ok(Err(e))) => {
