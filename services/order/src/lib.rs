@@ -13,19 +13,14 @@ pub mod events;
 pub mod grpc;
 pub mod store;
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use polyshop::order::v1::order_service_server::OrderServiceServer;
 use polyshop_platform::{
     auth::Authenticator,
     config::Settings,
     db,
-    events::{EventBus, outbox},
+    events::EventBus,
     server::{self, ServerSpec, StartError},
     shutdown,
 };
@@ -54,7 +49,7 @@ pub async fn serve(
     // too, within a second of the user event arriving.
     let conn = open(&settings).await?;
     let auth = Authenticator::for_service(&settings, SERVICE_NAME)?.with_account_status(Arc::new(
-        ReplicatedAccounts::new(UserReplica::new(conn.clone())),
+        grpc::ReplicatedAccounts::new(UserReplica::new(conn.clone())),
     ));
     serve_on(settings, conn, listener, Arc::new(auth), shutdown).await
 }
@@ -62,60 +57,8 @@ pub async fn serve(
 /// Opens and migrates the order database.
 async fn open(settings: &Settings) -> Result<sea_orm::DatabaseConnection, StartError> {
     let conn = db::connect(&settings.data_dir, "order", &settings.order.service()).await?;
-    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    store::migrate(&conn).await?;
     Ok(conn)
-}
-
-/// How long an account's replicated status is reused before it is read again.
-const ACCOUNT_STATUS_TTL: Duration = Duration::from_secs(1);
-/// Accounts whose status is kept; beyond this the expired answers are dropped.
-const ACCOUNT_STATUS_MAX: usize = 100_000;
-
-/// Account status from the user replica: unknown users pass (the saga checks them again).
-/// Answers are reused for [`ACCOUNT_STATUS_TTL`]: every call of a customer would otherwise
-/// read the replica, and a status change takes effect within that second anyway.
-struct ReplicatedAccounts {
-    replica: UserReplica,
-    seen: Mutex<HashMap<String, (bool, Instant)>>,
-}
-
-impl ReplicatedAccounts {
-    fn new(replica: UserReplica) -> Self {
-        Self {
-            replica,
-            seen: Mutex::default(),
-        }
-    }
-
-    fn seen(&self) -> MutexGuard<'_, HashMap<String, (bool, Instant)>> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl polyshop_platform::auth::AccountStatus for ReplicatedAccounts {
-    fn is_active<'a>(
-        &'a self,
-        user_id: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<bool, tonic::Status>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            if let Some(&(active, at)) = self.seen().get(user_id)
-                && now.duration_since(at) < ACCOUNT_STATUS_TTL
-            {
-                return Ok(active);
-            }
-            let active = match self.replica.status(user_id).await {
-                Ok(status) => status.is_none_or(|s| s == "active"),
-                Err(e) => return Err(polyshop_platform::status::internal(&e)),
-            };
-            let mut seen = self.seen();
-            if seen.len() >= ACCOUNT_STATUS_MAX {
-                seen.retain(|_, (_, at)| now.duration_since(*at) < ACCOUNT_STATUS_TTL);
-            }
-            seen.insert(user_id.to_owned(), (active, now));
-            Ok(active)
-        })
-    }
 }
 
 /// Opens the database, starts the event bus, the projection and replica consumers and the

@@ -37,21 +37,45 @@ fn created(order_id: &str) -> OrderEvent {
     )))
 }
 
-/// A migrated order database in a temporary directory (kept while the guard lives).
-async fn order_db() -> (tempfile::TempDir, sea_orm::DatabaseConnection) {
+/// Fresh, unmigrated order databases: SQLite in a temporary directory (kept while the guard
+/// lives), and PostgreSQL when the run has one.
+async fn raw_dbs(test: &str) -> Vec<(Option<tempfile::TempDir>, sea_orm::DatabaseConnection)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = db::connect(dir.path(), "order", &Default::default())
+        .await
+        .expect("db");
+    let mut dbs = vec![(Some(dir), sqlite)];
+    if let Some(url) = polyshop_platform::testing::postgres_database(test).await {
+        dbs.push((
+            None,
+            db::connect_url(&url, "order").await.expect("postgres"),
+        ));
+    }
+    dbs
+}
+
+/// A migrated SQLite order database (kept while the guard lives).
+async fn sqlite_db() -> (tempfile::TempDir, sea_orm::DatabaseConnection) {
     let dir = tempfile::tempdir().expect("tempdir");
     let conn = db::connect(dir.path(), "order", &Default::default())
         .await
         .expect("db");
-    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat())
-        .await
-        .expect("migrate");
+    store::migrate(&conn).await.expect("migrate");
     (dir, conn)
+}
+
+/// Migrated order databases, as [`raw_dbs`].
+async fn order_dbs(test: &str) -> Vec<(Option<tempfile::TempDir>, sea_orm::DatabaseConnection)> {
+    let dbs = raw_dbs(test).await;
+    for (_, conn) in &dbs {
+        store::migrate(conn).await.expect("migrate");
+    }
+    dbs
 }
 
 #[tokio::test]
 async fn a_conflicting_write_fails_alone_and_the_others_commit() {
-    let (_dir, conn) = order_db().await;
+    let (_dir, conn) = sqlite_db().await;
     let events = EventStore::new(conn.clone(), 10);
     let sagas = SagaStore::new(conn.clone());
     let journal = SagaJournal::start(events.clone());
@@ -103,7 +127,7 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
 
 #[tokio::test]
 async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
-    let (_dir, conn) = order_db().await;
+    let (_dir, conn) = sqlite_db().await;
     let events = EventStore::new(conn.clone(), 10);
     let journal = SagaJournal::start(events.clone());
 
@@ -127,7 +151,12 @@ async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_saga_round_trips_with_its_retry_state_and_the_stuck_ones_are_listed() {
-    let (_dir, conn) = order_db().await;
+    for (_dir, conn) in order_dbs("saga round trip").await {
+        saga_round_trip(conn).await;
+    }
+}
+
+async fn saga_round_trip(conn: sea_orm::DatabaseConnection) {
     let journal = SagaJournal::start(EventStore::new(conn.clone(), 10));
     let sagas = SagaStore::new(conn.clone());
     let mut saga = Saga::started("order-r", "u1", request("r"));
@@ -160,7 +189,7 @@ async fn a_saga_round_trips_with_its_retry_state_and_the_stuck_ones_are_listed()
 
 #[tokio::test]
 async fn an_unknown_stored_step_is_an_error_not_a_finished_saga() {
-    let (_dir, conn) = order_db().await;
+    let (_dir, conn) = sqlite_db().await;
     let journal = SagaJournal::start(EventStore::new(conn.clone(), 10));
     let saga = Saga::started("order-u", "u1", request("u"));
     journal
@@ -208,7 +237,12 @@ async fn snapshot_version(conn: &sea_orm::DatabaseConnection, order_id: &str) ->
 
 #[tokio::test]
 async fn loading_from_a_snapshot_plus_later_events_equals_a_full_replay() {
-    let (_dir, conn) = order_db().await;
+    for (_dir, conn) in order_dbs("snapshots").await {
+        snapshot_equals_replay(conn).await;
+    }
+}
+
+async fn snapshot_equals_replay(conn: sea_orm::DatabaseConnection) {
     // Every 2 events: a snapshot at v2, then one event after it.
     let events = EventStore::new(conn.clone(), 2);
     let placed = events
@@ -262,4 +296,82 @@ async fn loading_from_a_snapshot_plus_later_events_equals_a_full_replay() {
     let loaded = events.load("order-t").await.expect("load").expect("order");
     assert_eq!(loaded, full_replay(&events, "order-t").await);
     assert_eq!(loaded.status, OrderStatus::Rejected);
+}
+
+#[tokio::test]
+async fn payloads_stored_as_base64_text_are_converted_to_bytes_once() {
+    for (_dir, conn) in raw_dbs("payload conversion").await {
+        payload_conversion(conn).await;
+    }
+}
+
+async fn payload_conversion(conn: sea_orm::DatabaseConnection) {
+    use base64::Engine;
+    use prost::Message;
+    use sea_orm::ConnectionTrait;
+    // A database as the previous version left it: SQL migrations only, payloads as base64.
+    db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat())
+        .await
+        .expect("migrate");
+    let order = Order::placed(
+        "order-b64".into(),
+        "u1".into(),
+        vec![],
+        Money {
+            amount_minor: 990,
+            currency: "USD".into(),
+        },
+        ShippingAddress::default(),
+    );
+    let created = codec::outgoing(
+        "order-b64",
+        "u1",
+        &OrderEvent::Created(Box::new(order)),
+        "e1",
+        10,
+    );
+    let text = base64::engine::general_purpose::STANDARD.encode(&created.payload);
+    let snapshot = base64::engine::general_purpose::STANDARD.encode(
+        codec::order(&Order::replay(None, &[(created_event(), 10)]).expect("order"))
+            .encode_to_vec(),
+    );
+    for sql in [
+        format!(
+            "INSERT INTO order_events (order_id, version, event_id, kind, payload, recorded_at) VALUES ('order-b64', 1, 'e1', 'created', '{text}', 10)"
+        ),
+        format!(
+            "INSERT INTO order_snapshots (order_id, version, payload, taken_at) VALUES ('order-b64', 1, '{snapshot}', 10)"
+        ),
+        format!(
+            "INSERT INTO order_view (order_id, user_id, status, version, payload, updated_at) VALUES ('order-b64', 'u1', 'pending', 1, '{snapshot}', 10)"
+        ),
+    ] {
+        conn.execute_unprepared(&sql).await.expect("old row");
+    }
+
+    store::migrate(&conn).await.expect("convert");
+    store::migrate(&conn)
+        .await
+        .expect("a second start converts nothing");
+    let events = EventStore::new(conn.clone(), 10);
+    let history = events.history("order-b64").await.expect("history");
+    assert_eq!(history[0].payload, created.payload, "the same bytes");
+    let loaded = events
+        .load("order-b64")
+        .await
+        .expect("load")
+        .expect("order");
+    assert_eq!((loaded.id.as_str(), loaded.version), ("order-b64", 1));
+    let listed = store::ReadModel::new(conn.clone())
+        .list(&store::ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+}
+
+fn created_event() -> OrderEvent {
+    created("order-b64")
 }

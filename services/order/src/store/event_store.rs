@@ -12,7 +12,7 @@ use polyshop_platform::events::{OutgoingEvent, outbox};
 use prost::Message;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
 
-use super::{all, b64, exec, one, unb64};
+use super::{all, exec, one};
 use crate::{
     codec,
     domain::{Order, OrderError, OrderEvent},
@@ -107,7 +107,7 @@ impl EventStore {
                 version.into(),
                 event_id.into(),
                 event.kind().into(),
-                b64(&out.payload).into(),
+                out.payload.clone().into(),
                 now.into(),
             ]);
             rows.outbox.push(out);
@@ -169,7 +169,7 @@ impl EventStore {
     }
 
     async fn snapshot(&self, txn: &DatabaseTransaction, order: &Order) -> Result<(), OrderError> {
-        let payload = b64(&codec::order(order).encode_to_vec());
+        let payload = codec::order(order).encode_to_vec();
         let now = polyshop_platform::now_millis();
         let updated = exec(
             txn,
@@ -206,8 +206,8 @@ impl EventStore {
         .await?
         {
             Some(row) => {
-                let payload: String = row.try_get("", "payload")?;
-                let pb = polyshop::order::v1::Order::decode(unb64(&payload)?.as_slice())
+                let payload: Vec<u8> = row.try_get("", "payload")?;
+                let pb = polyshop::order::v1::Order::decode(payload.as_slice())
                     .map_err(|e| OrderError::Internal(Box::new(e)))?;
                 Some(codec::order_in(&pb))
             }
@@ -245,12 +245,11 @@ impl EventStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let payload: String = row.try_get("", "payload")?;
                 Ok(Recorded {
                     version: row.try_get("", "version")?,
                     event_id: row.try_get("", "event_id")?,
                     kind: row.try_get("", "kind")?,
-                    payload: unb64(&payload)?,
+                    payload: row.try_get("", "payload")?,
                     recorded_at: row.try_get("", "recorded_at")?,
                 })
             })

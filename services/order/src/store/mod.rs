@@ -4,6 +4,7 @@
 
 mod event_store;
 mod journal;
+mod payloads;
 mod read_model;
 mod replica;
 mod saga_log;
@@ -16,12 +17,15 @@ pub use replica::UserReplica;
 pub use saga_log::StoredSagas;
 pub use sagas::{Claim, SagaStore, Stuck};
 
-use polyshop_platform::db::{Migration, placeholders};
+use polyshop_platform::{
+    db::{self, DbError, Migration, placeholders},
+    events::outbox,
+};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statement, Value};
 
 use crate::domain::OrderError;
 
-/// Schema of the order database, oldest first.
+/// Schema of the order database, oldest first (version 3 is the Rust step in `payloads.rs`).
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -78,6 +82,22 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Migrates the order database: the SQL migrations (with the platform's outbox), then the
+/// payloads to bytes (`payloads.rs`, migration 3).
+///
+/// # Errors
+/// [`DbError::Migrate`] naming the step that failed.
+pub async fn migrate(conn: &sea_orm::DatabaseConnection) -> Result<(), DbError> {
+    db::migrate(conn, &[MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    payloads::to_bytes(conn)
+        .await
+        .map_err(|source| DbError::Migrate {
+            version: 3,
+            name: "order payloads as bytes",
+            source,
+        })
+}
+
 /// Ends `txn` as `result` says: committed when the work succeeded, rolled back at once when it
 /// failed (not on drop: SQLite has one pooled connection).
 pub(crate) async fn finish<T>(
@@ -127,16 +147,4 @@ pub(crate) async fn all<C: ConnectionTrait>(
     values: Vec<Value>,
 ) -> Result<Vec<QueryResult>, DbErr> {
     conn.query_all_raw(stmt(conn, sql, values)).await
-}
-
-pub(crate) fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-pub(crate) fn unb64(text: &str) -> Result<Vec<u8>, DbErr> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| DbErr::Custom(format!("corrupt payload: {e}")))
 }

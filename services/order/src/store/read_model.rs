@@ -4,7 +4,7 @@
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
-use super::{all, b64, exec, one, unb64};
+use super::{all, exec, one};
 use crate::{
     codec,
     domain::{Order, OrderEvent, OrderStatus},
@@ -39,8 +39,8 @@ pub struct ReadModel {
 }
 
 fn decode_row(row: &sea_orm::QueryResult) -> Result<Order, DbErr> {
-    let payload: String = row.try_get("", "payload")?;
-    let pb = polyshop::order::v1::Order::decode(unb64(&payload)?.as_slice())
+    let payload: Vec<u8> = row.try_get("", "payload")?;
+    let pb = polyshop::order::v1::Order::decode(payload.as_slice())
         .map_err(|e| DbErr::Custom(e.to_string()))?;
     Ok(codec::order_in(&pb))
 }
@@ -89,7 +89,7 @@ impl ReadModel {
     }
 
     async fn write<C: ConnectionTrait>(conn: &C, order: &Order, exists: bool) -> Result<(), DbErr> {
-        let payload = b64(&codec::order(order).encode_to_vec());
+        let payload = codec::order(order).encode_to_vec();
         if exists {
             exec(
                 conn,
