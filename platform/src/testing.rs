@@ -129,6 +129,19 @@ pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// Whether a client reads `code` as "the server failed" (what the edge answers with a 5xx).
+pub fn is_server_error(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Internal
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::DataLoss
+    )
+}
+
 /// A fresh, empty PostgreSQL database URL when `POLYSHOP_TEST_POSTGRES_URL` is set; `None`
 /// otherwise, after saying so on the run's output.
 ///

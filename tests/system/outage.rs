@@ -38,18 +38,6 @@ fn child_pid(system: &System, service: &str) -> Option<Pid> {
     None
 }
 
-/// Codes a client reads as "the server failed" (HTTP 5xx at the edge).
-fn is_5xx(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::Internal
-            | Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::DataLoss
-    )
-}
-
 /// What one shopper saw: the order id each answer named, and every 5xx.
 #[derive(Debug, Default)]
 struct Seen {
@@ -89,7 +77,9 @@ async fn orders_survive(what: &str, outage: impl AsyncFnOnce(&System)) {
                         seen.last = Some(order);
                         break;
                     }
-                    Ok(Err(status)) if is_5xx(status.code()) => {
+                    Ok(Err(status))
+                        if polyshop_platform::testing::is_server_error(status.code()) =>
+                    {
                         seen.failures
                             .push(format!("{:?}: {}", status.code(), status.message()));
                     }

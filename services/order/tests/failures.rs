@@ -17,18 +17,6 @@ use polyshop_platform::testing::bearer;
 use polyshop_platform::testing::poll_until;
 use tonic::Code;
 
-/// Codes a client reads as "the server failed" (HTTP 5xx at the edge).
-fn is_5xx(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::Internal
-            | Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::DataLoss
-    )
-}
-
 async fn get(system: &System, token: &str, order_id: &str) -> Order {
     system
         .orders()
@@ -97,7 +85,10 @@ async fn payment_down_for_seconds_delays_orders_and_every_one_is_confirmed_once_
             .place(&token, key, &[(&mug, 1)], "tok_visa")
             .await
             .unwrap_or_else(|e| {
-                assert!(!is_5xx(e.code()), "{key}: {e:?}");
+                assert!(
+                    !polyshop_platform::testing::is_server_error(e.code()),
+                    "{key}: {e:?}"
+                );
                 panic!("{key}: {e:?}")
             });
         assert_eq!(

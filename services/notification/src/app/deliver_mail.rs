@@ -36,14 +36,6 @@ pub struct Dispatched {
     pub failed: u64,
 }
 
-/// How one mail's turn ended.
-enum Attempt {
-    Sent,
-    Failed,
-    /// Claimed by another dispatcher, or no longer pending.
-    NotOurs,
-}
-
 /// Sends the mail outbox's due mail through a [`Sender`].
 #[derive(Debug)]
 pub struct MailDispatcher<O, M> {
@@ -74,55 +66,49 @@ impl<O: MailOutbox, M: Sender> MailDispatcher<O, M> {
     }
 
     /// One pass, stopping between two mails once `stopped` fires: a mail being handed over
-    /// is finished and recorded rather than cut off.
+    /// is finished and recorded rather than cut off. The batch is claimed in one transaction
+    /// and the mails sent in it are marked in one more, so a pass costs two commits however
+    /// many mails it sends; a failure is recorded on its own.
     async fn dispatch(
         &self,
         now: i64,
         stopped: Option<&Shutdown>,
     ) -> Result<Dispatched, NotificationError> {
         let mut done = Dispatched::default();
-        for queued in self.outbox.due(now, DISPATCH_BATCH).await? {
+        let due = self.outbox.due(now, DISPATCH_BATCH).await?;
+        if due.is_empty() {
+            return Ok(done);
+        }
+        let ids: Vec<String> = due.iter().map(|q| q.mail.message_id()).collect();
+        let taken = self.outbox.claim(&ids, now, now + CLAIM_MS).await?;
+        let mut sent = Vec::with_capacity(taken.len());
+        for (queued, message_id) in due.iter().zip(&ids) {
             if stopped.is_some_and(Shutdown::is_fired) {
                 break;
             }
-            match self.dispatch_one(&queued, now).await? {
-                Attempt::Sent => done.sent += 1,
-                Attempt::Failed => done.failed += 1,
-                Attempt::NotOurs => {}
+            if !taken.contains(message_id) {
+                continue;
+            }
+            match self.sender.send(&queued.mail).await {
+                Ok(()) => sent.push(&queued.mail),
+                Err(e) => {
+                    self.record_failure(queued, message_id, now, &e).await?;
+                    done.failed += 1;
+                }
             }
         }
+        if !sent.is_empty() {
+            let channel = self.sender.channel();
+            if let Err(e) = self.outbox.sent(&sent, channel, now).await {
+                tracing::error!(mails = sent.len(), error = %e, "mail sent but not recorded; it goes out again, same Message-ID, when its claim lapses");
+                return Err(e);
+            }
+            for mail in &sent {
+                tracing::info!(notification_id = %mail.notification_id, channel, "mail sent");
+            }
+            done.sent = sent.len() as u64;
+        }
         Ok(done)
-    }
-
-    /// Claims, sends and records one mail.
-    async fn dispatch_one(
-        &self,
-        queued: &QueuedMail,
-        now: i64,
-    ) -> Result<Attempt, NotificationError> {
-        let message_id = queued.mail.message_id();
-        if !self.outbox.claim(&message_id, now, now + CLAIM_MS).await? {
-            return Ok(Attempt::NotOurs);
-        }
-        match self.sender.send(&queued.mail).await {
-            Ok(()) => self.record_sent(queued, &message_id, now).await,
-            Err(e) => self.record_failure(queued, &message_id, now, &e).await,
-        }
-    }
-
-    async fn record_sent(
-        &self,
-        queued: &QueuedMail,
-        message_id: &str,
-        now: i64,
-    ) -> Result<Attempt, NotificationError> {
-        let (mail, channel) = (&queued.mail, self.sender.channel());
-        if let Err(e) = self.outbox.sent(mail, channel, now).await {
-            tracing::error!(message_id, error = %e, "mail sent but not recorded; it goes out again, same Message-ID, when its claim lapses");
-            return Err(e);
-        }
-        tracing::info!(message_id, notification_id = %mail.notification_id, channel, "mail sent");
-        Ok(Attempt::Sent)
     }
 
     async fn record_failure(
@@ -131,7 +117,7 @@ impl<O: MailOutbox, M: Sender> MailDispatcher<O, M> {
         message_id: &str,
         now: i64,
         error: &NotificationError,
-    ) -> Result<Attempt, NotificationError> {
+    ) -> Result<(), NotificationError> {
         let attempts = queued.attempts.saturating_add(1);
         let next = after_failure(attempts, now);
         let error = error.to_string();
@@ -146,7 +132,7 @@ impl<O: MailOutbox, M: Sender> MailDispatcher<O, M> {
                 tracing::error!(message_id, attempts, %error, "mail not sent; given up");
             }
         }
-        Ok(Attempt::Failed)
+        Ok(())
     }
 
     /// Dispatches at start, whenever woken, and every [`IDLE_POLL`], until `stopped` fires.
@@ -309,12 +295,11 @@ mod tests {
         let sender = Arc::new(RecordingSender::default());
         store.queue_mail(&mail(1), 0).await.expect("queue");
         // Another dispatcher took it at 5 and died before marking it.
-        assert!(
-            store
-                .claim("<n1@polyshop.local>", 5, 5 + CLAIM_MS)
-                .await
-                .expect("claim")
-        );
+        let taken = store
+            .claim(&["<n1@polyshop.local>".to_owned()], 5, 5 + CLAIM_MS)
+            .await
+            .expect("claim");
+        assert_eq!(taken.len(), 1);
         let dispatcher = dispatcher(&store, &sender);
         let during = dispatcher.try_dispatch_once(6).await.expect("pass");
         assert_eq!(during, Dispatched::default());

@@ -77,32 +77,37 @@ impl MailOutbox for MemoryStore {
 
     async fn claim(
         &self,
-        message_id: &str,
+        message_ids: &[String],
         now: i64,
         until: i64,
-    ) -> Result<bool, NotificationError> {
+    ) -> Result<Vec<String>, NotificationError> {
         let mut state = self.state();
-        match Self::pending(&mut state, message_id) {
-            Some(row) if row.next_attempt_at <= now => {
+        let mut taken = Vec::new();
+        for message_id in message_ids {
+            if let Some(row) = Self::pending(&mut state, message_id)
+                && row.next_attempt_at <= now
+            {
                 row.next_attempt_at = until;
-                Ok(true)
+                taken.push(message_id.clone());
             }
-            _ => Ok(false),
         }
+        Ok(taken)
     }
 
     async fn sent(
         &self,
-        mail: &Mail,
+        mails: &[&Mail],
         channel: &'static str,
         _at: i64,
     ) -> Result<(), NotificationError> {
         let mut state = self.state();
-        if let Some(row) = Self::pending(&mut state, &mail.message_id()) {
-            row.status = MailStatus::Sent;
-            state
-                .announced
-                .push((mail.notification_id.clone(), channel));
+        for mail in mails {
+            if let Some(row) = Self::pending(&mut state, &mail.message_id()) {
+                row.status = MailStatus::Sent;
+                state
+                    .announced
+                    .push((mail.notification_id.clone(), channel));
+            }
         }
         Ok(())
     }

@@ -68,42 +68,58 @@ impl MailOutbox for SeaMailOutbox {
 
     async fn claim(
         &self,
-        message_id: &str,
+        message_ids: &[String],
         now: i64,
         until: i64,
-    ) -> Result<bool, NotificationError> {
-        let result = mail_outbox::Entity::update_many()
-            .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(until))
-            .filter(mail_outbox::Column::MessageId.eq(message_id))
-            .filter(pending())
-            .filter(mail_outbox::Column::NextAttemptAt.lte(now))
-            .exec(&self.db)
-            .await
-            .map_err(internal)?;
-        Ok(result.rows_affected == 1)
+    ) -> Result<Vec<String>, NotificationError> {
+        let txn = self.db.begin().await.map_err(internal)?;
+        let mut taken = Vec::with_capacity(message_ids.len());
+        for message_id in message_ids {
+            // Each row's own conditional UPDATE: a row another dispatcher took is left out.
+            let result = mail_outbox::Entity::update_many()
+                .col_expr(mail_outbox::Column::NextAttemptAt, Expr::value(until))
+                .filter(mail_outbox::Column::MessageId.eq(message_id.as_str()))
+                .filter(pending())
+                .filter(mail_outbox::Column::NextAttemptAt.lte(now))
+                .exec(&txn)
+                .await;
+            match result {
+                Ok(r) if r.rows_affected == 1 => taken.push(message_id.clone()),
+                Ok(_) => {}
+                Err(e) => {
+                    // Roll back now rather than on drop: SQLite has one pooled connection.
+                    let _ = txn.rollback().await;
+                    return Err(internal(e));
+                }
+            }
+        }
+        txn.commit().await.map_err(internal)?;
+        Ok(taken)
     }
 
     async fn sent(
         &self,
-        mail: &Mail,
+        mails: &[&Mail],
         channel: &'static str,
         at: i64,
     ) -> Result<(), NotificationError> {
         let txn = self.db.begin().await.map_err(internal)?;
-        match mark_sent(&txn, mail, channel, at).await {
-            Ok(true) => {
-                txn.commit().await.map_err(internal)?;
-                self.relay.wake();
-                Ok(())
-            }
-            // Someone else finished it; their transaction announced it.
-            Ok(false) => txn.rollback().await.map_err(internal),
-            Err(e) => {
-                // Roll back now rather than on drop: SQLite has one pooled connection.
-                let _ = txn.rollback().await;
-                Err(e)
+        let mut announced = false;
+        for mail in mails {
+            // A mail someone else finished was announced by their transaction.
+            match mark_sent(&txn, mail, channel, at).await {
+                Ok(marked) => announced |= marked,
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    return Err(e);
+                }
             }
         }
+        txn.commit().await.map_err(internal)?;
+        if announced {
+            self.relay.wake();
+        }
+        Ok(())
     }
 
     async fn failed(
@@ -261,8 +277,15 @@ mod tests {
         );
 
         let id = mail().message_id();
-        assert!(outbox.claim(&id, 10, 70).await.expect("claim"));
-        assert!(!outbox.claim(&id, 10, 70).await.expect("claimed already"));
+        let ids = [id.clone()];
+        assert_eq!(outbox.claim(&ids, 10, 70).await.expect("claim"), ids);
+        assert!(
+            outbox
+                .claim(&ids, 10, 70)
+                .await
+                .expect("claimed already")
+                .is_empty()
+        );
         assert!(outbox.due(69, 10).await.expect("due").is_empty(), "claimed");
         outbox
             .failed(&mail(), 1, NextAttempt::At(20), "451 later")
@@ -271,11 +294,20 @@ mod tests {
         let due = outbox.due(20, 10).await.expect("due");
         assert_eq!(due[0].attempts, 1);
 
-        assert!(outbox.claim(&id, 20, 80).await.expect("claim again"));
-        outbox.sent(&mail(), "smtp", 21).await.expect("sent");
-        outbox.sent(&mail(), "smtp", 22).await.expect("sent twice");
+        assert_eq!(outbox.claim(&ids, 20, 80).await.expect("claim again"), ids);
+        outbox.sent(&[&mail()], "smtp", 21).await.expect("sent");
+        outbox
+            .sent(&[&mail()], "smtp", 22)
+            .await
+            .expect("sent twice");
         assert!(outbox.due(i64::MAX, 10).await.expect("due").is_empty());
-        assert!(!outbox.claim(&id, i64::MAX, i64::MAX).await.expect("sent"));
+        assert!(
+            outbox
+                .claim(&ids, i64::MAX, i64::MAX)
+                .await
+                .expect("sent")
+                .is_empty()
+        );
         assert_eq!(
             outbox::pending(&conn).await.expect("events"),
             1,
@@ -297,7 +329,14 @@ mod tests {
         record(&conn).await;
         let outbox = SeaMailOutbox::new(conn.clone(), OutboxSignal::new());
         let id = mail().message_id();
-        assert!(outbox.claim(&id, 10, 70).await.expect("claim"));
+        assert_eq!(
+            outbox
+                .claim(std::slice::from_ref(&id), 10, 70)
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
         outbox
             .failed(&mail(), 36, NextAttempt::GiveUp, "550 no such user")
             .await
