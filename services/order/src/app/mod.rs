@@ -3,7 +3,8 @@
 
 mod cancel_order;
 pub mod failpoints;
-mod manage;
+mod get_order;
+mod list_orders;
 #[cfg(test)]
 mod memory;
 mod place_order;
@@ -11,6 +12,9 @@ pub mod ports;
 mod saga_runner;
 #[cfg(test)]
 mod tests;
+mod update_order_status;
 
-pub use manage::*;
+pub use get_order::*;
+pub use list_orders::*;
 pub use saga_runner::*;
+pub use update_order_status::*;
