@@ -72,6 +72,19 @@ impl SagaLog for MemoryLog {
         })
     }
 
+    fn placed_under<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, OrderError>> {
+        Box::pin(async move {
+            Ok(lock(&self.state)
+                .keys
+                .get(&(user_id.to_owned(), key.to_owned()))
+                .cloned())
+        })
+    }
+
     fn save<'a>(&'a self, saga: &'a Saga) -> BoxFuture<'a, Result<(), OrderError>> {
         Box::pin(async move {
             lock(&self.state)
@@ -157,6 +170,8 @@ pub struct World {
     pub refuse_refunds: bool,
     /// Confirmations find the hold lapsed.
     pub lapse_confirms: bool,
+    /// The catalog does not answer.
+    pub catalog_away: bool,
     /// The next command with this index (into `calls`) takes effect but its answer is lost
     /// with the process: the call never returns.
     pub crash_at: Option<usize>,
@@ -271,6 +286,11 @@ impl Participants for FakeParticipants {
 
     fn products(&self, ids: Vec<String>) -> BoxFuture<'_, Result<Vec<PricedProduct>, Away>> {
         Box::pin(async move {
+            if self.world().catalog_away {
+                return Err(Away {
+                    detail: "catalog: connection refused".into(),
+                });
+            }
             Ok(ids
                 .into_iter()
                 .filter(|id| id == "p1")

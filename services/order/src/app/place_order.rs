@@ -33,6 +33,15 @@ impl SagaRunner {
         request: PlaceOrder,
     ) -> Result<Order, OrderError> {
         check_place_order(&request).into_result()?;
+        // A replay answers with its order without asking anyone: it must converge even while
+        // the user or catalog service is away.
+        if let Some(id) = self
+            .log
+            .placed_under(user_id, request.idempotency_key.trim())
+            .await?
+        {
+            return self.replayed(&id).await;
+        }
         let order_id = polyshop_platform::new_id();
         // Held from before the saga is stored: once it is, the resumer sees it unfinished and
         // must leave it to this call.

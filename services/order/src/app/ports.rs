@@ -53,6 +53,13 @@ pub trait SagaLog: Send + Sync + std::fmt::Debug {
         saga: &'a Saga,
     ) -> BoxFuture<'a, Result<Created, OrderError>>;
 
+    /// The order placed by `user_id` under idempotency `key`, if any.
+    fn placed_under<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, OrderError>>;
+
     /// Saves the saga's progress.
     fn save<'a>(&'a self, saga: &'a Saga) -> BoxFuture<'a, Result<(), OrderError>>;
 

@@ -200,7 +200,13 @@ impl SagaRunner {
                 tracing::error!(%order_id, error = %e, "saga task failed; the resumer goes on");
                 Ok(fallback)
             }
-            Err(_) => Ok(self.log.order(&order_id).await?.unwrap_or(fallback)),
+            Err(_) => Ok(self
+                .log
+                .order(&order_id)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(fallback)),
         }
     }
 

@@ -354,3 +354,34 @@ async fn an_unknown_stored_step_stops_the_saga_loudly() {
         Err(OrderError::UnknownSagaState { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_replayed_key_converges_even_while_validation_cannot_run() {
+    let (log, world) = (
+        Arc::new(MemoryLog::default()),
+        Arc::new(FakeParticipants::new(10)),
+    );
+    let runner = runner(&log, &world, FAST);
+    let order = runner
+        .place("u1", request("k1", "tok_visa"))
+        .await
+        .expect("placed");
+    world.world().catalog_away = true;
+    let again = runner
+        .place("u1", request("k1", "tok_visa"))
+        .await
+        .expect("a stored order is answered, whoever is away");
+    assert_eq!((again.id, again.status), (order.id, OrderStatus::Confirmed));
+    let new = runner.place("u1", request("k2", "tok_visa")).await;
+    assert!(
+        matches!(new, Err(OrderError::Unavailable(_))),
+        "nothing stored for a new key: try again later: {new:?}"
+    );
+    assert!(
+        log.placed_under("u1", "k2")
+            .await
+            .expect("lookup")
+            .is_none(),
+        "and nothing was kept"
+    );
+}

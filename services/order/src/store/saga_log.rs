@@ -44,6 +44,14 @@ impl SagaLog for StoredSagas {
         })
     }
 
+    fn placed_under<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, OrderError>> {
+        Box::pin(self.sagas.placed_under(user_id, key))
+    }
+
     fn save<'a>(&'a self, saga: &'a Saga) -> BoxFuture<'a, Result<(), OrderError>> {
         Box::pin(self.journal.save(saga))
     }

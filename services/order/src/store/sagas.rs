@@ -140,6 +140,24 @@ impl SagaStore {
         Ok(Claim::Existing(row.try_get("", "order_id")?))
     }
 
+    /// The order placed by `user_id` under idempotency `key`, if any.
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn placed_under(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<String>, OrderError> {
+        let row = one(
+            &self.db,
+            "SELECT order_id FROM sagas WHERE user_id = ? AND idempotency_key = ?",
+            vec![user_id.into(), key.trim().into()],
+        )
+        .await?;
+        Ok(row.map(|r| r.try_get("", "order_id")).transpose()?)
+    }
+
     /// Loads a saga.
     ///
     /// # Errors
