@@ -48,9 +48,23 @@ impl SagaRunner {
         let driving = self.driving(&order_id).ok_or_else(|| {
             OrderError::Internal("a freshly generated order id is being driven".into())
         })?;
-        let (refusal, products) = self.validation(user_id, &request).await.map_err(|away| {
-            OrderError::Unavailable(format!("cannot place the order now: {}", away.detail))
-        })?;
+        let (refusal, products) = match self.validation(user_id, &request).await {
+            Ok(checked) => checked,
+            Err(away) => {
+                drop(driving);
+                // A replay must converge even while the user or catalog service is away: it
+                // answers with its stored order. (Looked up only here: on the happy path the
+                // journal's insert finds a taken key at no extra cost.)
+                let key = request.idempotency_key.trim();
+                return match self.log.placed_under(user_id, key).await? {
+                    Some(id) => self.replayed(&id).await,
+                    None => Err(OrderError::Unavailable(format!(
+                        "cannot place the order now: {}",
+                        away.detail
+                    ))),
+                };
+            }
+        };
         let placement = saga::place(&order_id, user_id, request, refusal, &products);
         let order = match self.log.create(&placement.events, &placement.saga).await? {
             Created::New(order) => *order,
