@@ -7,6 +7,9 @@ use prost_reflect::{
     DescriptorPool, DynamicMessage, FileDescriptor, MessageDescriptor, MethodDescriptor, Value,
 };
 
+#[path = "contracts/error_reasons.rs"]
+mod error_reasons;
+
 const SERVICES: [&str; 7] = [
     "polyshop.user.v1.UserService",
     "polyshop.catalog.v1.CatalogService",

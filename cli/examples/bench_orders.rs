@@ -77,16 +77,24 @@ async fn main() -> anyhow::Result<()> {
         .into_inner()
         .product
         .ok_or_else(|| anyhow::anyhow!("no product"))?;
-    InventoryServiceClient::connect(service_url("INVENTORY", 50053))
-        .await?
-        .set_stock(authed(
-            SetStockRequest {
-                product_id: product.product_id.clone(),
-                quantity_on_hand: 10_000_000,
-            },
-            &admin,
-        ))
-        .await?;
+    // Inventory counts a product once its product.created has arrived: until then, NOT_FOUND.
+    let mut inventory = InventoryServiceClient::connect(service_url("INVENTORY", 50053)).await?;
+    let known_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let count = SetStockRequest {
+            product_id: product.product_id.clone(),
+            quantity_on_hand: 10_000_000,
+        };
+        match inventory.set_stock(authed(count, &admin)).await {
+            Err(e) if e.code() == tonic::Code::NotFound && Instant::now() < known_by => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answer => {
+                answer?;
+                break;
+            }
+        }
+    }
 
     let run = polyshop_platform::new_id();
     let mut tokens = Vec::new();

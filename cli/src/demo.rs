@@ -9,7 +9,8 @@ use polyshop::{
     user::v1::{LoginRequest, user_service_client::UserServiceClient},
 };
 use polyshop_platform::config::Settings;
-use tonic::Request;
+use tokio::time::{Duration, Instant};
+use tonic::{Code, Request, transport::Channel};
 
 /// (slug, name, category, price in cents, stock)
 const PRODUCTS: [(&str, &str, &str, i64, i32); 9] = [
@@ -36,6 +37,27 @@ fn authed<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
     Ok(request)
+}
+
+/// How long a new product may take to reach inventory (its `product.created` event).
+const KNOWN_WITHIN: Duration = Duration::from_secs(30);
+
+/// SetStock once inventory knows the product: it learns of a new one from `product.created`,
+/// a moment after CreateProduct, and answers NOT_FOUND until then.
+async fn set_stock_when_known(
+    inventory: &mut InventoryServiceClient<Channel>,
+    count: SetStockRequest,
+    token: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + KNOWN_WITHIN;
+    loop {
+        match inventory.set_stock(authed(count.clone(), token)?).await {
+            Err(e) if e.code() == Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answer => return answer.map(drop).map_err(Into::into),
+        }
+    }
 }
 
 /// Creates the demo catalog and stock as `admin`.
@@ -76,14 +98,11 @@ pub async fn seed(settings: &Settings, admin: &str, password: &str) -> anyhow::R
             .into_inner()
             .product
             .context("no product returned")?;
-        inventory
-            .set_stock(authed(
-                SetStockRequest {
-                    product_id: product.product_id,
-                    quantity_on_hand: stock,
-                },
-                &token,
-            )?)
+        let count = SetStockRequest {
+            product_id: product.product_id,
+            quantity_on_hand: stock,
+        };
+        set_stock_when_known(&mut inventory, count, &token)
             .await
             .with_context(|| format!("stock demo product {name}"))?;
     }

@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 document served at `GET /openapi.json`, generated from the route table and
 //! the descriptors: every route with its path and query parameters, request and response
-//! schemas (proto comments as descriptions), the error responses and the bearer scheme.
+//! schemas (proto comments as descriptions), the error responses with every `ErrorInfo`
+//! reason the contracts declare, and the bearer scheme.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use polyshop_platform::contract::Access;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
@@ -14,6 +15,8 @@ use crate::{
 };
 
 const ERROR_SCHEMA: &str = "polyshop.edge.Error";
+/// `google.rpc.ErrorInfo` as the edge sends it, with the declared reasons.
+const ERROR_INFO_SCHEMA: &str = "polyshop.edge.ErrorInfo";
 /// Query parameters are flattened this deep into nested messages.
 const MAX_QUERY_DEPTH: usize = 3;
 
@@ -62,6 +65,7 @@ pub fn document(routes: &RouteTable) -> Value {
         components.insert(name, schema);
     }
     components.insert(ERROR_SCHEMA.into(), error_schema());
+    components.insert(ERROR_INFO_SCHEMA.into(), error_info_schema(&comments));
     let mut tags: Vec<Value> = routes
         .services()
         .iter()
@@ -321,16 +325,90 @@ fn error_schema() -> Value {
                     "message": { "type": "string" },
                     "details": {
                         "type": "array",
-                        "description": "google.rpc details: ErrorInfo, BadRequest (fieldViolations), RetryInfo, …",
+                        "description": "google.rpc details: ErrorInfo (its reasons are listed in \
+                            polyshop.edge.ErrorInfo), BadRequest (fieldViolations), RetryInfo, …",
                         "items": {
-                            "type": "object",
-                            "required": ["@type"],
-                            "properties": { "@type": { "type": "string" } },
+                            "anyOf": [
+                                reference(ERROR_INFO_SCHEMA),
+                                {
+                                    "type": "object",
+                                    "required": ["@type"],
+                                    "properties": { "@type": { "type": "string" } },
+                                },
+                            ],
                         },
                     },
                 },
             },
         },
+    })
+}
+
+/// `ErrorInfo.reason`s by `ErrorInfo.domain`, each with its documentation: the values of every
+/// context's `ErrorReason` enum (`polyshop.<context>.v1`, domain `polyshop.<context>`), named
+/// as on the wire, without the `ERROR_REASON_` prefix. The unspecified value is never sent.
+pub fn error_reasons(comments: &Comments) -> BTreeMap<String, BTreeMap<String, String>> {
+    let pool = polyshop_platform::contract::pool();
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let enums = pool
+        .all_enums()
+        .filter(|e| e.name() == "ErrorReason" && e.package_name().starts_with("polyshop."));
+    for en in enums {
+        let package = en.package_name();
+        let domain = package.rsplit_once('.').map_or(package, |(d, _)| d);
+        let reasons = out.entry(domain.to_owned()).or_default();
+        for value in en.values().filter(|v| v.number() != 0) {
+            let name = value.name();
+            let wire = name
+                .strip_prefix(polyshop::ERROR_REASON_PREFIX)
+                .unwrap_or(name);
+            let doc = comments
+                .get(value.parent_file().name(), value.path())
+                .unwrap_or_default();
+            reasons.insert(wire.to_owned(), doc.replace('\n', " "));
+        }
+    }
+    out
+}
+
+/// The ErrorInfo detail: its reason is one of those its domain declares, listed in the
+/// description and, machine-readable, in `x-polyshop-error-reasons`.
+fn error_info_schema(comments: &Comments) -> Value {
+    let by_domain = error_reasons(comments);
+    let mut text = String::from(
+        "google.rpc.ErrorInfo: why the request failed, as a reason that is stable within its \
+        domain (the context that answered). Each context declares its reasons in the \
+        ErrorReason enum of proto/polyshop/<context>/v1/errors.proto; on the wire a reason is \
+        the value's name without the ERROR_REASON_ prefix.",
+    );
+    let mut reasons = BTreeSet::new();
+    for (domain, declared) in &by_domain {
+        text.push_str(&format!("\n\n{domain}:"));
+        for (reason, doc) in declared {
+            text.push_str(&format!("\n- {reason}: {doc}"));
+            reasons.insert(reason.clone());
+        }
+    }
+    let domains: Vec<&String> = by_domain.keys().collect();
+    json!({
+        "type": "object",
+        "description": text,
+        "required": ["@type", "reason", "domain"],
+        "properties": {
+            "@type": { "const": "type.googleapis.com/google.rpc.ErrorInfo" },
+            "reason": {
+                "type": "string",
+                "enum": reasons,
+                "description": "Stable within its domain; see this schema's description.",
+            },
+            "domain": {
+                "type": "string",
+                "enum": domains,
+                "description": "The context that answered: polyshop.<context>.",
+            },
+            "metadata": { "type": "object", "additionalProperties": { "type": "string" } },
+        },
+        "x-polyshop-error-reasons": by_domain,
     })
 }
 
@@ -365,6 +443,34 @@ mod tests {
         assert!(
             list.as_array()
                 .is_some_and(|p| p.iter().any(|p| p["name"] == "page_size"))
+        );
+    }
+
+    #[test]
+    fn the_error_info_schema_lists_every_declared_reason_with_its_domain_and_meaning() {
+        let routes = RouteTable::from_pool(polyshop_platform::contract::pool()).expect("routes");
+        let doc = document(&routes);
+        let info = &doc["components"]["schemas"][ERROR_INFO_SCHEMA];
+        let reasons = info["properties"]["reason"]["enum"]
+            .as_array()
+            .expect("reason enum");
+        for reason in ["PRODUCT_NOT_FOUND", "ORDER_NOT_FOUND", "INVALID_ARGUMENT"] {
+            assert!(reasons.iter().any(|r| r == reason), "{reason} missing");
+        }
+        assert!(!reasons.iter().any(|r| r == "UNSPECIFIED"));
+        let inventory = &info["x-polyshop-error-reasons"]["polyshop.inventory"];
+        assert!(
+            inventory["PRODUCT_NOT_FOUND"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("NOT_FOUND"))
+        );
+        let description = info["description"].as_str().expect("description");
+        assert!(description.contains("\n- PARTICIPANT_UNAVAILABLE: UNAVAILABLE"));
+        let items = &doc["components"]["schemas"][ERROR_SCHEMA]["properties"]["error"]["properties"]
+            ["details"]["items"];
+        assert_eq!(
+            items["anyOf"][0]["$ref"],
+            format!("#/components/schemas/{ERROR_INFO_SCHEMA}")
         );
     }
 }

@@ -12,8 +12,8 @@ use polyshop::{
     },
     order::v1::{GetOrderRequest, ListOrdersRequest, order_service_client::OrderServiceClient},
     storefront::v1::{
-        GetDashboardRequest, GetDashboardResponse, GetOrderDetailsRequest, GetOrderDetailsResponse,
-        storefront_service_server::StorefrontService,
+        ErrorReason, GetDashboardRequest, GetDashboardResponse, GetOrderDetailsRequest,
+        GetOrderDetailsResponse, storefront_service_server::StorefrontService,
     },
     user::v1::{GetUserRequest, user_service_client::UserServiceClient},
 };
@@ -23,7 +23,6 @@ use polyshop_platform::{
 };
 use tonic::{Request, Response, Status, metadata::MetadataMap, transport::Channel};
 
-const DOMAIN: &str = "polyshop.storefront";
 /// Forwarded to every part, so the parts' logs share the edge's request id.
 const FORWARDED: [&str; 3] = ["authorization", "x-request-id", "traceparent"];
 
@@ -116,7 +115,7 @@ impl StorefrontService for Storefront {
             _ => {
                 let mut v = Violations::new();
                 v.add("recent_limit", "must be between 1 and 20");
-                return Err(invalid_argument(DOMAIN, &v));
+                return Err(invalid_argument(ErrorReason::InvalidArgument, &v));
             }
         };
         let md = request.metadata();
@@ -182,7 +181,7 @@ impl StorefrontService for Storefront {
         if order_id.is_empty() {
             let mut v = Violations::new();
             v.add("order_id", "is required");
-            return Err(invalid_argument(DOMAIN, &v));
+            return Err(invalid_argument(ErrorReason::InvalidArgument, &v));
         }
         let md = request.metadata();
         let mut orders = self.orders.clone();

@@ -235,6 +235,39 @@ async fn bad_input_is_a_400_with_the_reason_and_field_violations() {
 }
 
 #[tokio::test]
+async fn stock_of_a_product_the_catalog_never_had_is_a_404_with_the_declared_reason() {
+    let system = start(|_| {}).await;
+    let admin = system.admin_token().await;
+    let r = system
+        .call(
+            Method::PUT,
+            "/v1/stock/0190f2d6-0000-7000-8000-000000000000",
+            Some(&admin),
+            Some(json!({"quantityOnHand": 5})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert_eq!(status_name(&r), "NOT_FOUND");
+    let info = r.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {:?}", r.body));
+    assert_eq!(
+        (info["reason"].as_str(), info["domain"].as_str()),
+        (Some("PRODUCT_NOT_FOUND"), Some("polyshop.inventory"))
+    );
+    // The OpenAPI document declares it for clients.
+    let doc = system.get("/openapi.json", None).await.body;
+    let declared = &doc["components"]["schemas"]["polyshop.edge.ErrorInfo"]["x-polyshop-error-reasons"]
+        ["polyshop.inventory"];
+    assert!(declared["PRODUCT_NOT_FOUND"].is_string(), "{declared}");
+    system.stop().await;
+}
+
+#[tokio::test]
 async fn internal_methods_unknown_routes_and_wrong_methods() {
     let system = start(|_| {}).await;
     for path in [

@@ -1,7 +1,13 @@
 //! Building blocks for each service's one error → `Status` table: `google.rpc` details
 //! (ErrorInfo with a stable reason, BadRequest field violations) and the rule that internal
 //! errors are logged in full but say only "internal error" on the wire.
+//!
+//! Reasons are values of the context's `ErrorReason` proto enum ([`Reason`]), never strings:
+//! the enum gives both `ErrorInfo.reason` (its wire name) and `ErrorInfo.domain`, so a server
+//! can only send a reason its contract declares and documents. This module is the one place
+//! that builds an ErrorInfo (the contract suite checks that).
 
+pub use polyshop::Reason;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
@@ -57,9 +63,16 @@ impl std::fmt::Display for Violations {
     }
 }
 
-/// INVALID_ARGUMENT with a BadRequest listing every violation.
-pub fn invalid_argument(domain: &str, violations: &Violations) -> Status {
-    let mut details = ErrorDetails::with_error_info("INVALID_ARGUMENT", domain, []);
+/// Details holding only `ErrorInfo { reason, domain }` of `reason`, for a status that adds
+/// more (a PreconditionFailure, RetryInfo) before [`StatusExt::with_error_details`].
+pub fn error_info<R: Reason>(reason: R) -> ErrorDetails {
+    ErrorDetails::with_error_info(reason.wire_name(), R::DOMAIN, [])
+}
+
+/// INVALID_ARGUMENT with `reason` (the context's `ErrorReason::InvalidArgument`) and a
+/// BadRequest listing every violation.
+pub fn invalid_argument(reason: impl Reason, violations: &Violations) -> Status {
+    let mut details = error_info(reason);
     details.set_bad_request(
         violations
             .iter()
@@ -73,13 +86,9 @@ pub fn invalid_argument(domain: &str, violations: &Violations) -> Status {
     )
 }
 
-/// A status carrying `ErrorInfo { reason, domain }`.
-pub fn with_reason(code: Code, domain: &str, reason: &str, message: impl Into<String>) -> Status {
-    Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(reason, domain, []),
-    )
+/// A status carrying `ErrorInfo { reason, domain }` of `reason`.
+pub fn with_reason(code: Code, reason: impl Reason, message: impl Into<String>) -> Status {
+    Status::with_error_details(code, message, error_info(reason))
 }
 
 /// Logs the whole cause chain and returns a bare INTERNAL "internal error".
@@ -99,19 +108,41 @@ pub fn internal(err: &(dyn std::error::Error + 'static)) -> Status {
 mod tests {
     use super::*;
 
+    use polyshop::{order::v1::ErrorReason as OrderReason, user::v1::ErrorReason as UserReason};
+
     #[test]
     fn field_violations_reach_the_status_details() {
         let mut v = Violations::new();
         v.add("email", "is not an email address");
-        let status = invalid_argument("polyshop.user", &v);
+        let status = invalid_argument(UserReason::InvalidArgument, &v);
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request detail");
         assert_eq!(bad.field_violations[0].field, "email");
+        let info = details.error_info().expect("info");
         assert_eq!(
-            details.error_info().expect("info").reason,
-            "INVALID_ARGUMENT"
+            (info.reason.as_str(), info.domain.as_str()),
+            ("INVALID_ARGUMENT", "polyshop.user")
         );
+    }
+
+    #[test]
+    fn a_reason_goes_on_the_wire_without_its_proto_prefix_and_with_its_context_domain() {
+        let status = with_reason(
+            Code::NotFound,
+            OrderReason::OrderNotFound,
+            "order not found",
+        );
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("info");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("ORDER_NOT_FOUND", "polyshop.order")
+        );
+        assert_eq!(status.message(), "order not found");
     }
 
     #[test]

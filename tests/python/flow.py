@@ -1,13 +1,17 @@
-"""register → login → browse → reserve, through Python stubs generated from proto/ at run time.
+"""register → login → browse → reserve, through Python stubs generated from proto/ at run time,
+then the JSON edge's answer to counting stock of a product the catalog never had.
 
 Run by tests/system/python_client.rs against a running `polyshop up`. Exits non-zero on the
 first failed expectation.
 """
 
+import json
 import os
 import pathlib
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import uuid
 
 import grpc
@@ -38,7 +42,7 @@ def generate(proto_dir: pathlib.Path) -> pathlib.Path:
 def main() -> None:
     sys.path.insert(0, str(generate(pathlib.Path(os.environ["POLYSHOP_PROTO_DIR"]))))
     from polyshop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-    from polyshop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+    from polyshop.inventory.v1 import errors_pb2, inventory_pb2, inventory_pb2_grpc
     from polyshop.user.v1 import user_pb2, user_pb2_grpc
 
     users = user_pb2_grpc.UserServiceStub(grpc.insecure_channel(os.environ["USER_ADDR"]))
@@ -100,6 +104,32 @@ def main() -> None:
     assert released.status == inventory_pb2.RESERVATION_STATUS_RELEASED
 
     print("register → login → browse → reserve: ok")
+
+    # Stock is counted only for products the catalog created: an unknown id is a 404 whose
+    # ErrorInfo carries the reason the inventory contract declares (ErrorReason in errors.proto).
+    admin = users.Login(user_pb2.LoginRequest(login="admin", password=os.environ["ADMIN_PASSWORD"]))
+    unknown = str(uuid.uuid4())
+    put = urllib.request.Request(
+        f"http://{os.environ['GATEWAY_ADDR']}/v1/stock/{unknown}",
+        data=json.dumps({"quantityOnHand": 5}).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin.access_token}"},
+    )
+    try:
+        urllib.request.urlopen(put, timeout=10)
+        sys.exit("stock of an unknown product must not be set")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, (e.code, e.read())
+        error = json.loads(e.read())["error"]
+    info = [d for d in error["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert [(i["reason"], i["domain"]) for i in info] == [("PRODUCT_NOT_FOUND", "polyshop.inventory")], error
+    # On the wire a reason is its ErrorReason value's name without the ERROR_REASON_ prefix.
+    declared = errors_pb2.DESCRIPTOR.enum_types_by_name["ErrorReason"].values_by_name
+    assert "ERROR_REASON_" + info[0]["reason"] in declared, list(declared)
+    never = inventory.GetStock(inventory_pb2.GetStockRequest(product_id=unknown)).stock
+    assert not never.HasField("update_time"), never
+
+    print("PUT /v1/stock/<unknown> → 404 PRODUCT_NOT_FOUND: ok")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 //! A Python client generated from proto/ (grpcio-tools in the project venv) runs
-//! register → login → browse → reserve against a running system.
+//! register → login → browse → reserve against a running system, then asks the edge to count
+//! stock of a product the catalog never had (404, PRODUCT_NOT_FOUND).
 
 use tokio::process::Command;
 
@@ -38,6 +39,11 @@ async fn a_generated_python_client_registers_logs_in_browses_and_reserves() {
             system.env["POLYSHOP_INVENTORY_LISTEN"].clone(),
         )
         .env("SERVICE_TOKEN", service_token)
+        .env(
+            "GATEWAY_ADDR",
+            system.env["POLYSHOP_GATEWAY_LISTEN"].clone(),
+        )
+        .env("ADMIN_PASSWORD", system.admin_password())
         .output()
         .await
         .expect("run python");
@@ -49,6 +55,10 @@ async fn a_generated_python_client_registers_logs_in_browses_and_reserves() {
     );
     assert!(
         stdout.contains("register → login → browse → reserve: ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PUT /v1/stock/<unknown> → 404 PRODUCT_NOT_FOUND: ok"),
         "{stdout}"
     );
     assert!(system.stop().await);

@@ -38,7 +38,16 @@ async function ensureProduct(): Promise<string> {
     price: create(MoneySchema, { amountMinor: 2599n, currencyCode: "EUR" }),
   });
   const id = created.product!.productId;
-  await inventory.setStock({ productId: id, quantityOnHand: 10 });
+  // Inventory learns of the product from product.created, a moment later: NOT_FOUND until then.
+  for (let tries = 0; ; tries++) {
+    try {
+      await inventory.setStock({ productId: id, quantityOnHand: 10 });
+      break;
+    } catch (e) {
+      if (ConnectError.from(e).code !== Code.NotFound || tries >= 100) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
   token = saved;
   return id;
 }

@@ -3,7 +3,8 @@
 //! returns it. Every change publishes StockAdjusted, StockReserved, StockConfirmed or
 //! StockReleased, written to the outbox in the transaction of the change and published to
 //! `POLYSHOP_INVENTORY`; `product.created` from the catalog gives a new product a stock row
-//! at 0.
+//! at 0, and only a product with a row can be counted (SetStock answers NOT_FOUND,
+//! `PRODUCT_NOT_FOUND`, for any other id).
 //!
 //! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository and
 //! [`events`] the events' wire form and the `product.created` consumer.

@@ -1,7 +1,7 @@
 //! The inventory's events against a real nats-server: every stock change publishes its event
 //! on `POLYSHOP_INVENTORY` (a repeat or a refused call publishes nothing), events committed
 //! while NATS is down arrive once it is back, and `product.created` from the catalog gives a
-//! new product a stock row at 0.
+//! new product a stock row at 0, which SetStock needs.
 
 mod common;
 
@@ -11,8 +11,11 @@ use common::{
 };
 use polyshop::inventory::v1 as pb;
 use polyshop_platform::testing::{
-    self, NatsServer, bearer, eventually, expect_published, last_event, published,
+    self, EVENTUALLY, NatsServer, bearer, eventually, eventually_some, expect_published,
+    last_event, published,
 };
+use tonic::Code;
+use tonic_types::StatusExt;
 
 fn millis(t: Option<&prost_types::Timestamp>) -> i64 {
     let t = t.expect("timestamp");
@@ -175,6 +178,43 @@ async fn a_product_created_event_gives_the_product_a_stock_row_at_zero() {
     assert_eq!(levels(&server, "p-counted").await, (5, 0, 5));
     // Creating a row at 0 is not a count: no StockAdjusted beyond SetStock's.
     expect_published(&server.nats, ADJUSTED, 1).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_product_can_be_counted_once_its_product_created_event_arrived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(testing::settings(dir.path())).await;
+    let mut client = server.client();
+    let count = |n| {
+        bearer(
+            pb::SetStockRequest {
+                product_id: "p-new".into(),
+                quantity_on_hand: n,
+            },
+            &server.admin(),
+        )
+    };
+    // Before product.created arrives the product is unknown, as it is right after
+    // CreateProduct: callers wait until it is known, as this test does.
+    let err = client.set_stock(count(4)).await.unwrap_err();
+    let info = err.get_error_details().error_info().cloned().expect("info");
+    assert_eq!(
+        (err.code(), info.reason.as_str()),
+        (Code::NotFound, "PRODUCT_NOT_FOUND")
+    );
+
+    publish_product_created(&server.nats, "p-new").await;
+    let counted = eventually_some("p-new can be counted", EVENTUALLY, async || {
+        client.set_stock(count(4)).await.ok()
+    })
+    .await;
+    let stock = counted.into_inner().stock.expect("stock");
+    assert_eq!((stock.quantity_on_hand, stock.quantity_available), (4, 4));
+    // The refused count published nothing; the accepted one its StockAdjusted.
+    expect_published(&server.nats, ADJUSTED, 1).await;
+    let adjusted: pb::StockAdjusted = last_event(&server.nats, ADJUSTED).await;
+    assert_eq!(adjusted.previous_quantity_on_hand, 0);
     server.stop().await;
 }
 

@@ -128,6 +128,37 @@ async fn customers_may_not_set_stock() {
 }
 
 #[tokio::test]
+async fn stock_of_a_product_the_catalog_never_created_cannot_be_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(settings(&dir)).await;
+    let request = pb::SetStockRequest {
+        product_id: "p-unknown".into(),
+        quantity_on_hand: 5,
+    };
+    let err = server
+        .client()
+        .set_stock(bearer(request, &server.admin()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err)),
+        (Code::NotFound, "PRODUCT_NOT_FOUND".into())
+    );
+    assert_eq!(
+        err.get_error_details()
+            .error_info()
+            .expect("ErrorInfo")
+            .domain,
+        "polyshop.inventory"
+    );
+    let stock = get_stock(&server, "p-unknown").await;
+    assert_eq!(stock.update_time, None, "no stock row was created");
+    assert_eq!(server.pending().await, 0, "no StockAdjusted was recorded");
+    assert_eq!(testing::published(&server.nats, ADJUSTED).await, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn only_services_may_reserve_stock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(settings(&dir)).await;

@@ -1,28 +1,28 @@
-//! The one table from [`CatalogError`] to gRPC status.
+//! The one table from [`CatalogError`] to gRPC status. Reasons are values of
+//! `polyshop.catalog.v1.ErrorReason`, stable once published.
 
-use polyshop_platform::status::{internal, invalid_argument, with_reason};
+use polyshop::catalog::v1::ErrorReason;
+use polyshop_platform::status::{Reason, internal, invalid_argument, with_reason};
 use tonic::{Code, Status};
 
 use crate::domain::CatalogError;
 
-/// `ErrorInfo.domain` of this context.
-pub const DOMAIN: &str = "polyshop.catalog";
+/// `ErrorInfo.domain` of this context, as its `ErrorReason` enum declares it.
+pub const DOMAIN: &str = ErrorReason::DOMAIN;
 
 impl From<CatalogError> for Status {
     fn from(err: CatalogError) -> Self {
         match err {
-            CatalogError::Invalid(v) => invalid_argument(DOMAIN, &v),
+            CatalogError::Invalid(v) => invalid_argument(ErrorReason::InvalidArgument, &v),
             CatalogError::NotFound => with_reason(
                 Code::NotFound,
-                DOMAIN,
-                "PRODUCT_NOT_FOUND",
+                ErrorReason::ProductNotFound,
                 "product not found",
             ),
             // ABORTED: the client retries the same request and gets the winner's product.
             CatalogError::DuplicateRequest => with_reason(
                 Code::Aborted,
-                DOMAIN,
-                "DUPLICATE_REQUEST",
+                ErrorReason::DuplicateRequest,
                 "a concurrent request with this request_id is in progress; retry it",
             ),
             CatalogError::Internal(e) => internal(e.as_ref()),

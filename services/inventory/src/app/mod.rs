@@ -59,8 +59,9 @@ pub trait InventoryRepository: Send + Sync + 'static {
         product_id: &str,
     ) -> impl Future<Output = Result<Option<StockLevel>, InventoryError>> + Send;
 
-    /// Sets `on_hand`, creating the row if missing, with `StockAdjusted`; `BelowReserved` if
-    /// more is reserved.
+    /// Sets `on_hand` of a product's existing row, with `StockAdjusted`; `ProductNotFound`
+    /// without a row (only `product.created` creates one), `BelowReserved` if more is
+    /// reserved.
     fn set_on_hand(
         &self,
         product_id: &str,

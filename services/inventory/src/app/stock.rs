@@ -5,8 +5,8 @@ use polyshop_platform::status::Violations;
 use super::InventoryRepository;
 use crate::domain::{InventoryError, StockLevel, check_id, check_on_hand};
 
-/// The stock of a product; all zeros for one never stocked (inventory does not know the
-/// catalog, so it cannot say "no such product").
+/// The stock of a product; all zeros (no update time) for one without a stock row, so a
+/// reader never has to tell "unknown" from "out of stock".
 ///
 /// # Errors
 /// `Invalid` (`product_id`), `Internal`.
@@ -23,11 +23,14 @@ pub async fn get_stock<R: InventoryRepository>(
         .unwrap_or_else(|| StockLevel::empty(product_id)))
 }
 
-/// Sets the quantity on hand after a stock count, creating the product's row if needed.
+/// Sets the quantity on hand after a stock count. Only products the catalog created are
+/// counted: their row comes from `product.created`, so an id without one is refused instead of
+/// growing stock for a product nobody can order.
 ///
 /// # Errors
-/// `Invalid` (`product_id`, `quantity_on_hand`), `BelowReserved` when more units are held by
-/// reservations than the new count, `Internal`.
+/// `Invalid` (`product_id`, `quantity_on_hand`), `ProductNotFound` when the product has no
+/// stock row (never created, or its `product.created` has not arrived yet: the caller retries),
+/// `BelowReserved` when more units are held by reservations than the new count, `Internal`.
 pub async fn set_stock<R: InventoryRepository>(
     repo: &R,
     product_id: &str,

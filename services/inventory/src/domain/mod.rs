@@ -21,8 +21,10 @@ pub struct StockLevel {
 }
 
 impl StockLevel {
-    /// A product inventory has never counted: nothing on hand, nothing reserved. Inventory
-    /// does not know the catalog, so an unknown product is simply out of stock.
+    /// A product without a stock row: nothing on hand, nothing reserved. GetStock answers
+    /// this for any id it has no row for (one whose `product.created` has not arrived, or
+    /// one the catalog never had): reading stock never says "no such product"; only
+    /// counting it does ([`InventoryError::ProductNotFound`]).
     pub fn empty(product_id: &str) -> Self {
         Self {
             product_id: product_id.to_owned(),
@@ -180,6 +182,10 @@ pub enum InventoryError {
         /// Units currently reserved.
         reserved: i32,
     },
+    /// SetStock for a product inventory has no stock row for: the catalog never created it,
+    /// or its `product.created` has not arrived yet. Nothing was written.
+    #[error("product is not known to inventory; if it was just created, retry shortly")]
+    ProductNotFound,
     /// At least one item cannot be held; nothing was reserved.
     #[error("not enough stock for {}", .0.join(", "))]
     InsufficientStock(Vec<String>),

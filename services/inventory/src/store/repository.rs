@@ -50,7 +50,7 @@ const CONFIRM_ITEM: &str =
 /// Returns `q` held units.
 const RELEASE_ITEM: &str = "UPDATE stock SET reserved = reserved - ?, updated_at = ?
     WHERE product_id = ? AND reserved >= ?";
-/// Makes sure a product has a stock row.
+/// Makes sure a product has a stock row (`product.created` only: SetStock never creates one).
 const ENSURE_STOCK: &str = "INSERT INTO stock (product_id, on_hand, reserved, updated_at)
     VALUES (?, 0, 0, ?) ON CONFLICT (product_id) DO NOTHING";
 /// Sets on hand only if it stays at or above what is reserved.
@@ -221,15 +221,17 @@ impl InventoryRepository for SeaInventoryRepository {
         now: i64,
     ) -> Result<StockLevel, InventoryError> {
         let txn = self.db.begin().await.map_err(internal)?;
-        exec(&txn, ENSURE_STOCK, [product_id.into(), now.into()]).await?;
         // Locked (PostgreSQL; SQLite serialises anyway) so the count before is the one this
-        // update replaces.
-        let before = stock::Entity::find_by_id(product_id.to_owned())
+        // update replaces. No row: the catalog's product.created never arrived for this id.
+        let Some(before) = stock::Entity::find_by_id(product_id.to_owned())
             .lock_exclusive()
             .one(&txn)
             .await
             .map_err(internal)?
-            .ok_or_else(|| broken(format!("stock row of {product_id} vanished")))?;
+        else {
+            txn.rollback().await.map_err(internal)?;
+            return Err(InventoryError::ProductNotFound);
+        };
         let updated = exec(
             &txn,
             SET_ON_HAND,

@@ -1,7 +1,8 @@
 //! The one way the inventory test suites start a server: `serve_with_auth` on 127.0.0.1:0
 //! with a fresh data dir (or the given settings) and a nats-server of its own, trusting a test
-//! token issuer; plus a publisher of catalog events. What the server published is read with
-//! `polyshop_platform::testing`'s stream helpers.
+//! token issuer; plus a publisher of catalog events, and [`catalog_product`] for the stock
+//! row a product's `product.created` gives it (SetStock counts only such products). What the
+//! server published is read with `polyshop_platform::testing`'s stream helpers.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
@@ -11,7 +12,7 @@ use polyshop::{
     catalog::v1 as catalog,
     inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient},
 };
-use polyshop_inventory::SERVICE_NAME;
+use polyshop_inventory::{SERVICE_NAME, store};
 use polyshop_platform::{
     config::Settings,
     db,
@@ -20,6 +21,7 @@ use polyshop_platform::{
     testing::{self, NatsServer, TestTokens, bearer, eventually, jetstream},
 };
 use prost::{Message, Name};
+use sea_orm::TransactionTrait;
 use tonic::transport::Channel;
 
 /// The caller every internal method expects.
@@ -120,7 +122,26 @@ pub async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
     }
 }
 
+/// Gives `product_id` the stock row at 0 its `product.created` would, straight in the
+/// server's database (as the consumer does, so NATS need not be up): a product the catalog
+/// created, as far as inventory can tell. A product that has a row keeps it.
+pub async fn catalog_product(server: &Running, product_id: &str) {
+    let db = server.database().await;
+    // Retried: on SQLite this second connection may lose a write race with the server's.
+    eventually(&format!("a stock row for {product_id}"), async || {
+        let Ok(txn) = db.begin().await else {
+            return false;
+        };
+        let now = polyshop_platform::now_millis();
+        store::ensure_stock(&txn, product_id, now).await.is_ok() && txn.commit().await.is_ok()
+    })
+    .await;
+}
+
+/// Counts `on_hand` units of `product_id` as an admin, after making it a catalog product
+/// ([`catalog_product`]).
 pub async fn set_stock(server: &Running, product_id: &str, on_hand: i32) -> pb::StockLevel {
+    catalog_product(server, product_id).await;
     server
         .client()
         .set_stock(bearer(

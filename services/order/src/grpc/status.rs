@@ -1,34 +1,33 @@
-//! The one table from [`OrderError`] to gRPC status.
+//! The one table from [`OrderError`] to gRPC status. Reasons are values of
+//! `polyshop.order.v1.ErrorReason` (domain `polyshop.order`), stable once published.
 
+use polyshop::order::v1::ErrorReason;
 use polyshop_platform::status::{internal, invalid_argument, with_reason};
 use tonic::{Code, Status};
 
 use crate::domain::OrderError;
 
-/// `ErrorInfo.domain` of this context.
-pub const DOMAIN: &str = "polyshop.order";
-
 impl From<OrderError> for Status {
     fn from(err: OrderError) -> Self {
         match err {
-            OrderError::Invalid(v) => invalid_argument(DOMAIN, &v),
-            OrderError::NotFound => {
-                with_reason(Code::NotFound, DOMAIN, "ORDER_NOT_FOUND", "order not found")
-            }
+            OrderError::Invalid(v) => invalid_argument(ErrorReason::InvalidArgument, &v),
+            OrderError::NotFound => with_reason(
+                Code::NotFound,
+                ErrorReason::OrderNotFound,
+                "order not found",
+            ),
             OrderError::NotAllowed(why) => with_reason(
                 Code::FailedPrecondition,
-                DOMAIN,
-                "STATUS_DOES_NOT_ALLOW",
+                ErrorReason::StatusDoesNotAllow,
                 why,
             ),
             OrderError::Conflict => with_reason(
                 Code::Aborted,
-                DOMAIN,
-                "CONCURRENT_MODIFICATION",
+                ErrorReason::ConcurrentModification,
                 "the order changed concurrently; retry",
             ),
             OrderError::Unavailable(why) => {
-                with_reason(Code::Unavailable, DOMAIN, "PARTICIPANT_UNAVAILABLE", why)
+                with_reason(Code::Unavailable, ErrorReason::ParticipantUnavailable, why)
             }
             e @ OrderError::UnknownSagaState { .. } => internal(&e),
             OrderError::Internal(e) => internal(e.as_ref()),

@@ -23,7 +23,7 @@ use polyshop_platform::{
     config::Settings,
     server::StartError,
     shutdown,
-    testing::{self, NatsServer, bearer},
+    testing::{self, EVENTUALLY, NatsServer, bearer, eventually_some},
 };
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -236,16 +236,22 @@ impl System {
             .into_inner()
             .product
             .expect("product");
-        InventoryServiceClient::new(self.channel("inventory"))
-            .set_stock(bearer(
-                SetStockRequest {
-                    product_id: product.product_id.clone(),
-                    quantity_on_hand: stock,
-                },
-                admin,
-            ))
-            .await
-            .expect("set stock");
+        // Inventory counts only products it knows: it learns of this one from product.created,
+        // a moment after CreateProduct. Until then SetStock answers NOT_FOUND; wait for it.
+        let mut inventory = InventoryServiceClient::new(self.channel("inventory"));
+        let what = format!("inventory knows product {}", product.product_id);
+        eventually_some(&what, EVENTUALLY, async || {
+            let request = SetStockRequest {
+                product_id: product.product_id.clone(),
+                quantity_on_hand: stock,
+            };
+            match inventory.set_stock(bearer(request, admin)).await {
+                Ok(_) => Some(()),
+                Err(e) if e.code() == tonic::Code::NotFound => None,
+                Err(e) => panic!("set stock: {e}"),
+            }
+        })
+        .await;
         product.product_id
     }
 

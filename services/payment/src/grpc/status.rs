@@ -1,15 +1,17 @@
-//! The one table from [`PaymentError`] to gRPC status. Reasons are stable once published.
+//! The one table from [`PaymentError`] to gRPC status. Reasons are values of
+//! `polyshop.payment.v1.ErrorReason`, stable once published.
 
 use std::time::Duration;
 
-use polyshop_platform::status::{internal, invalid_argument, with_reason};
+use polyshop::payment::v1::ErrorReason;
+use polyshop_platform::status::{Reason, error_info, internal, invalid_argument, with_reason};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic_types::StatusExt;
 
 use crate::domain::PaymentError;
 
-/// `ErrorInfo.domain` of this context.
-pub const DOMAIN: &str = "polyshop.payment";
+/// `ErrorInfo.domain` of this context, as its `ErrorReason` enum declares it.
+pub const DOMAIN: &str = ErrorReason::DOMAIN;
 
 /// How long a caller should wait before asking an unavailable provider again.
 const PROVIDER_RETRY: Duration = Duration::from_secs(1);
@@ -17,18 +19,18 @@ const PROVIDER_RETRY: Duration = Duration::from_secs(1);
 impl From<PaymentError> for Status {
     fn from(err: PaymentError) -> Self {
         let message = err.to_string();
-        let precondition = |reason| with_reason(Code::FailedPrecondition, DOMAIN, reason, &message);
+        let precondition = |reason| with_reason(Code::FailedPrecondition, reason, &message);
         match err {
-            PaymentError::Invalid(v) => invalid_argument(DOMAIN, &v),
-            PaymentError::IdempotencyKeyReused => precondition("IDEMPOTENCY_KEY_REUSED"),
-            PaymentError::NotCaptured => precondition("NOT_CAPTURED"),
-            PaymentError::AlreadyRefunded => precondition("ALREADY_REFUNDED"),
-            PaymentError::NoInvoice => precondition("NO_INVOICE"),
+            PaymentError::Invalid(v) => invalid_argument(ErrorReason::InvalidArgument, &v),
+            PaymentError::IdempotencyKeyReused => precondition(ErrorReason::IdempotencyKeyReused),
+            PaymentError::NotCaptured => precondition(ErrorReason::NotCaptured),
+            PaymentError::AlreadyRefunded => precondition(ErrorReason::AlreadyRefunded),
+            PaymentError::NoInvoice => precondition(ErrorReason::NoInvoice),
             PaymentError::PaymentNotFound => {
-                with_reason(Code::NotFound, DOMAIN, "PAYMENT_NOT_FOUND", message)
+                with_reason(Code::NotFound, ErrorReason::PaymentNotFound, message)
             }
             PaymentError::ProviderUnavailable => {
-                let mut details = ErrorDetails::with_error_info("PROVIDER_UNAVAILABLE", DOMAIN, []);
+                let mut details = error_info(ErrorReason::ProviderUnavailable);
                 details.set_retry_info(Some(PROVIDER_RETRY));
                 Status::with_error_details(Code::Unavailable, message, details)
             }

@@ -1,48 +1,42 @@
-//! The one table from [`UserError`] to gRPC status.
+//! The one table from [`UserError`] to gRPC status. Reasons are values of
+//! `polyshop.user.v1.ErrorReason` (domain `polyshop.user`), stable once published.
 
+use polyshop::user::v1::ErrorReason;
 use polyshop_platform::status::{internal, invalid_argument, with_reason};
 use tonic::{Code, Status};
 
 use crate::domain::UserError;
 
-/// `ErrorInfo.domain` of this context.
-pub const DOMAIN: &str = "polyshop.user";
-
 impl From<UserError> for Status {
     fn from(err: UserError) -> Self {
         match err {
-            UserError::Invalid(v) => invalid_argument(DOMAIN, &v),
+            UserError::Invalid(v) => invalid_argument(ErrorReason::InvalidArgument, &v),
             UserError::UsernameTaken => with_reason(
                 Code::AlreadyExists,
-                DOMAIN,
-                "USERNAME_TAKEN",
+                ErrorReason::UsernameTaken,
                 "username is taken",
             ),
             UserError::EmailTaken => with_reason(
                 Code::AlreadyExists,
-                DOMAIN,
-                "EMAIL_TAKEN",
+                ErrorReason::EmailTaken,
                 "email is already registered",
             ),
             UserError::NotFound => {
-                with_reason(Code::NotFound, DOMAIN, "USER_NOT_FOUND", "user not found")
+                with_reason(Code::NotFound, ErrorReason::UserNotFound, "user not found")
             }
             UserError::InvalidCredentials => with_reason(
                 Code::Unauthenticated,
-                DOMAIN,
-                "INVALID_CREDENTIALS",
+                ErrorReason::InvalidCredentials,
                 "invalid login or password",
             ),
             UserError::NotActive(status) => with_reason(
                 Code::PermissionDenied,
-                DOMAIN,
-                "ACCOUNT_NOT_ACTIVE",
+                ErrorReason::AccountNotActive,
                 format!("account is {status}"),
             ),
             UserError::NotOwner => with_reason(
                 Code::PermissionDenied,
-                DOMAIN,
-                "NOT_OWNER",
+                ErrorReason::NotOwner,
                 "you may only access your own account",
             ),
             UserError::Internal(e) => internal(e.as_ref()),
