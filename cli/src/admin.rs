@@ -12,6 +12,10 @@ use polyshop_platform::{
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Print a service token, e.g. for grpcurl calls to INTERNAL methods.
+    #[command(after_help = "\
+Examples:
+  polyshop admin service-token --to polyshop-inventory
+  grpcurl -plaintext -H \"authorization: Bearer $(polyshop admin service-token --from polyshop-order --to polyshop-inventory)\" 127.0.0.1:50053 list")]
     ServiceToken {
         /// The calling service (token issuer), e.g. polyshop-order.
         #[arg(long, default_value = "polyshop-admin")]
@@ -21,27 +25,60 @@ pub enum AdminCommand {
         to: String,
     },
     /// Inspect or replay the dead-letter stream.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  polyshop admin dlq list
+  polyshop admin dlq redrive --sequence 42"
+    )]
     Dlq(DlqCommand),
     /// Print the effective configuration (defaults, polyshop.toml, POLYSHOP_* merged) as JSON;
     /// a bad key or value fails before this runs.
+    #[command(after_help = "\
+Examples:
+  polyshop admin config
+  POLYSHOP_DATA_DIR=/tmp/shop polyshop admin config")]
     Config,
     /// Create an Ed25519 signing key (PKCS#8 PEM, mode 0600) at PATH, for
     /// `auth.signing_key_path` / `auth.service_key_path`; an existing key is kept.
+    #[command(after_help = "\
+Examples:
+  polyshop admin gen-key /etc/polyshop/signing.pem
+  POLYSHOP_AUTH_SIGNING_KEY_PATH=/etc/polyshop/signing.pem polyshop up")]
     GenKey {
         /// Where to write it.
         path: std::path::PathBuf,
     },
     /// Show or change feature flags (runtime overrides in NATS KV reach every process).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  polyshop admin flags list
+  polyshop admin flags set notification_email off
+  polyshop admin flags clear notification_email"
+    )]
     Flags(FlagsCommand),
     /// List the service instances in the registry (discovery mode `nats`): service, instance,
     /// URL and age.
+    #[command(after_help = "\
+Examples:
+  POLYSHOP_DISCOVERY_MODE=nats polyshop up     (in one terminal)
+  POLYSHOP_DISCOVERY_MODE=nats polyshop admin services")]
     Services,
     /// Orders that need a person.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  polyshop admin orders stuck"
+    )]
     Orders(OrdersCommand),
     /// Rebuild a read model from its history.
+    #[command(after_help = "\
+Examples:
+  polyshop admin rebuild-projection orders")]
     RebuildProjection {
         /// Which projection: `orders`.
         #[arg(value_parser = ["orders"])]
@@ -54,6 +91,9 @@ pub enum AdminCommand {
 pub enum OrdersCommand {
     /// Orders flagged for reconciliation: a refund or restock kept failing past the saga
     /// horizon (the saga keeps retrying). Order id, customer, step, since when, and why.
+    #[command(after_help = "\
+Examples:
+  polyshop admin orders stuck")]
     Stuck,
 }
 
@@ -61,8 +101,15 @@ pub enum OrdersCommand {
 #[derive(Debug, Subcommand)]
 pub enum FlagsCommand {
     /// Every flag: its value here (config), the runtime override if any, and what it does.
+    #[command(after_help = "\
+Examples:
+  polyshop admin flags list")]
     List,
     /// Override a flag everywhere: `on` or `off`.
+    #[command(after_help = "\
+Examples:
+  polyshop admin flags set notification_email off
+  polyshop admin flags set order_replica_fallback on")]
     Set {
         /// The flag.
         name: String,
@@ -70,6 +117,9 @@ pub enum FlagsCommand {
         value: String,
     },
     /// Drop a flag's override: back to each process's configured value.
+    #[command(after_help = "\
+Examples:
+  polyshop admin flags clear notification_email")]
     Clear {
         /// The flag.
         name: String,
@@ -80,8 +130,15 @@ pub enum FlagsCommand {
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// List dead letters: sequence, event id, subject, consumer and reason.
+    #[command(after_help = "\
+Examples:
+  polyshop admin dlq list")]
     List,
     /// Republish dead letters on their original subjects (all, or one by sequence).
+    #[command(after_help = "\
+Examples:
+  polyshop admin dlq redrive                 every dead letter
+  polyshop admin dlq redrive --sequence 42   only sequence 42 (from `dlq list`)")]
     Redrive {
         /// Only this DLQ sequence.
         #[arg(long)]

@@ -1,7 +1,9 @@
-//! `polyshop`: run one service (`serve`), the whole system (`up`), or admin tasks.
+//! `polyshop`: run one service (`serve`), the whole system (`up`), admin tasks, or print shell
+//! completions. Every command's `--help` ends with examples.
 
 mod admin;
 mod demo;
+mod nats_server;
 mod services;
 mod up;
 
@@ -12,14 +14,24 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use polyshop_platform::{config::Settings, telemetry};
 
 use crate::services::Service;
 
 /// Polyshop: an e-commerce backend of gRPC services.
 #[derive(Debug, Parser)]
-#[command(name = "polyshop", version)]
+#[command(
+    name = "polyshop",
+    version,
+    after_help = "\
+Examples:
+  polyshop up                        the whole system on ./data (what `just run` does)
+  polyshop serve catalog             one service, against a running NATS
+  polyshop admin config              the effective configuration
+  source <(polyshop completions bash)
+                                     tab completion in this bash session"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +40,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one service in the foreground until SIGTERM / Ctrl-C.
+    #[command(after_help = "\
+Examples:
+  polyshop serve catalog          the catalog service alone, on 127.0.0.1:50052
+  POLYSHOP_NATS_URL=nats://127.0.0.1:4222 POLYSHOP_ORDER_LISTEN=0.0.0.0:50054 polyshop serve order
+                                  the order service on every interface, events on that NATS")]
     Serve {
         /// Which service.
         service: Service,
@@ -37,15 +54,47 @@ enum Command {
         supervised: bool,
     },
     /// Run the whole system: a nats-server child and one process per service.
+    ///
+    /// nats-server (2.11 or later) is taken from `.tools/bin` in the current directory or its
+    /// nearest parent that has one (where `just tools` puts it), else from PATH; with
+    /// POLYSHOP_NATS_URL set, none is started and that server is used.
+    #[command(after_help = "\
+Examples:
+  polyshop up                                 data under ./data, demo catalog on first start
+  polyshop up --no-demo                       a fresh data dir without demo products
+  POLYSHOP_DATA_DIR=/tmp/shop polyshop up     another data dir
+  POLYSHOP_NATS_URL=nats://127.0.0.1:4222 polyshop up
+                                              use a running NATS (JetStream) instead")]
     Up(up::UpArgs),
     /// Operator tasks.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  polyshop admin config
+  polyshop admin service-token --to polyshop-inventory
+  polyshop admin dlq list
+  polyshop admin flags list
+
+They read the same configuration as `polyshop up` (polyshop.toml, POLYSHOP_*)."
+    )]
     Admin(admin::AdminCommand),
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "\
+Examples:
+  source <(polyshop completions bash)         this bash session only
+  polyshop completions bash > ~/.local/share/bash-completion/completions/polyshop
+  polyshop completions zsh > ~/.zfunc/_polyshop     (with ~/.zfunc in fpath, before compinit)
+  polyshop completions fish > ~/.config/fish/completions/polyshop.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Replace this process with `program`, which gets SIGTERM when the parent dies (how `up`
     /// starts nats-server).
     #[command(hide = true)]
     ExecSupervised {
-        /// The program, looked up on PATH.
+        /// The program: a path, or a name looked up on PATH.
         program: String,
         /// Its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -86,10 +135,29 @@ fn exec_supervised(program: &str, args: &[String]) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `completions`: the script for `shell` on stdout. A reader that stops early (`| head`) is no
+/// error; the generator itself would panic on the broken pipe, so it writes to a buffer.
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "polyshop", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("polyshop: cannot write the completion script: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ExecSupervised { program, args } = &cli.command {
-        return exec_supervised(program, args);
+    // These need no configuration: a bad polyshop.toml must not break them.
+    match &cli.command {
+        Command::ExecSupervised { program, args } => return exec_supervised(program, args),
+        Command::Completions { shell } => return print_completions(*shell),
+        _ => {}
     }
     let settings = match Settings::load() {
         Ok(s) => s,
@@ -131,7 +199,7 @@ fn main() -> ExitCode {
                 services::serve(service, settings).await
             }
             Command::Up(args) => up::run(args, settings).await,
-            Command::ExecSupervised { .. } => Ok(()),
+            Command::ExecSupervised { .. } | Command::Completions { .. } => Ok(()),
             Command::Admin(command) => admin::run(command, settings).await,
         }
     });
@@ -141,5 +209,34 @@ fn main() -> ExitCode {
             eprintln!("polyshop: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_visible_command_ends_its_help_with_examples() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name()).trim().to_owned();
+            let help = command.get_after_help().map(ToString::to_string);
+            if !help.is_some_and(|h| h.starts_with("Examples:\n")) {
+                missing.push(path.clone());
+            }
+            for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no Examples: section in {missing:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! `polyshop up`: the whole system on one machine. Starts a nats-server child with JetStream
-//! (store under the data dir, every write synced), then one `polyshop serve <service>` child
+//! `polyshop up`: the whole system on one machine. Finds nats-server (>= 2.11, see
+//! [`crate::nats_server`]) before anything else, starts it as a child with JetStream (store
+//! under the data dir, every write synced), then one `polyshop serve <service>` child
 //! per service, each on its own port, waiting for each to report SERVING. A fresh data dir
 //! gets an admin account and demo data. On SIGTERM / Ctrl-C the children get SIGTERM in
 //! reverse order; a child that crashes is restarted with backoff.
@@ -14,7 +15,11 @@ use anyhow::{Context, bail};
 use polyshop_platform::{auth, config::Settings, shutdown};
 use tokio::{process::Command, task::JoinHandle};
 
-use crate::{demo, services::Service};
+use crate::{
+    demo,
+    nats_server::{self, NatsServer},
+    services::Service,
+};
 
 /// Options of `polyshop up`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +38,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// # Errors
 /// If a child cannot be started or does not become ready.
 pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
+    // First, before anything is written or started: a missing or old nats-server fails here
+    // at once instead of being restarted in a loop.
+    let nats_server = match &settings.nats.url {
+        Some(_) => None,
+        None => Some(nats_server::find().await?),
+    };
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = std::fs::canonicalize(&settings.data_dir)?;
@@ -48,10 +59,10 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
     let (stop_nats, nats_stopped) = shutdown::channel();
     let mut children: Vec<(String, JoinHandle<()>)> = Vec::new();
 
-    let (nats_url, nats) = match &settings.nats.url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let (url, handle) = start_nats(&data, &settings, nats_stopped).await?;
+    let (nats_url, nats) = match &nats_server {
+        None => (settings.nats_url(), None),
+        Some(server) => {
+            let (url, handle) = start_nats(server, &data, &settings, nats_stopped).await?;
             (url, Some(handle))
         }
     };
@@ -105,7 +116,7 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         }
         std::fs::write(data.join(INITIALIZED), b"")?;
     }
-    print_endpoints(&settings, &nats_url, &data);
+    print_endpoints(&settings, &nats_url, nats_server.as_ref(), &data);
     if fresh {
         println!(
             "Admin account (new data dir): {} / {admin_password}",
@@ -162,6 +173,7 @@ fn admin_password(settings: &Settings, data: &Path) -> anyhow::Result<String> {
 }
 
 async fn start_nats(
+    server: &NatsServer,
     data: &Path,
     settings: &Settings,
     stopped: shutdown::Shutdown,
@@ -180,12 +192,16 @@ async fn start_nats(
     std::fs::write(&conf, config)?;
     // Through `polyshop exec-supervised`, so the broker stops if `up` is killed.
     let exe = std::env::current_exe().context("cannot find the polyshop binary")?;
+    let program = server
+        .path
+        .to_str()
+        .with_context(|| format!("{} is not a UTF-8 path", server.path.display()))?;
     let handle = supervise(
         "nats-server".into(),
         exe,
         vec![
             "exec-supervised".into(),
-            "nats-server".into(),
+            program.into(),
             "-c".into(),
             conf.display().to_string(),
         ],
@@ -199,7 +215,10 @@ async fn start_nats(
     {
         if tokio::time::Instant::now() > deadline {
             bail!(
-                "nats-server did not start on port {port} (is it on PATH? `just tools` provides it)"
+                "nats-server {} ({}) did not start on port {port} within {READY_TIMEOUT:?}: see {}",
+                server.version,
+                server.path.display(),
+                dir.join("nats-server.log").display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -323,7 +342,12 @@ async fn wait_serving(service: Service, settings: &Settings) -> anyhow::Result<(
     }
 }
 
-fn print_endpoints(settings: &Settings, nats_url: &str, data: &Path) {
+fn print_endpoints(
+    settings: &Settings,
+    nats_url: &str,
+    nats_server: Option<&NatsServer>,
+    data: &Path,
+) {
     println!();
     println!("Polyshop is up. Data dir: {}", data.display());
     for service in Service::ALL {
@@ -339,6 +363,14 @@ fn print_endpoints(settings: &Settings, nats_url: &str, data: &Path) {
         "nats",
         data.display()
     );
+    if let Some(server) = nats_server {
+        println!(
+            "  {:<13} {} (version {})",
+            "nats-server",
+            server.path.display(),
+            server.version
+        );
+    }
     println!(
         "  {:<13} username {}, password in {}",
         "admin",

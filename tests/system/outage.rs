@@ -7,7 +7,6 @@ use std::{collections::HashMap, time::Duration};
 
 use nix::{sys::signal, unistd::Pid};
 use polyshop::order::v1::{Order, OrderStatus};
-use tonic::Code;
 
 use crate::{crash::place_with_key, harness::System};
 
