@@ -1,5 +1,6 @@
 # Polyshop tasks. `just run` starts the system, `just test` runs every test.
-# Tools not on PATH (nats-server, grpcurl, buf) are provisioned into .tools/bin by `just tools`.
+# Tools not on PATH (nats-server, grpcurl, buf, cargo-machete) are provisioned into .tools/bin by
+# `just tools`.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 set positional-arguments
@@ -13,7 +14,7 @@ target_dir := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "tar
 default:
     @just --list
 
-# Put nats-server (>= 2.11), grpcurl, buf and the Python test deps into .tools/ (idempotent).
+# Put nats-server (>= 2.11), grpcurl, buf, cargo-machete and the Python test deps into .tools/ (idempotent).
 tools:
     @scripts/tools.sh
 
@@ -39,14 +40,19 @@ lint: tools
     cargo clippy --workspace --all-targets -- -D warnings
     buf lint
 
+# Dependencies a crate declares but does not use (cargo-machete; exceptions in [package.metadata.cargo-machete]).
+machete: tools
+    cargo machete
+
 # buf breaking against main (or, on main, against the previous commit) when it has protos.
 breaking: tools
     @scripts/buf-breaking.sh
 
-# What CI runs: format check, lints, breaking-change check, every test, the API fuzzer.
+# What CI runs: format check, lints, unused dependencies, breaking-change check, every test, the API fuzzer.
 ci: tools
     cargo fmt --all -- --check
     just lint
+    just machete
     just breaking
     just test
     POLYSHOP_BIN="{{target_dir}}/debug/polyshop" gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh

