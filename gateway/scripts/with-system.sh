@@ -46,7 +46,8 @@ trap cleanup EXIT
 ready=0
 for _ in $(seq 1 "${READY_TIMEOUT:-120}"); do
   kill -0 "$pid" 2>/dev/null || { echo "with-system: polyshop up exited" >&2; cat "$data/up.log" >&2; exit 1; }
-  if curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; then ready=1; break; fi
+  # 200 means the edge can serve; wait until every context serves too.
+  if curl -fsS "$url/readyz" 2>/dev/null | grep -q '"status":"ready"'; then ready=1; break; fi
   sleep 1
 done
 if [[ "$ready" != 1 ]]; then

@@ -138,18 +138,31 @@ async fn ready(edge: &Edge) -> Response<Body> {
         );
     }
     let probes = edge.upstreams.probe().await;
-    let all = probes.iter().all(|(_, ok)| *ok);
-    let upstreams: serde_json::Map<String, serde_json::Value> = probes
-        .into_iter()
-        .map(|(name, ok)| (name, json!(if ok { "serving" } else { "unavailable" })))
-        .collect();
-    let body = json!({ "status": if all { "ready" } else { "not ready" }, "upstreams": upstreams });
-    let status = if all {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (status, body) = readiness(&probes);
     json_response(status, body.to_string().into())
+}
+
+/// The edge is ready while it can serve something: one context down answers its own routes
+/// with 503 and leaves the rest (catalog browsing, say) in the load balancer, as Envoy and
+/// Kubernetes expect of an edge. Only with every context down (or while draining) is it
+/// unready. The body names each context's state: `ready` when all serve, else `degraded`.
+fn readiness(probes: &[(String, bool)]) -> (StatusCode, serde_json::Value) {
+    let serving = probes.iter().filter(|(_, ok)| *ok).count();
+    let upstreams: serde_json::Map<String, serde_json::Value> = probes
+        .iter()
+        .map(|(name, ok)| {
+            (
+                name.clone(),
+                json!(if *ok { "serving" } else { "unavailable" }),
+            )
+        })
+        .collect();
+    let (status, word) = match serving {
+        n if n == probes.len() => (StatusCode::OK, "ready"),
+        0 => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        _ => (StatusCode::OK, "degraded"),
+    };
+    (status, json!({ "status": word, "upstreams": upstreams }))
 }
 
 /// CORS for browser clients (JSON and grpc-web): the configured origins, the headers gRPC-web
@@ -197,4 +210,33 @@ pub fn cors(origins: &[String]) -> CorsLayer {
             "www-authenticate",
         ]))
         .max_age(std::time::Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probes(states: &[(&str, bool)]) -> Vec<(String, bool)> {
+        states
+            .iter()
+            .map(|(n, ok)| ((*n).to_owned(), *ok))
+            .collect()
+    }
+
+    #[test]
+    fn the_edge_is_ready_while_any_context_serves_and_says_which_do_not() {
+        let (status, body) = readiness(&probes(&[("catalog", true), ("order", true)]));
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("ready"))
+        );
+        let (status, body) = readiness(&probes(&[("catalog", true), ("order", false)]));
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("degraded"))
+        );
+        assert_eq!(body["upstreams"]["order"], "unavailable");
+        let (status, _) = readiness(&probes(&[("catalog", false), ("order", false)]));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "nothing to serve");
+    }
 }
