@@ -1,7 +1,7 @@
 //! Every step × every kind of answer, as a table; then the horizon and the keys.
 
 use super::*;
-use crate::domain::{Money, OrderStatus, ShippingAddress};
+use crate::domain::{Money, OrderStatus, RequestedLine, ShippingAddress};
 
 const T: Timing = Timing {
     base_ms: 100,
