@@ -2,10 +2,11 @@
 
 mod accounts;
 mod convert;
-pub mod participants;
+mod participants;
 mod service;
 mod status;
+mod upstreams;
 
 pub use accounts::ReplicatedAccounts;
-pub use participants::GrpcParticipants;
 pub use service::OrderGrpc;
+pub use upstreams::GrpcParticipants;
