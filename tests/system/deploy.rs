@@ -93,3 +93,39 @@ async fn every_manifest_gives_its_process_a_configuration_polyshop_accepts() {
         }
     }
 }
+
+/// The container image's build step, exactly as `deploy/Dockerfile` writes it, run here: a
+/// build line that cargo refuses (it once named a binary the workspace root does not have)
+/// fails CI instead of the first `docker build`.
+#[tokio::test]
+async fn the_dockerfiles_cargo_build_line_builds_the_binary_the_image_copies() {
+    let dockerfile =
+        std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).expect("Dockerfile");
+    let line = dockerfile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("RUN cargo "))
+        .expect("a RUN cargo line");
+    let copied = dockerfile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("COPY --from=build /src/target/"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the COPY of the built binary")
+        .to_owned();
+    let out = Command::new(env!("CARGO"))
+        .args(line.split_whitespace())
+        .current_dir(repo_root())
+        .output()
+        .await
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "`cargo {line}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo_root().join("target"), std::path::PathBuf::from);
+    assert!(
+        target.join(&copied).is_file(),
+        "the image copies target/{copied}, which `cargo {line}` did not produce"
+    );
+}
