@@ -3,8 +3,8 @@
 //! transaction. A batch of events that fails and is replayed one event at a time therefore
 //! never sends anything twice: its rolled-back mail rows never existed.
 //!
-//! Each mail is claimed, handed to the [`Sender`], then marked sent (with its
-//! `NotificationSent`); a failure is recorded with the next attempt's time
+//! A batch of due mail is claimed (one transaction), each mail handed to the [`Sender`], and
+//! the ones sent are marked sent with their `NotificationSent` (one more); a failure is recorded with the next attempt's time
 //! ([`after_failure`]), so a relay that is down delays mail without holding up the consumers
 //! or the other mail's retries. Sent mail is never picked again: a re-run sends nothing twice.
 //! The one gap is a process that stops between the hand-over and the mark; it sends that mail

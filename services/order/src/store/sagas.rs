@@ -85,6 +85,21 @@ pub struct Stuck {
     pub updated_at: i64,
 }
 
+/// The order `user_id` placed under idempotency `key`, on `conn`.
+async fn order_under<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<String>, OrderError> {
+    let row = one(
+        conn,
+        "SELECT order_id FROM sagas WHERE user_id = ? AND idempotency_key = ?",
+        vec![user_id.into(), key.into()],
+    )
+    .await?;
+    Ok(row.map(|r| r.try_get("", "order_id")).transpose()?)
+}
+
 /// Saga rows.
 #[derive(Debug, Clone)]
 pub struct SagaStore {
@@ -130,14 +145,10 @@ impl SagaStore {
         if inserted == 1 {
             return Ok(Claim::New(saga.order_id.clone()));
         }
-        let row = one(
-            conn,
-            "SELECT order_id FROM sagas WHERE user_id = ? AND idempotency_key = ?",
-            vec![saga.user_id.clone().into(), key.into()],
-        )
-        .await?
-        .ok_or(OrderError::Conflict)?;
-        Ok(Claim::Existing(row.try_get("", "order_id")?))
+        let existing = order_under(conn, &saga.user_id, key)
+            .await?
+            .ok_or(OrderError::Conflict)?;
+        Ok(Claim::Existing(existing))
     }
 
     /// The order placed by `user_id` under idempotency `key`, if any.
@@ -149,13 +160,7 @@ impl SagaStore {
         user_id: &str,
         key: &str,
     ) -> Result<Option<String>, OrderError> {
-        let row = one(
-            &self.db,
-            "SELECT order_id FROM sagas WHERE user_id = ? AND idempotency_key = ?",
-            vec![user_id.into(), key.trim().into()],
-        )
-        .await?;
-        Ok(row.map(|r| r.try_get("", "order_id")).transpose()?)
+        order_under(&self.db, user_id, key.trim()).await
     }
 
     /// Loads a saga.

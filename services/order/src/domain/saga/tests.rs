@@ -42,7 +42,7 @@ fn pending() -> (Saga, Order) {
 /// A saga at `step` as it gets there on the happy path (or a cancellation).
 fn at(step: Step) -> (Saga, Order) {
     let (mut saga, mut order) = pending();
-    let now = Now { at: 0, jitter: 0 };
+    let now = now(0);
     let answer = |saga: &mut Saga, order: &mut Order, outcome| {
         if let Write::Append(events) = saga.advance(order, outcome, now, &T).expect("advance") {
             for e in events {
@@ -88,6 +88,11 @@ fn at(step: Step) -> (Saga, Order) {
     }
     assert_eq!(saga.step, step, "set-up reaches {step:?}");
     (saga, order)
+}
+
+/// The clock at `at` ms, with no jitter.
+fn now(at: i64) -> Now {
+    Now { at, jitter: 0 }
 }
 
 fn charged() -> Outcome {
@@ -233,10 +238,7 @@ fn finish(saga: &mut Saga, order: &mut Order) -> Vec<&'static str> {
             Command::Finish => Outcome::Finished,
             ref c => outcome(saga.step, c, Answer::Success),
         };
-        if let Write::Append(events) = saga
-            .advance(order, answer, Now { at: 0, jitter: 0 }, &T)
-            .expect("advance")
-        {
+        if let Write::Append(events) = saga.advance(order, answer, now(0), &T).expect("advance") {
             for e in events {
                 order.apply(&e, 5);
             }
@@ -259,7 +261,7 @@ fn compensation_refunds_releases_then_rejects_and_voids_only_an_unseen_charge() 
     saga.advance(
         &order,
         Outcome::OutOfStock { detail: "x".into() },
-        Now { at: 0, jitter: 0 },
+        now(0),
         &T,
     )
     .expect("advance");
@@ -291,19 +293,11 @@ fn past_the_horizon_a_forward_step_rejects_and_a_refund_is_flagged_not_dropped()
     };
     for step in [Step::Reserve, Step::Charge, Step::Confirm] {
         let (mut saga, order) = at(step);
-        saga.advance(&order, unreachable(), Now { at: 0, jitter: 0 }, &T)
+        saga.advance(&order, unreachable(), now(0), &T)
             .expect("first");
         assert_eq!(saga.step, step, "{step:?}: inside the horizon it waits");
-        saga.advance(
-            &order,
-            unreachable(),
-            Now {
-                at: T.horizon_ms,
-                jitter: 0,
-            },
-            &T,
-        )
-        .expect("past");
+        saga.advance(&order, unreachable(), now(T.horizon_ms), &T)
+            .expect("past");
         assert_eq!(
             saga.step,
             Step::Compensate,
@@ -318,18 +312,10 @@ fn past_the_horizon_a_forward_step_rejects_and_a_refund_is_flagged_not_dropped()
     for step in [Step::Compensate, Step::Cancel, Step::VoidPayment] {
         let (mut saga, order) = at(step);
         let refused = saga.command(&order).refusal("refunds are switched off");
-        saga.advance(&order, refused.clone(), Now { at: 0, jitter: 0 }, &T)
+        saga.advance(&order, refused.clone(), now(0), &T)
             .expect("first");
-        saga.advance(
-            &order,
-            refused,
-            Now {
-                at: T.horizon_ms,
-                jitter: 0,
-            },
-            &T,
-        )
-        .expect("past");
+        saga.advance(&order, refused, now(T.horizon_ms), &T)
+            .expect("past");
         assert_eq!(
             saga.step, step,
             "{step:?}: still trying to give the money back"
@@ -345,10 +331,7 @@ fn past_the_horizon_a_forward_step_rejects_and_a_refund_is_flagged_not_dropped()
         saga.advance(
             &order,
             outcome(step, &command, Answer::Success),
-            Now {
-                at: T.horizon_ms + 1,
-                jitter: 0,
-            },
+            now(T.horizon_ms + 1),
             &T,
         )
         .expect("refunded");
@@ -388,10 +371,7 @@ fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
 #[test]
 fn an_answer_to_another_command_and_an_unknown_stored_step_are_errors() {
     let (mut saga, order) = at(Step::Reserve);
-    assert!(
-        saga.advance(&order, Outcome::Refunded, Now { at: 0, jitter: 0 }, &T)
-            .is_err()
-    );
+    assert!(saga.advance(&order, Outcome::Refunded, now(0), &T).is_err());
     assert!(matches!(
         Step::parse("o1", "validate"),
         Err(OrderError::UnknownSagaState { .. })
