@@ -26,6 +26,18 @@ build: tools
 run *args: build
     "{{target_dir}}/debug/polyshop" up "$@"
 
+# A cluster on one machine: two instances of every service and edge, a three-node JetStream cluster; PostgreSQL when it answers on 127.0.0.1:5432, else SQLite.
+run-cluster *args: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+      echo "run-cluster: PostgreSQL answers on 127.0.0.1:5432: one database per service there (polyshop_<service>)"
+      set -- --postgres postgres://postgres@127.0.0.1:5432/postgres "$@"
+    else
+      echo "run-cluster: no PostgreSQL on 127.0.0.1:5432: SQLite files under the data dir, shared by each service's instances"
+    fi
+    exec "{{target_dir}}/debug/polyshop" up --replicas 2 --nats-cluster 3 "$@"
+
 # Every test: unit, service, contract and end-to-end suites, then the TypeScript grpc-web client.
 test: tools
     cargo test --workspace --no-fail-fast
@@ -56,6 +68,16 @@ ci: tools
     just breaking
     just test
     POLYSHOP_BIN="{{target_dir}}/debug/polyshop" gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
+
+# Render each Kubernetes overlay and validate it offline (kubernetes-validate, strict, Kubernetes 1.30), then the manifest checks.
+k8s-check: tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for overlay in deploy/k8s/overlays/*/; do
+      kubectl kustomize "$overlay" | kubernetes-validate --strict --quiet --kubernetes-version 1.30.0 -
+    done
+    "{{venv}}/bin/python" tests/python/deploy_manifests.py "{{tools_bin}}/kubectl" >/dev/null
+    echo "k8s-check: every overlay renders, validates and passes the manifest checks"
 
 # Generate Python and TypeScript clients from proto/ into gen/ (ignored by git).
 gen-clients: tools

@@ -228,7 +228,12 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
         AdminCommand::Services => {
             let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);
-            let store = polyshop_platform::discovery::bucket(&js, &settings.discovery).await?;
+            let store = polyshop_platform::discovery::bucket(
+                &js,
+                &settings.discovery,
+                settings.nats.replicas,
+            )
+            .await?;
             let instances = polyshop_platform::discovery::instances(&store).await?;
             if instances.is_empty() {
                 println!("no instances registered (is discovery.mode = \"nats\"?)");
@@ -236,7 +241,25 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             let now = polyshop_platform::now_millis();
             for i in instances {
                 let age = (now - i.started_at).max(0) / 1000;
-                println!("{}\t{}\t{}\tup {age}s", i.service, i.instance, i.url);
+                let health = if i.healthy { "healthy" } else { "draining" };
+                println!(
+                    "{}\t{}\t{}\tup {age}s\tversion {}\tzone {}\tweight {}\t{health}\ttags {}",
+                    i.service,
+                    i.instance,
+                    i.url,
+                    if i.version.is_empty() {
+                        "-"
+                    } else {
+                        &i.version
+                    },
+                    if i.zone.is_empty() { "-" } else { &i.zone },
+                    i.weight,
+                    if i.tags.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        i.tags.join(",")
+                    },
+                );
             }
         }
         AdminCommand::Orders(OrdersCommand::Stuck) => {

@@ -3,8 +3,11 @@
 
 mod admin;
 mod demo;
+mod instances;
+mod nats_nodes;
 mod nats_server;
 mod services;
+mod supervise;
 mod up;
 
 // Allocation-heavy request paths (HTTP/2 frames, protobuf, JSON) run measurably faster on
@@ -58,13 +61,22 @@ Examples:
     /// nats-server (2.11 or later) is taken from `.tools/bin` in the current directory or its
     /// nearest parent that has one (where `just tools` puts it), else from PATH; with
     /// POLYSHOP_NATS_URL set, none is started and that server is used.
+    ///
+    /// --replicas and --nats-cluster make a cluster on one machine. Every instance of a
+    /// context shares that context's one database: its SQLite file under the data dir (WAL
+    /// mode lets several processes on one host use it, writers taking turns), or with
+    /// --postgres its own PostgreSQL database.
     #[command(after_help = "\
 Examples:
   polyshop up                                 data under ./data, demo catalog on first start
   polyshop up --no-demo                       a fresh data dir without demo products
   POLYSHOP_DATA_DIR=/tmp/shop polyshop up     another data dir
   POLYSHOP_NATS_URL=nats://127.0.0.1:4222 polyshop up
-                                              use a running NATS (JetStream) instead")]
+                                              use a running NATS (JetStream) instead
+  polyshop up --replicas 2 --nats-cluster 3   two instances of every service and edge, a
+                                              three-node JetStream cluster (what `just run-cluster` does)
+  polyshop up --replicas 2 --postgres postgres://postgres@127.0.0.1:5432/postgres
+                                              each context on its own database polyshop_<service>")]
     Up(up::UpArgs),
     /// Operator tasks.
     #[command(

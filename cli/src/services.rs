@@ -2,7 +2,10 @@
 
 use anyhow::Context;
 use clap::ValueEnum;
-use polyshop_platform::{config::Settings, shutdown};
+use polyshop_platform::{
+    config::{Settings, url_of},
+    contract, shutdown,
+};
 use tokio::net::TcpListener;
 
 /// A service `polyshop serve` can run.
@@ -49,44 +52,31 @@ impl Service {
         }
     }
 
-    /// Its full gRPC service name.
+    /// Its full gRPC service name, from the contracts (the edge reports the storefront,
+    /// which it serves itself).
     pub fn grpc_name(self) -> &'static str {
-        match self {
-            Self::User => "polyshop.user.v1.UserService",
-            Self::Catalog => "polyshop.catalog.v1.CatalogService",
-            Self::Inventory => "polyshop.inventory.v1.InventoryService",
-            Self::Payment => "polyshop.payment.v1.PaymentService",
-            Self::Notification => "polyshop.notification.v1.NotificationService",
-            Self::Order => "polyshop.order.v1.OrderService",
-            // The edge serves the storefront itself and reports it in health.
-            Self::Gateway => "polyshop.storefront.v1.StorefrontService",
-        }
+        let context = match self {
+            Self::Gateway => contract::EDGE_CONTEXT,
+            other => other.as_str(),
+        };
+        contract::contexts()
+            .iter()
+            .find(|c| c.name == context)
+            .map_or("", |c| c.service.as_str())
     }
 
     /// Where it listens.
     pub fn listen(self, settings: &Settings) -> std::net::SocketAddr {
-        match self {
-            Self::User => settings.user.listen,
-            Self::Catalog => settings.catalog.listen,
-            Self::Inventory => settings.inventory.listen,
-            Self::Payment => settings.payment.listen,
-            Self::Notification => settings.notification.listen,
-            Self::Order => settings.order.listen,
-            Self::Gateway => settings.gateway.listen,
-        }
+        settings
+            .context(self.as_str())
+            .map_or(settings.gateway.listen, |s| s.listen)
     }
 
     /// The URL clients dial.
     pub fn url(self, settings: &Settings) -> String {
-        match self {
-            Self::User => settings.user.url(),
-            Self::Catalog => settings.catalog.url(),
-            Self::Inventory => settings.inventory.service().url(),
-            Self::Payment => settings.payment.url(),
-            Self::Notification => settings.notification.url(),
-            Self::Order => settings.order.url(),
-            Self::Gateway => format!("http://{}", settings.gateway.listen),
-        }
+        settings
+            .context(self.as_str())
+            .map_or_else(|| url_of(settings.gateway.listen), |s| s.url())
     }
 }
 
@@ -113,4 +103,25 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
         Service::Gateway => polyshop_gateway::serve(settings, listener, stop).await,
     };
     result.with_context(|| format!("the {} service failed", service.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_context_of_the_contracts_is_a_service_this_binary_runs() {
+        for context in contract::contexts() {
+            let runs = Service::ALL
+                .iter()
+                .any(|s| s.grpc_name() == context.service);
+            assert!(runs, "no `polyshop serve` for {}", context.name);
+        }
+        for service in Service::ALL {
+            assert!(
+                !service.grpc_name().is_empty(),
+                "{service:?} is in the contracts"
+            );
+        }
+    }
 }

@@ -1,24 +1,24 @@
 //! `polyshop up`: the whole system on one machine. Finds nats-server (>= 2.11, see
 //! [`crate::nats_server`]) before anything else, starts it as a child with JetStream (store
-//! under the data dir, every write synced), then one `polyshop serve <service>` child
-//! per service, each on its own port, waiting for each to report SERVING. A fresh data dir
-//! gets an admin account and demo data. On SIGTERM / Ctrl-C the children get SIGTERM in
-//! reverse order; a child that crashes is restarted with backoff.
+//! under the data dir, every write synced) — or a cluster of 3 or 5 nodes with
+//! `--nats-cluster` ([`crate::nats_nodes`]) — then `--replicas` instances of every service
+//! (`polyshop serve <service>` children, each on its own port, see [`crate::instances`]),
+//! waiting for each to report SERVING. A fresh data dir gets an admin account and demo data.
+//! On SIGTERM / Ctrl-C the services stop in reverse start order, the NATS nodes last; a child
+//! that crashes is restarted with backoff ([`crate::supervise`]).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail};
 use polyshop_platform::{auth, config::Settings, shutdown};
-use tokio::{process::Command, task::JoinHandle};
 
 use crate::{
     demo,
+    instances::{self, FreePorts, Instance},
+    nats_nodes,
     nats_server::{self, NatsServer},
     services::Service,
+    supervise::{self, Group, Spec},
 };
 
 /// Options of `polyshop up`.
@@ -27,23 +27,67 @@ pub struct UpArgs {
     /// Do not create demo products and stock on a fresh data dir.
     #[arg(long)]
     pub no_demo: bool,
+    /// Instances of every service (each context and the edge), each on its own port; the
+    /// first keeps the configured port. With more than one, the contexts' instances register
+    /// in the NATS registry (discovery mode nats) and callers balance over them. All instances of a
+    /// context share its one database: its SQLite file (WAL, several processes on one host),
+    /// or its PostgreSQL database with --postgres.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replicas: u16,
+    /// nats-server nodes: 1, or 3 or 5 for a JetStream cluster on this machine whose streams
+    /// and buckets keep a copy on every node (it survives losing a minority of them).
+    #[arg(long, default_value = "1", value_name = "NODES",
+          value_parser = node_count)]
+    pub nats_cluster: usize,
+    /// A PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/postgres): every context
+    /// gets its own database on it, `<prefix><service>`, created if absent. Without it, SQLite
+    /// files under the data dir.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Prefix of the --postgres database names.
+    #[arg(long, default_value = "polyshop_", value_name = "PREFIX", requires = "postgres",
+          value_parser = instances::database_prefix)]
+    pub database_prefix: String,
+}
+
+/// `--nats-cluster`: an odd number of nodes, so a majority survives losing one (or two).
+fn node_count(value: &str) -> Result<usize, String> {
+    match value.parse() {
+        Ok(n @ (1 | 3 | 5)) => Ok(n),
+        _ => Err("1, 3 or 5".into()),
+    }
 }
 
 const INITIALIZED: &str = ".polyshop-initialized";
 const CREDENTIALS: &str = "admin-credentials.txt";
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs everything until a signal.
 ///
 /// # Errors
 /// If a child cannot be started or does not become ready.
 pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
+    let cluster = args.nats_cluster;
+    if cluster > 1 && settings.nats.url.is_some() {
+        bail!("--nats-cluster starts its own nodes: unset POLYSHOP_NATS_URL (nats.url)");
+    }
     // First, before anything is written or started: a missing or old nats-server fails here
     // at once instead of being restarted in a loop.
     let nats_server = match &settings.nats.url {
         Some(_) => None,
         None => Some(nats_server::find().await?),
     };
+    let nats_replicas = if cluster > 1 {
+        cluster
+    } else {
+        settings.nats.replicas
+    };
+    if nats_server.is_some() && nats_replicas > cluster {
+        bail!(
+            "nats.replicas = {nats_replicas} needs as many servers: add --nats-cluster 3, or set \
+             POLYSHOP_NATS_URL to a cluster"
+        );
+    }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = std::fs::canonicalize(&settings.data_dir)?;
@@ -53,61 +97,78 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
     // Generate the shared service key before the children race to.
     auth::service_tokens(&settings, "polyshop-cli")?;
     let admin_password = admin_password(&settings, &data)?;
+    let databases = match &args.postgres {
+        Some(server) => instances::postgres_databases(server, &args.database_prefix).await?,
+        None => Vec::new(),
+    };
+    let mut ports = FreePorts::new(
+        Service::ALL
+            .iter()
+            .map(|s| s.listen(&settings).port())
+            .chain([settings.nats.embedded_port]),
+    );
 
-    let (stop, stopped) = shutdown::channel();
-    // NATS has its own trigger: it stops only after every service has drained its outbox.
-    let (stop_nats, nats_stopped) = shutdown::channel();
-    let mut children: Vec<(String, JoinHandle<()>)> = Vec::new();
-
-    let (nats_url, nats) = match &nats_server {
-        None => (settings.nats_url(), None),
+    // Started first, stopped last: NATS carries the outboxes the services drain on the way out.
+    let mut groups: Vec<Group> = Vec::new();
+    let nats_url = match &nats_server {
+        None => settings.nats_url(),
         Some(server) => {
-            let (url, handle) = start_nats(server, &data, &settings, nats_stopped).await?;
-            (url, Some(handle))
+            let nodes = nats_nodes::start(server, &data, &settings, cluster, &mut ports).await?;
+            let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+            groups.extend(nodes.into_iter().map(|n| n.group));
+            urls.join(",")
         }
     };
+    if nats_server.is_some() || nats_replicas > 1 {
+        nats_nodes::prepare_streams(&nats_url, nats_replicas).await?;
+    }
 
     let exe = std::env::current_exe().context("cannot find the polyshop binary")?;
+    let base_env = child_env(
+        &settings,
+        &data,
+        &nats_url,
+        nats_replicas,
+        args.replicas > 1,
+    );
+    let mut started: Vec<Instance> = Vec::new();
     for service in Service::ALL {
-        let mut env = vec![
-            ("POLYSHOP_DATA_DIR".to_owned(), data.display().to_string()),
-            ("POLYSHOP_NATS_URL".to_owned(), nats_url.clone()),
-            (
-                "POLYSHOP_WORKER_THREADS".to_owned(),
-                child_worker_threads(settings.worker_threads).to_string(),
-            ),
-        ];
-        // mimalloc: give freed memory back after a second and commit arenas lazily, so a
-        // child's RSS follows its live heap (unless the caller tuned mimalloc itself). Purging
-        // at once (delay 0) re-faulted the same pages on every request: the edge did 17-23%
-        // fewer req/s for 4 MiB less RSS.
-        for (name, value) in [
-            ("MIMALLOC_PURGE_DELAY", "1000"),
-            ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-        ] {
-            if std::env::var_os(name).is_none() {
-                env.push((name.to_owned(), value.to_owned()));
+        let planned = instances::plan(service, &settings, usize::from(args.replicas), &mut ports)?;
+        let mut group = Group::new(service.as_str());
+        for instance in &planned {
+            let mut env = base_env.clone();
+            env.extend(instance.env.iter().cloned());
+            if let Some((_, url)) = databases.iter().find(|(s, _)| *s == service) {
+                let key = format!("POLYSHOP_{}_DATABASE_URL", service.as_str().to_uppercase());
+                env.push((key, url.clone()));
+            }
+            if service == Service::User {
+                env.push((
+                    "POLYSHOP_USER_ADMIN_PASSWORD".into(),
+                    admin_password.clone(),
+                ));
+            }
+            group.spawn(Spec {
+                name: instance.name(),
+                program: exe.clone(),
+                args: vec![
+                    "serve".into(),
+                    service.as_str().into(),
+                    "--supervised".into(),
+                ],
+                env,
+            });
+            // The first instance migrates the shared database; the others start after it.
+            if instance.index == 0 {
+                supervise::wait_serving(&instance.name(), service.grpc_name(), &instance.url)
+                    .await?;
             }
         }
-        if service == Service::User {
-            env.push((
-                "POLYSHOP_USER_ADMIN_PASSWORD".into(),
-                admin_password.clone(),
-            ));
+        for instance in &planned[1..] {
+            supervise::wait_serving(&instance.name(), service.grpc_name(), &instance.url).await?;
         }
-        let handle = supervise(
-            service.as_str().to_owned(),
-            exe.clone(),
-            vec![
-                "serve".into(),
-                service.as_str().into(),
-                "--supervised".into(),
-            ],
-            env,
-            stopped.clone(),
-        );
-        children.push((service.as_str().into(), handle));
-        wait_serving(service, &settings).await?;
+        groups.push(group);
+        started.extend(planned);
     }
 
     if fresh {
@@ -116,30 +177,82 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         }
         std::fs::write(data.join(INITIALIZED), b"")?;
     }
-    print_endpoints(&settings, &nats_url, nats_server.as_ref(), &data);
+    print_endpoints(&settings, &started, &nats_url, nats_server.as_ref(), &data);
+    if nats_replicas > 1 {
+        println!(
+            "  {:<13} {nats_replicas} copies of every stream and bucket",
+            "replicas"
+        );
+    }
+    match &args.postgres {
+        Some(_) => println!(
+            "  {:<13} PostgreSQL, one database per service: {}<service>",
+            "storage", args.database_prefix
+        ),
+        None => println!(
+            "  {:<13} SQLite, one file per service under {} (shared by its instances)",
+            "storage",
+            data.display()
+        ),
+    }
+    let edges: Vec<&str> = started
+        .iter()
+        .filter(|i| i.service == Service::Gateway)
+        .map(|i| i.url.as_str())
+        .collect();
+    println!("Edges: {}", edges.join(" "));
     if fresh {
         println!(
             "Admin account (new data dir): {} / {admin_password}",
             settings.user.admin_username
         );
     }
+    println!("Stop with Ctrl-C.");
 
     shutdown::signal().await;
     println!("polyshop: stopping");
-    stop.fire();
     let patience = Duration::from_secs(settings.shutdown_grace_secs + 10);
-    for (name, handle) in children.into_iter().rev() {
-        if tokio::time::timeout(patience, handle).await.is_err() {
-            eprintln!("polyshop: {name} did not stop in time");
+    supervise::stop_all(groups, patience).await;
+    Ok(())
+}
+
+/// What every service child's environment adds.
+fn child_env(
+    settings: &Settings,
+    data: &Path,
+    nats_url: &str,
+    nats_replicas: usize,
+    registry: bool,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("POLYSHOP_DATA_DIR".to_owned(), data.display().to_string()),
+        ("POLYSHOP_NATS_URL".to_owned(), nats_url.to_owned()),
+        (
+            "POLYSHOP_NATS_REPLICAS".to_owned(),
+            nats_replicas.to_string(),
+        ),
+        (
+            "POLYSHOP_WORKER_THREADS".to_owned(),
+            child_worker_threads(settings.worker_threads).to_string(),
+        ),
+    ];
+    // Instances beyond the configured URLs are found only through the registry.
+    if registry {
+        env.push(("POLYSHOP_DISCOVERY_MODE".to_owned(), "nats".to_owned()));
+    }
+    // mimalloc: give freed memory back after a second and commit arenas lazily, so a
+    // child's RSS follows its live heap (unless the caller tuned mimalloc itself). Purging
+    // at once (delay 0) re-faulted the same pages on every request: the edge did 17-23%
+    // fewer req/s for 4 MiB less RSS.
+    for (name, value) in [
+        ("MIMALLOC_PURGE_DELAY", "1000"),
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            env.push((name.to_owned(), value.to_owned()));
         }
     }
-    stop_nats.fire();
-    if let Some(handle) = nats
-        && tokio::time::timeout(patience, handle).await.is_err()
-    {
-        eprintln!("polyshop: nats-server did not stop in time");
-    }
-    Ok(())
+    env
 }
 
 /// The admin password: from config, from the credentials file, or new on a fresh data dir.
@@ -172,203 +285,34 @@ fn admin_password(settings: &Settings, data: &Path) -> anyhow::Result<String> {
     Ok(password)
 }
 
-async fn start_nats(
-    server: &NatsServer,
-    data: &Path,
-    settings: &Settings,
-    stopped: shutdown::Shutdown,
-) -> anyhow::Result<(String, JoinHandle<()>)> {
-    let port = settings.nats.embedded_port;
-    let dir = data.join("nats");
-    std::fs::create_dir_all(&dir)?;
-    // `sync_interval: always` fsyncs every JetStream write: with the default, acknowledged
-    // messages can be lost on power failure.
-    let config = format!(
-        "listen: \"127.0.0.1:{port}\"\nserver_name: \"polyshop-embedded\"\nlog_file: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-        dir.join("nats-server.log").display(),
-        dir.display()
-    );
-    let conf = dir.join("nats.conf");
-    std::fs::write(&conf, config)?;
-    // Through `polyshop exec-supervised`, so the broker stops if `up` is killed.
-    let exe = std::env::current_exe().context("cannot find the polyshop binary")?;
-    let program = server
-        .path
-        .to_str()
-        .with_context(|| format!("{} is not a UTF-8 path", server.path.display()))?;
-    let handle = supervise(
-        "nats-server".into(),
-        exe,
-        vec![
-            "exec-supervised".into(),
-            program.into(),
-            "-c".into(),
-            conf.display().to_string(),
-        ],
-        nats_env(settings.worker_threads),
-        stopped,
-    );
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "nats-server {} ({}) did not start on port {port} within {READY_TIMEOUT:?}: see {}",
-                server.version,
-                server.path.display(),
-                dir.join("nats-server.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok((format!("nats://127.0.0.1:{port}"), handle))
-}
-
-/// The broker's environment: Go's scheduler gets the same share of the cores as a service
-/// (`GOMAXPROCS`, unless set already). With a P per core it keeps waking spare threads to
-/// look for work; on 2 cores one P gave `bench-orders` 5-7% more orders/s and the broker
-/// 5-9% less CPU per order.
-fn nats_env(worker_threads: usize) -> Vec<(String, String)> {
-    if std::env::var_os("GOMAXPROCS").is_some() {
-        return Vec::new();
-    }
-    vec![(
-        "GOMAXPROCS".to_owned(),
-        child_worker_threads(worker_threads).to_string(),
-    )]
-}
-
-/// Runs a child until `stopped`, then SIGTERMs it; restarts it with backoff if it crashes.
-fn supervise(
-    name: String,
-    program: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    stopped: shutdown::Shutdown,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let mut child = match Command::new(&program)
-                .args(&args)
-                .envs(env.iter().cloned())
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-            {
-                Ok(child) => child,
-                Err(e) => {
-                    eprintln!("polyshop: cannot start {name} ({}): {e}", program.display());
-                    return;
-                }
-            };
-            tokio::select! {
-                status = child.wait() => {
-                    match status {
-                        Ok(s) if s.success() => {
-                            eprintln!("polyshop: {name} exited cleanly; not restarting");
-                            return;
-                        }
-                        other => eprintln!("polyshop: {name} stopped unexpectedly ({other:?}); restarting in {backoff:?}"),
-                    }
-                    if stopped.is_fired() {
-                        return;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stopped.clone().wait() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-                () = stopped.clone().wait() => {
-                    terminate(&name, &mut child).await;
-                    return;
-                }
-            }
-        }
-    })
-}
-
-async fn terminate(name: &str, child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
-        Ok(Ok(status)) => eprintln!("polyshop: {name} stopped ({status})"),
-        _ => {
-            eprintln!("polyshop: {name} did not stop after SIGTERM; killing it");
-            let _ = child.kill().await;
-        }
-    }
-}
-
-async fn wait_serving(service: Service, settings: &Settings) -> anyhow::Result<()> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
-    let url = service.url(settings);
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    loop {
-        let serving = async {
-            let channel = tonic::transport::Endpoint::from_shared(url.clone())?
-                .connect()
-                .await?;
-            let status = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: service.grpc_name().into(),
-                })
-                .await?
-                .into_inner()
-                .status;
-            anyhow::Ok(status == ServingStatus::Serving as i32)
-        }
-        .await
-        .unwrap_or(false);
-        if serving {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "the {} service did not become ready at {url}",
-                service.as_str()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn print_endpoints(
     settings: &Settings,
+    started: &[Instance],
     nats_url: &str,
     nats_server: Option<&NatsServer>,
     data: &Path,
 ) {
     println!();
     println!("Polyshop is up. Data dir: {}", data.display());
-    for service in Service::ALL {
-        println!(
-            "  {:<13} {:<26} {}",
-            service.as_str(),
-            service.url(settings),
-            service.grpc_name()
-        );
+    for instance in started {
+        let grpc_name = if instance.index == 0 {
+            instance.service.grpc_name()
+        } else {
+            ""
+        };
+        println!("  {:<13} {:<26} {grpc_name}", instance.name(), instance.url);
     }
-    println!(
-        "  {:<13} {nats_url:<26} JetStream store under {}/nats",
-        "nats",
-        data.display()
-    );
+    for (i, url) in nats_url.split(',').enumerate() {
+        let name = if i == 0 { "nats" } else { "" };
+        println!("  {name:<13} {url}");
+    }
     if let Some(server) = nats_server {
         println!(
-            "  {:<13} {} (version {})",
+            "  {:<13} {} (version {}), JetStream under {}",
             "nats-server",
             server.path.display(),
-            server.version
+            server.version,
+            data.display()
         );
     }
     println!(
@@ -392,7 +336,6 @@ fn print_endpoints(
         "  grpcurl -plaintext -d '{{\"page_size\": 3}}' {} polyshop.catalog.v1.CatalogService/ListProducts",
         strip(&settings.catalog.url())
     );
-    println!("Stop with Ctrl-C.");
 }
 
 fn service_url(settings: &Settings) -> String {
@@ -406,7 +349,7 @@ fn strip(url: &str) -> &str {
 /// Worker threads for each child: the configured number, else a share of the cores. Seven
 /// processes with a thread per core each would spend their time handing work between threads
 /// (on 2 cores, one worker per process gave the edge 15% more throughput and half the p99).
-fn child_worker_threads(configured: usize) -> usize {
+pub fn child_worker_threads(configured: usize) -> usize {
     if configured > 0 {
         return configured;
     }

@@ -15,9 +15,10 @@ use bytes::Bytes;
 use http::HeaderMap;
 use polyshop::storefront::v1::storefront_service_server::StorefrontServiceServer;
 use polyshop_platform::{
-    auth::{AuthSetupError, Principal, UserTokenVerifier},
+    auth::{Principal, UserTokenVerifier},
     config::{GatewaySettings, Settings},
     contract,
+    discovery::Discovery,
     server::{ServeError, StartError},
 };
 use tokio::sync::Semaphore;
@@ -90,23 +91,37 @@ impl Edge {
     ///
     /// # Errors
     /// [`StartError`] for a bad contract binding, upstream URL or reflection set.
-    pub fn build(settings: &Settings) -> Result<Arc<Self>, StartError> {
+    pub fn build(settings: &Settings, discovery: &Discovery) -> Result<Arc<Self>, StartError> {
         let gateway = settings.gateway.clone();
         let timeout = Duration::from_millis(gateway.request_timeout_ms.max(1));
         let routes = RouteTable::from_pool(contract::pool()).map_err(start_error)?;
+        let urls = upstream::urls(settings);
+        let breaker = upstream::Breaker {
+            failures: gateway.breaker_failures,
+            cool_down: Duration::from_millis(gateway.breaker_cool_down_ms),
+        };
         let mut upstreams =
-            Upstreams::connect(&upstream::urls(settings), timeout).map_err(start_error)?;
-        let channel = |name: &str| {
-            upstreams
-                .channel(name)
-                .ok_or_else(|| start_error(format!("no upstream {name}")))
+            Upstreams::connect(discovery, &urls, timeout, &breaker).map_err(start_error)?;
+        // The storefront's parts balance over the same instances, with their own connections.
+        let part = |name: &str| {
+            let url = urls
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, u)| u.as_str())
+                .ok_or_else(|| start_error(format!("no upstream {name}")))?;
+            discovery
+                .balanced(name, url, move |e| {
+                    e.connect_timeout(Duration::from_secs(1).min(timeout))
+                        .tcp_nodelay(true)
+                })
+                .map_err(start_error)
         };
         let storefront = Storefront::new(
             Parts {
-                user: channel("user")?,
-                catalog: channel("catalog")?,
-                order: channel("order")?,
-                notification: channel("notification")?,
+                user: part("user")?,
+                catalog: part("catalog")?,
+                order: part("order")?,
+                notification: part("notification")?,
             },
             timeout.mul_f64(0.75),
         );
@@ -120,9 +135,8 @@ impl Edge {
         let verifier = UserTokenVerifier::remote(
             settings.auth.issuer.clone(),
             settings.auth.audience.clone(),
-            &settings.user.url(),
-        )
-        .map_err(AuthSetupError::from)?;
+            part("user")?,
+        );
         let (health, local_grpc) = local_grpc(&routes)?;
         let openapi = serde_json::to_vec(&openapi::document(&routes))
             .map_err(start_error)?

@@ -10,7 +10,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use polyshop_platform::{auth::Principal, contract::Idempotency};
+use polyshop_platform::{
+    auth::Principal,
+    contract::Idempotency,
+    discovery::{Outcome, Picked, Pool},
+};
 use prost::Message;
 use prost_reflect::DynamicMessage;
 use tonic::{Code, Status, body::Body};
@@ -21,7 +25,8 @@ use crate::{
     errors::{EdgeError, json_response},
     routes::{HttpRoute, Lookup, Rpc},
     transcode::{self, Reply},
-    unary::{CallError, UnaryClient},
+    unary::CallError,
+    upstream::Remote,
 };
 
 /// Request headers passed on to the service as gRPC metadata. Names, not strings: looking a
@@ -151,8 +156,8 @@ async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<
 }
 
 /// Calls `rpc` upstream with `message`, forwarding the caller's token and request id. A call
-/// that never reached the service (connection refused or reset) is tried once more, on the
-/// context's next connection (redialled if it was dropped), when the contract says a retry is
+/// that never left (no connection to the instance) is tried once more on another instance;
+/// one lost after it was sent is tried again elsewhere only when the contract says a retry is
 /// safe.
 ///
 /// # Errors
@@ -167,30 +172,64 @@ pub async fn call(
     deadline: Duration,
 ) -> Result<Reply, EdgeError> {
     let started = Instant::now();
-    let outgoing = match edge.upstreams.unary(&rpc.upstream) {
-        Some(client) => Outgoing::Remote(client, message.encode_to_vec().into()),
-        None => Outgoing::Local(message),
+    let Some(pool) = edge.upstreams.pool(&rpc.upstream) else {
+        let local = local(edge, rpc, message, headers, principal, deadline);
+        return timed(rpc, deadline, local)
+            .await
+            .map_err(Failure::into_error);
     };
-    let spare = (rpc.idempotency != Idempotency::Unknown).then(|| outgoing.clone());
-    let first = attempt(edge, rpc, outgoing, headers, principal.clone(), deadline).await;
-    match (first, spare) {
-        (Err(Failure::Transport(_)), Some(outgoing)) => {
-            tokio::time::sleep(RETRY_AFTER).await;
-            let left = deadline.saturating_sub(started.elapsed());
-            attempt(edge, rpc, outgoing, headers, principal, left)
-                .await
-                .map_err(Failure::into_error)
-        }
-        (result, _) => result.map_err(Failure::into_error),
+    let breaker = edge.upstreams.breaker(&rpc.upstream);
+    if breaker.is_some_and(|b| !b.allow()) {
+        return Err(EdgeError::new(
+            Code::Unavailable,
+            format!("{} is unavailable (circuit open)", rpc.upstream),
+        ));
     }
+    let bytes: Bytes = message.encode_to_vec().into();
+    let outcome = remote_with_retry(pool, rpc, bytes, headers, deadline, started).await;
+    if let Some(b) = breaker {
+        b.record(!outcome.as_ref().is_err_and(Failure::counts_against_circuit));
+    }
+    outcome.map_err(Failure::into_error)
 }
 
-/// A request on its way upstream: encoded once for a remote context (the bytes are cheap to
-/// keep for a retry), or the message for a context served in this process.
-#[derive(Clone)]
-enum Outgoing<'a> {
-    Remote(&'a UnaryClient, Bytes),
-    Local(DynamicMessage),
+/// One attempt on an instance and, when it did not get through, one on another.
+async fn remote_with_retry(
+    pool: &Pool<Remote>,
+    rpc: &Rpc,
+    bytes: Bytes,
+    headers: &HeaderMap,
+    deadline: Duration,
+    started: Instant,
+) -> Result<Reply, Failure> {
+    let Some(first) = pool.pick(None) else {
+        return Err(Failure::NotSent(EdgeError::new(
+            Code::Unavailable,
+            format!("{} is unavailable", rpc.upstream),
+        )));
+    };
+    let outcome = timed(
+        rpc,
+        deadline,
+        remote(&first, rpc, bytes.clone(), headers, deadline),
+    )
+    .await;
+    let retry = match &outcome {
+        Err(Failure::NotSent(_)) => true,
+        Err(Failure::Transport(_)) => rpc.idempotency != Idempotency::Unknown,
+        _ => false,
+    };
+    if !retry {
+        return outcome;
+    }
+    let Some(second) = pool.pick(Some(&first)) else {
+        return outcome;
+    };
+    drop(first);
+    // The same instance again (the context has one): give a restarting process a moment.
+    tokio::time::sleep(RETRY_AFTER).await;
+    let left = deadline.saturating_sub(started.elapsed());
+    timed(rpc, left, remote(&second, rpc, bytes, headers, left)).await
 }
 
 /// Pause before the one retry of a call that did not reach the service.
@@ -200,34 +239,36 @@ const RETRY_AFTER: Duration = Duration::from_millis(20);
 enum Failure {
     /// The service answered with an error, or time ran out: final.
     Answered(EdgeError),
-    /// The call did not get through (no connection, reset): safe to repeat if idempotent.
+    /// Nothing reached the service: safe to repeat elsewhere.
+    NotSent(EdgeError),
+    /// The call may have reached the service (connection lost): safe to repeat if idempotent.
     Transport(EdgeError),
 }
 
 impl Failure {
+    /// Whether it says the context is failing (unreachable or UNAVAILABLE), as opposed to
+    /// answering with an error of its own. A missed deadline does not count: a client asking
+    /// for a tiny one could otherwise open the circuit for everyone.
+    fn counts_against_circuit(&self) -> bool {
+        match self {
+            Self::NotSent(_) | Self::Transport(_) => true,
+            Self::Answered(e) => e.code() == Code::Unavailable,
+        }
+    }
+
     fn into_error(self) -> EdgeError {
         match self {
-            Self::Answered(e) | Self::Transport(e) => e,
+            Self::Answered(e) | Self::NotSent(e) | Self::Transport(e) => e,
         }
     }
 }
 
-async fn attempt(
-    edge: &Edge,
+/// `exchange`, DEADLINE_EXCEEDED if it outlasts `deadline`.
+async fn timed(
     rpc: &Rpc,
-    outgoing: Outgoing<'_>,
-    headers: &HeaderMap,
-    principal: Option<Arc<Principal>>,
     deadline: Duration,
+    exchange: impl Future<Output = Result<Reply, Failure>>,
 ) -> Result<Reply, Failure> {
-    let exchange = async {
-        match outgoing {
-            Outgoing::Remote(client, bytes) => remote(client, rpc, bytes, headers, deadline).await,
-            Outgoing::Local(message) => {
-                local(edge, rpc, message, headers, principal, deadline).await
-            }
-        }
-    };
     let expires = Instant::now() + deadline;
     let late = || {
         Failure::Answered(EdgeError::new(
@@ -256,28 +297,44 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
     metadata
 }
 
-/// A call to a remote context over the lean client.
+/// A call to one instance of a remote context over the lean client; how it ended goes into
+/// the instance's outlier record.
 async fn remote(
-    client: &UnaryClient,
+    instance: &Picked<Remote>,
     rpc: &Rpc,
     message: Bytes,
     headers: &HeaderMap,
     deadline: Duration,
 ) -> Result<Reply, Failure> {
-    client
+    let unavailable = || {
+        EdgeError::new(
+            Code::Unavailable,
+            format!("{} is unavailable", rpc.upstream),
+        )
+    };
+    let Some(client) = instance.client().unary() else {
+        return Err(Failure::Answered(unavailable()));
+    };
+    let result = client
         .call(&rpc.grpc_path, forwarded(headers), message, deadline)
-        .await
-        .map(Reply::Wire)
-        .map_err(|e| match e {
-            CallError::Status(status) => Failure::Answered(status.into()),
-            CallError::Transport(why) => {
-                tracing::warn!(upstream = %rpc.upstream, error = %why, "upstream call failed");
-                Failure::Transport(EdgeError::new(
-                    Code::Unavailable,
-                    format!("{} is unavailable", rpc.upstream),
-                ))
-            }
-        })
+        .await;
+    instance.record(match &result {
+        Err(CallError::Status(s)) if s.code() == Code::Unavailable => Outcome::Failed,
+        Ok(_) | Err(CallError::Status(_)) => Outcome::Answered,
+        Err(CallError::NotSent(_)) => Outcome::Refused,
+        Err(CallError::Transport(_)) => Outcome::Failed,
+    });
+    result.map(Reply::Wire).map_err(|e| match e {
+        CallError::Status(status) => Failure::Answered(status.into()),
+        CallError::NotSent(why) => {
+            tracing::warn!(upstream = %rpc.upstream, instance = %instance.instance().url, error = %why, "upstream call not sent");
+            Failure::NotSent(unavailable())
+        }
+        CallError::Transport(why) => {
+            tracing::warn!(upstream = %rpc.upstream, instance = %instance.instance().url, error = %why, "upstream call failed");
+            Failure::Transport(unavailable())
+        }
+    })
 }
 
 /// A call to a context served in this process (the storefront), through its tower service.

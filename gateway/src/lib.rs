@@ -32,7 +32,12 @@ pub mod wire_json;
 
 use std::{future::Future, time::Duration};
 
-use polyshop_platform::{config::Settings, server::StartError};
+use polyshop_platform::{
+    config::{Settings, url_of},
+    discovery::Discovery,
+    server::StartError,
+    shutdown,
+};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
@@ -47,7 +52,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let edge = edge::Edge::build(&settings)?;
+    // Fires when the edge stops (and when this returns early): watchers and the edge's own
+    // registration end with it.
+    let (stop_discovery, discovery_stopped) = shutdown::channel();
+    let discovery = Discovery::connect(&settings, "polyshop-gateway", discovery_stopped)
+        .await
+        .map_err(|e| StartError::Other(format!("gateway: {e}")))?;
+    let edge = edge::Edge::build(&settings, &discovery)?;
+    if let Ok(addr) = listener.local_addr() {
+        discovery.register("gateway", url_of(addr));
+    }
     let service = ServiceBuilder::new()
         .layer(access_log::AccessLogLayer)
         .layer(dispatch::cors(&settings.gateway.cors_allowed_origins))
@@ -66,6 +80,7 @@ pub async fn serve(
         Duration::from_secs(settings.shutdown_grace_secs),
     )
     .await;
+    stop_discovery.fire();
     Ok(())
 }
 

@@ -17,11 +17,12 @@ use polyshop::{
     },
     user::v1::{GetUserRequest, user_service_client::UserServiceClient},
 };
+use polyshop_platform::discovery::Balanced;
 use polyshop_platform::{
     auth::Principal,
     status::{Violations, invalid_argument},
 };
-use tonic::{Request, Response, Status, metadata::MetadataMap, transport::Channel};
+use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 /// Forwarded to every part, so the parts' logs share the edge's request id.
 const FORWARDED: [&str; 3] = ["authorization", "x-request-id", "traceparent"];
@@ -29,24 +30,24 @@ const FORWARDED: [&str; 3] = ["authorization", "x-request-id", "traceparent"];
 /// The storefront's upstream clients.
 #[derive(Debug, Clone)]
 pub struct Storefront {
-    users: UserServiceClient<Channel>,
-    catalog: CatalogServiceClient<Channel>,
-    orders: OrderServiceClient<Channel>,
-    notifications: NotificationServiceClient<Channel>,
+    users: UserServiceClient<Balanced>,
+    catalog: CatalogServiceClient<Balanced>,
+    orders: OrderServiceClient<Balanced>,
+    notifications: NotificationServiceClient<Balanced>,
     part_timeout: Duration,
 }
 
-/// Channels of the contexts the storefront composes.
+/// Clients of the contexts the storefront composes, each over its instances.
 #[derive(Debug)]
 pub struct Parts {
     /// The user context.
-    pub user: Channel,
+    pub user: Balanced,
     /// The catalog context.
-    pub catalog: Channel,
+    pub catalog: Balanced,
     /// The order context.
-    pub order: Channel,
+    pub order: Balanced,
     /// The notification context.
-    pub notification: Channel,
+    pub notification: Balanced,
 }
 
 impl Storefront {

@@ -34,8 +34,11 @@ const CONNECTION_WINDOW: u32 = 4 << 20;
 /// Why a call failed.
 #[derive(Debug)]
 pub enum CallError {
-    /// The call may not have reached the service (no connection, connection lost or refused
-    /// before an answer): safe to repeat when the method is idempotent.
+    /// No connection could be made or the stream was never opened: nothing reached the
+    /// service, so any call may be repeated (on another instance).
+    NotSent(String),
+    /// The call may have reached the service (connection lost or stream refused before an
+    /// answer): safe to repeat when the method is idempotent.
     Transport(String),
     /// The service answered with this status.
     Status(Status),
@@ -99,14 +102,14 @@ impl UnaryClient {
                 forget(slot);
                 self.sender(slot).await?.ready().await.map_err(|e| {
                     forget(slot);
-                    transport(&e)
+                    not_sent(&e)
                 })?
             }
         };
         let request = self.request(path, metadata, timeout);
         let (response, mut body) = sender.send_request(request, false).map_err(|e| {
             forget(slot);
-            transport(&e)
+            not_sent(&e)
         })?;
         body.send_data(frame(&message), true)
             .map_err(|e| stream_error(slot, &e))?;
@@ -182,11 +185,9 @@ impl UnaryClient {
         let port = self.authority.port_u16().unwrap_or(80);
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
-            .map_err(|_| {
-                CallError::Transport(format!("connecting to {} timed out", self.authority))
-            })?
+            .map_err(|_| CallError::NotSent(format!("connecting to {} timed out", self.authority)))?
             .map_err(|e| {
-                CallError::Transport(format!("cannot connect to {}: {e}", self.authority))
+                CallError::NotSent(format!("cannot connect to {}: {e}", self.authority))
             })?;
         let _ = tcp.set_nodelay(true);
         let (sender, mut connection) = h2::client::Builder::new()
@@ -194,7 +195,7 @@ impl UnaryClient {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .handshake::<_, Bytes>(tcp)
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(|e| not_sent(&e))?;
         let pings = connection.ping_pong();
         let authority = self.authority.clone();
         tokio::spawn(async move {
@@ -244,6 +245,10 @@ fn transport(e: &h2::Error) -> CallError {
     CallError::Transport(e.to_string())
 }
 
+fn not_sent(e: &h2::Error) -> CallError {
+    CallError::NotSent(e.to_string())
+}
+
 /// A call refused, or lost with its connection (which is then dropped), got no answer; a
 /// stream the service reset is the service's answer.
 fn stream_error(slot: &Slot, e: &h2::Error) -> CallError {
@@ -255,6 +260,10 @@ fn stream_error(slot: &Slot, e: &h2::Error) -> CallError {
     }
     if e.is_go_away() || e.is_io() {
         forget(slot);
+    }
+    // HTTP/2 guarantees a refused stream was not processed.
+    if e.reason() == Some(h2::Reason::REFUSED_STREAM) && !e.is_go_away() {
+        return not_sent(e);
     }
     transport(e)
 }

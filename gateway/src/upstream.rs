@@ -1,7 +1,8 @@
-//! The services behind the edge: one lazily connected tonic `Channel` per context (one HTTP/2
-//! connection, reused by every call), plus the storefront, served in-process. Every upstream
-//! is the same boxed tower service, so the transcoder, the passthrough and the storefront call
-//! them alike. A context that is down answers UNAVAILABLE; nothing fails at start.
+//! The services behind the edge: per remote context a discovery pool of its instances, each
+//! with a few lazily connected HTTP/2 connections, plus the storefront, served in-process.
+//! Every upstream is the same boxed tower service, so the transcoder, the passthrough and the
+//! storefront call them alike. A context that is down answers UNAVAILABLE; nothing fails at
+//! start.
 
 use std::{
     collections::HashMap,
@@ -12,7 +13,11 @@ use std::{
     time::Duration,
 };
 
-use polyshop_platform::config::Settings;
+use polyshop_platform::{
+    config::Settings,
+    discovery::{Discovery, Outcome, Picked, Pool, never_sent},
+    resilience::CircuitBreaker,
+};
 use tonic::{body::Body, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -38,21 +43,27 @@ impl UpstreamError {
 }
 
 /// The context the edge serves itself.
-pub const LOCAL: &str = "storefront";
+pub const LOCAL: &str = polyshop_platform::contract::EDGE_CONTEXT;
+
+/// When a context's circuit at the edge opens, and for how long.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    /// Failed calls in a row that open it.
+    pub failures: u32,
+    /// How long it stays open before a probe.
+    pub cool_down: Duration,
+}
 
 /// How long a readiness probe waits for one upstream.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The configured URL of each remote context.
+/// The configured URL of each remote context (every context of the contracts but the edge's).
 pub fn urls(settings: &Settings) -> Vec<(&'static str, String)> {
-    vec![
-        ("user", settings.user.url()),
-        ("catalog", settings.catalog.url()),
-        ("inventory", settings.inventory.service().url()),
-        ("order", settings.order.url()),
-        ("payment", settings.payment.url()),
-        ("notification", settings.notification.url()),
-    ]
+    settings
+        .contexts()
+        .into_iter()
+        .map(|(name, s)| (name, s.url()))
+        .collect()
 }
 
 /// How many HTTP/2 connections each remote context gets: one per async worker, at most four.
@@ -65,28 +76,66 @@ fn connections() -> usize {
         .clamp(1, 4)
 }
 
-/// One remote context: its URL and a few lazily connected channels, used in turn, and the
+/// One instance of a remote context: a few lazily connected channels, used in turn, and the
 /// lean client the transcoder's unary calls use (plain-text URLs only).
-struct Remote {
-    url: String,
+pub struct Remote {
     channels: Vec<Channel>,
     services: Vec<Service>,
     next: AtomicUsize,
     unary: Option<UnaryClient>,
 }
 
+impl Remote {
+    fn new(url: &str, timeout: Duration) -> Option<Self> {
+        let connections = connections();
+        let endpoint = Channel::from_shared(url.to_owned())
+            .ok()?
+            .connect_timeout(Duration::from_secs(1).min(timeout))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channels: Vec<Channel> = (0..connections).map(|_| endpoint.connect_lazy()).collect();
+        let services = channels
+            .iter()
+            .map(|c| BoxCloneSyncService::new(c.clone().map_err(UpstreamError::new)))
+            .collect();
+        Some(Self {
+            channels,
+            services,
+            next: AtomicUsize::new(0),
+            unary: UnaryClient::new(url, connections, Duration::from_secs(1).min(timeout)),
+        })
+    }
+
+    /// The lean unary client, if the URL allows one.
+    pub fn unary(&self) -> Option<&UnaryClient> {
+        self.unary.as_ref()
+    }
+
+    fn service(&self) -> Service {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.services.len();
+        self.services[i].clone()
+    }
+}
+
+/// One remote context: its instances, and its circuit (open while every instance fails).
+struct Context {
+    pool: Arc<Pool<Remote>>,
+    breaker: Arc<CircuitBreaker>,
+}
+
 /// Every upstream by context name.
 #[derive(Clone)]
 pub struct Upstreams {
-    remote: Arc<HashMap<String, Remote>>,
+    remote: Arc<HashMap<String, Context>>,
     local: Option<Service>,
 }
 
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<(&String, &String)> = self.remote.iter().map(|(k, r)| (k, &r.url)).collect();
+        let pools: Vec<&Arc<Pool<Remote>>> = self.remote.values().map(|c| &c.pool).collect();
         f.debug_struct("Upstreams")
-            .field("remote", &names)
+            .field("remote", &pools)
             .finish_non_exhaustive()
     }
 }
@@ -100,39 +149,34 @@ pub struct UrlError {
 }
 
 impl Upstreams {
-    /// Lazy channels to `urls`; nothing is dialled until the first call.
+    /// A pool per context of `urls`, following `discovery`; nothing is dialled until the
+    /// first call.
     ///
     /// # Errors
-    /// [`UrlError`] for a malformed URL.
-    pub fn connect(urls: &[(&str, String)], timeout: Duration) -> Result<Self, UrlError> {
+    /// [`UrlError`] for a malformed configured URL.
+    pub fn connect(
+        discovery: &Discovery,
+        urls: &[(&str, String)],
+        timeout: Duration,
+        breaker: &Breaker,
+    ) -> Result<Self, UrlError> {
         let mut remote = HashMap::new();
-        let connections = connections();
         for (context, url) in urls {
-            let endpoint = Channel::from_shared(url.clone())
-                .map_err(|_| UrlError {
+            if Channel::from_shared(url.clone()).is_err() {
+                return Err(UrlError {
                     context: (*context).to_owned(),
                     url: url.clone(),
-                })?
-                .connect_timeout(Duration::from_secs(1).min(timeout))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(10));
-            let channels: Vec<Channel> =
-                (0..connections).map(|_| endpoint.connect_lazy()).collect();
-            let services = channels
-                .iter()
-                .map(|c| BoxCloneSyncService::new(c.clone().map_err(UpstreamError::new)))
-                .collect();
-            remote.insert(
-                (*context).to_owned(),
-                Remote {
-                    url: url.clone(),
-                    channels,
-                    services,
-                    next: AtomicUsize::new(0),
-                    unary: UnaryClient::new(url, connections, Duration::from_secs(1).min(timeout)),
-                },
-            );
+                });
+            }
+            let pool = discovery.pool(context, url, move |instance| {
+                Remote::new(&instance.url, timeout)
+            });
+            let breaker = Arc::new(CircuitBreaker::new(
+                &format!("edge.{context}"),
+                breaker.failures,
+                breaker.cool_down,
+            ));
+            remote.insert((*context).to_owned(), Context { pool, breaker });
         }
         Ok(Self {
             remote: Arc::new(remote),
@@ -145,46 +189,117 @@ impl Upstreams {
         self.local = Some(service);
     }
 
-    /// The upstream of `context`.
+    /// The upstream of `context`: the local service, or one balancing each call over the
+    /// context's instances.
     pub fn get(&self, context: &str) -> Option<Service> {
         if context == LOCAL {
             return self.local.clone();
         }
         let remote = self.remote.get(context)?;
-        let i = remote.next.fetch_add(1, Ordering::Relaxed) % remote.services.len();
-        remote.services.get(i).cloned()
+        Some(BoxCloneSyncService::new(Balance {
+            pool: remote.pool.clone(),
+            breaker: remote.breaker.clone(),
+        }))
     }
 
-    /// The lean unary client of a remote context, if its URL allows one.
-    pub fn unary(&self, context: &str) -> Option<&UnaryClient> {
-        self.remote.get(context)?.unary.as_ref()
+    /// The instances of a remote context (`None` for the local one).
+    pub fn pool(&self, context: &str) -> Option<&Arc<Pool<Remote>>> {
+        self.remote.get(context).map(|c| &c.pool)
     }
 
-    /// A channel of a remote context (for generated clients).
-    pub fn channel(&self, context: &str) -> Option<Channel> {
-        self.remote.get(context)?.channels.first().cloned()
+    /// The circuit of a remote context.
+    pub fn breaker(&self, context: &str) -> Option<&CircuitBreaker> {
+        self.remote.get(context).map(|c| c.breaker.as_ref())
     }
 
-    /// Asks every remote context's health service; `(context, serving)` sorted by name.
+    /// Asks each remote context's health service on one of its instances (another if that
+    /// one does not answer); `(context, serving)` sorted by name.
     pub async fn probe(&self) -> Vec<(String, bool)> {
-        let targets: Vec<(String, Channel)> = self
+        let checks = self
             .remote
             .iter()
-            .filter_map(|(name, r)| Some((name.clone(), r.channels.first()?.clone())))
-            .collect();
-        let checks = targets.into_iter().map(|(name, channel)| async move {
-            let mut client = HealthClient::new(channel);
-            let check = client.check(HealthCheckRequest {
-                service: String::new(),
+            .map(|(name, Context { pool, .. })| async move {
+                let first = pool.pick(None);
+                let mut serving = false;
+                if let Some(first) = &first {
+                    serving = serves(first).await;
+                    if !serving && let Some(second) = pool.pick(Some(first)) {
+                        serving = serves(&second).await;
+                    }
+                }
+                (name.clone(), serving)
             });
-            let serving = matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, check).await,
-                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
-            );
-            (name, serving)
-        });
         let mut out = futures::future::join_all(checks).await;
         out.sort();
         out
+    }
+}
+
+async fn serves(instance: &Picked<Remote>) -> bool {
+    let Some(channel) = instance.client().channels.first().cloned() else {
+        return false;
+    };
+    let mut client = HealthClient::new(channel);
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    let serving = matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, check).await,
+        Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
+    );
+    instance.record(if serving {
+        Outcome::Answered
+    } else {
+        Outcome::Failed
+    });
+    serving
+}
+
+/// Streams and passthrough calls: each call to the pool's pick, its end fed back to that
+/// instance's outlier record.
+#[derive(Clone)]
+struct Balance {
+    pool: Arc<Pool<Remote>>,
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl tower::Service<http::Request<Body>> for Balance {
+    type Response = http::Response<Body>;
+    type Error = UpstreamError;
+    type Future = futures::future::BoxFuture<'static, Result<http::Response<Body>, UpstreamError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), UpstreamError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let pool = self.pool.clone();
+        let breaker = self.breaker.clone();
+        Box::pin(async move {
+            if !breaker.allow() {
+                return Err(UpstreamError::new(format!(
+                    "the circuit of {} is open",
+                    pool.service()
+                )));
+            }
+            let picked = pool.pick(None).ok_or_else(|| {
+                UpstreamError::new(format!("no instance of {} is known", pool.service()))
+            })?;
+            let result = picked.client().service().oneshot(request).await;
+            let outcome = match &result {
+                Ok(r) if r.headers().get("grpc-status").is_some_and(|v| v == "14") => {
+                    Outcome::Failed
+                }
+                Ok(_) => Outcome::Answered,
+                Err(e) if never_sent(e.0.as_ref()) => Outcome::Refused,
+                Err(_) => Outcome::Failed,
+            };
+            picked.record(outcome);
+            breaker.record(outcome == Outcome::Answered);
+            result
+        })
     }
 }

@@ -317,6 +317,29 @@ async fn a_down_context_answers_503_and_the_edge_stays_ready_saying_which() {
 }
 
 #[tokio::test]
+async fn a_context_that_keeps_failing_opens_its_circuit_and_fails_fast() {
+    let system = start(|s| {
+        s.gateway.breaker_failures = 3;
+        s.gateway.breaker_cool_down_ms = 60_000;
+    })
+    .await;
+    let (_, token) = system.sign_up("erin").await;
+    // The order context is down: three refused calls open its circuit.
+    for _ in 0..3 {
+        let r = system.get("/v1/orders", Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    }
+    let r = system.get("/v1/orders", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("circuit open"), "{:?}", r.body);
+    // Other contexts' circuits are their own.
+    let products = system.get("/v1/products", Some(&token)).await;
+    assert_eq!(products.status, StatusCode::OK);
+    system.stop().await;
+}
+
+#[tokio::test]
 async fn a_restarted_upstream_is_redialled_without_failing_a_call() {
     let mut system = start(|_| {}).await;
     let (_, token) = system.sign_up("dora").await;

@@ -3,6 +3,7 @@
 //! section. Tests build [`Settings`] directly and never touch the process environment.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
@@ -93,6 +94,11 @@ pub struct GatewaySettings {
     pub listen: SocketAddr,
     /// Deadline of one upstream call, unless the request asks for less.
     pub request_timeout_ms: u64,
+    /// Failed calls in a row (unreachable or UNAVAILABLE, on any instance) that open a
+    /// context's circuit at the edge: its calls then fail at once with 503.
+    pub breaker_failures: u32,
+    /// How long a context's open circuit stays open before one probe call.
+    pub breaker_cool_down_ms: u64,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
     /// Requests handled at once; more are shed with 503.
@@ -105,6 +111,9 @@ pub struct GatewaySettings {
     pub auth_rate_per_sec: u32,
     /// Stricter bucket for Login and Register: burst size.
     pub auth_rate_burst: u32,
+    /// How often an edge tells the other edges (over NATS, in `nats` discovery mode) what it
+    /// admitted, so a principal's rate holds over all edges; 0 limits each edge alone.
+    pub rate_share_ms: u64,
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -114,12 +123,15 @@ impl Default for GatewaySettings {
         Self {
             listen: loopback(8080),
             request_timeout_ms: 10_000,
+            breaker_failures: 20,
+            breaker_cool_down_ms: 2000,
             max_body_bytes: 1024 * 1024,
             max_concurrency: 1024,
             rate_per_sec: 50,
             rate_burst: 100,
             auth_rate_per_sec: 1,
             auth_rate_burst: 10,
+            rate_share_ms: 100,
             cors_allowed_origins: vec!["*".into()],
         }
     }
@@ -161,6 +173,9 @@ pub struct NatsSettings {
     pub url: Option<String>,
     /// Port of the embedded nats-server.
     pub embedded_port: u16,
+    /// Copies JetStream keeps of every stream and KV bucket: 1 on a single server, 3 on a
+    /// three-node cluster (at most the number of servers). Env: `POLYSHOP_NATS_REPLICAS`.
+    pub replicas: usize,
 }
 
 /// How services find each other.
@@ -172,20 +187,73 @@ pub enum DiscoveryMode {
     /// A registry in NATS JetStream KV: services register with a TTL and heartbeat, callers
     /// balance over the live instances (and fall back to the configured URL when none is).
     Nats,
+    /// Re-resolve the host of each service's configured URL (a Kubernetes headless Service):
+    /// every A/AAAA record is an instance on the URL's port.
+    Dns,
 }
 
-/// Service registry and discovery.
+/// Service registry and discovery: where callers find each context's instances, how they
+/// pick one, and what this process registers about itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoverySettings {
-    /// `static` or `nats`.
+    /// `static`, `nats` or `dns`.
     pub mode: DiscoveryMode,
     /// An instance that stops heartbeating is dropped after this long.
     pub ttl_secs: u64,
     /// How often a registered instance refreshes its entry.
     pub heartbeat_ms: u64,
-    /// How often callers re-read the registry.
+    /// How often `dns` mode re-resolves a context's host.
     pub poll_ms: u64,
+    /// `dns` mode: the nameserver to ask (`ip:port`); the system's resolv.conf if unset.
+    pub dns_server: Option<String>,
+    /// `static` mode: every instance's URL by context, over the context's one `url`.
+    pub endpoints: BTreeMap<String, Vec<String>>,
+    /// How callers pick an instance: `least_outstanding`, `round_robin` or `random`.
+    pub policy: crate::discovery::Policy,
+    /// Failed calls in a row (UNAVAILABLE, or lost after sending) that eject an instance
+    /// from a caller's pool; a refused connection ejects at once.
+    pub outlier_failures: u32,
+    /// The first ejection's length; each further one in a row doubles it.
+    pub outlier_base_ejection_ms: u64,
+    /// The longest ejection.
+    pub outlier_max_ejection_ms: u64,
+    /// Callers' weight for the instances of a version, over the instances' own (canaries).
+    pub version_weights: BTreeMap<String, u32>,
+    /// This process's version in the registry.
+    pub version: String,
+    /// This process's zone in the registry (free text, e.g. a Kubernetes topology zone).
+    pub zone: String,
+    /// This process's tags in the registry.
+    pub tags: Vec<String>,
+    /// This process's share of its context's traffic relative to the other instances'.
+    pub weight: u32,
+}
+
+impl DiscoverySettings {
+    /// When callers eject an instance.
+    pub fn outlier(&self) -> crate::discovery::OutlierSettings {
+        crate::discovery::OutlierSettings {
+            consecutive_failures: self.outlier_failures,
+            base_ejection_ms: self.outlier_base_ejection_ms,
+            max_ejection_ms: self.outlier_max_ejection_ms,
+        }
+    }
+
+    /// The `dns` mode nameserver, if one is set.
+    ///
+    /// # Errors
+    /// When `dns_server` is not `ip:port`.
+    pub fn dns_server(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.dns_server
+            .as_deref()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    ConfigError::Invalid(format!("discovery.dns_server {s:?} is not ip:port"))
+                })
+            })
+            .transpose()
+    }
 }
 
 impl Default for DiscoverySettings {
@@ -195,6 +263,17 @@ impl Default for DiscoverySettings {
             ttl_secs: 15,
             heartbeat_ms: 5000,
             poll_ms: 2000,
+            dns_server: None,
+            endpoints: BTreeMap::new(),
+            policy: crate::discovery::Policy::default(),
+            outlier_failures: 5,
+            outlier_base_ejection_ms: 1000,
+            outlier_max_ejection_ms: 30_000,
+            version_weights: BTreeMap::new(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            zone: String::new(),
+            tags: Vec::new(),
+            weight: 100,
         }
     }
 }
@@ -345,6 +424,11 @@ pub struct OrderSettings {
     pub settle_wait_ms: u64,
     /// Crash-test failpoints, `name=exit|refuse|sleep(ms)` (added to `POLYSHOP_FAILPOINT`).
     pub failpoints: Vec<String>,
+    /// How long an instance's claim on a saga lasts without renewal; a killed or paused
+    /// instance's sagas are taken over this long after its last renewal.
+    pub saga_lease_ms: u64,
+    /// How often a driving instance renews its claim (well below `saga_lease_ms`).
+    pub saga_lease_renew_ms: u64,
 }
 
 impl Default for OrderSettings {
@@ -366,6 +450,8 @@ impl Default for OrderSettings {
             saga_horizon_secs: 15 * 60,
             settle_wait_ms: 2000,
             failpoints: Vec::new(),
+            saga_lease_ms: 10_000,
+            saga_lease_renew_ms: 3000,
         }
     }
 }
@@ -434,7 +520,8 @@ service_section!(
     NotificationSettings
 );
 
-fn url_of(addr: SocketAddr) -> String {
+/// The URL other processes dial for a listener on `addr` (loopback for an unspecified address).
+pub fn url_of(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         format!("http://127.0.0.1:{}", addr.port())
     } else {
@@ -478,6 +565,7 @@ impl Default for NatsSettings {
         Self {
             url: None,
             embedded_port: 4250,
+            replicas: 1,
         }
     }
 }
@@ -561,6 +649,11 @@ impl Settings {
         if self.inventory.reservation_hold_secs == 0 || self.inventory.sweep_interval_secs == 0 {
             return bad("inventory.reservation_hold_secs and sweep_interval_secs must be > 0");
         }
+        if self.order.saga_lease_renew_ms == 0
+            || self.order.saga_lease_renew_ms >= self.order.saga_lease_ms
+        {
+            return bad("order.saga_lease_renew_ms must be > 0 and shorter than saga_lease_ms");
+        }
         if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
             return bad("events.max_deliver and events.ack_wait_secs must be > 0");
         }
@@ -570,29 +663,54 @@ impl Settings {
                 crate::flags::names()
             )));
         }
+        // JetStream itself allows no more than 5 replicas.
+        if !(1..=5).contains(&self.nats.replicas) {
+            return bad("nats.replicas must be between 1 and 5");
+        }
         let d = &self.discovery;
         if d.poll_ms == 0 || d.heartbeat_ms == 0 || d.ttl_secs * 1000 <= d.heartbeat_ms {
             return bad(
                 "discovery: poll_ms and heartbeat_ms must be > 0, ttl_secs longer than a heartbeat",
             );
         }
+        d.dns_server()?;
+        if d.outlier_failures == 0 || d.outlier_base_ejection_ms > d.outlier_max_ejection_ms {
+            return bad(
+                "discovery: outlier_failures must be > 0, outlier_base_ejection_ms at most outlier_max_ejection_ms",
+            );
+        }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return bad("auth.issuer and auth.audience must not be empty");
         }
-        let ports = [
-            self.user.listen,
-            self.catalog.listen,
-            self.inventory.listen,
-            self.order.listen,
-            self.payment.listen,
-            self.notification.listen,
-        ];
+        let ports: Vec<SocketAddr> = self.contexts().iter().map(|(_, s)| s.listen).collect();
         for (i, a) in ports.iter().enumerate() {
             if a.port() != 0 && ports[i + 1..].contains(a) {
                 return Err(ConfigError::Invalid(format!("two services listen on {a}")));
             }
         }
         Ok(())
+    }
+
+    /// The settings of the context `name` (one of [`crate::contract::contexts`]) that runs as
+    /// its own service; `None` for the edge's own context and unknown names.
+    pub fn context(&self, name: &str) -> Option<ServiceSettings> {
+        Some(match name {
+            "user" => self.user.service(),
+            "catalog" => self.catalog.clone(),
+            "inventory" => self.inventory.service(),
+            "order" => self.order.service(),
+            "payment" => self.payment.clone(),
+            "notification" => self.notification.service(),
+            _ => return None,
+        })
+    }
+
+    /// Every context of the contracts that runs as its own service, with its settings, by name.
+    pub fn contexts(&self) -> Vec<(&'static str, ServiceSettings)> {
+        crate::contract::contexts()
+            .iter()
+            .filter_map(|c| Some((c.name.as_str(), self.context(&c.name)?)))
+            .collect()
     }
 
     /// The NATS URL services connect to: `nats.url`, else the embedded server's port.
@@ -612,6 +730,21 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_context_of_the_contracts_but_the_edges_own_has_settings() {
+        let settings = Settings::default();
+        for context in crate::contract::contexts() {
+            let expected = context.name != crate::contract::EDGE_CONTEXT;
+            assert_eq!(
+                settings.context(&context.name).is_some(),
+                expected,
+                "{}",
+                context.name
+            );
+        }
+        assert_eq!(settings.contexts().len(), 6);
+    }
 
     #[allow(clippy::result_large_err)] // figment::Error is what Jail's closure must return
     fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {

@@ -66,6 +66,42 @@ pub fn rules() -> &'static HashMap<String, MethodRule> {
     })
 }
 
+/// A bounded context as the contracts declare it: the `<name>` of a `polyshop.<name>.v1`
+/// package that has a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// `catalog`.
+    pub name: String,
+    /// `polyshop.catalog.v1.CatalogService`.
+    pub service: String,
+}
+
+/// Every context in the contracts, by name: the one list that config, the edge's routing,
+/// `polyshop up` and the tests read (the edge serves `storefront` itself).
+pub fn contexts() -> &'static [Context] {
+    static CONTEXTS: OnceLock<Vec<Context>> = OnceLock::new();
+    CONTEXTS.get_or_init(|| {
+        let mut found: Vec<Context> = pool()
+            .services()
+            .filter_map(|s| {
+                let name = s
+                    .package_name()
+                    .strip_prefix("polyshop.")?
+                    .strip_suffix(".v1")?;
+                Some(Context {
+                    name: name.to_owned(),
+                    service: s.full_name().to_owned(),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    })
+}
+
+/// The context the edge serves in-process, composing the others.
+pub const EDGE_CONTEXT: &str = "storefront";
+
 /// The rule for a gRPC path; `None` for paths outside the contracts (health, reflection).
 pub fn rule(path: &str) -> Option<MethodRule> {
     rules().get(path).copied()
@@ -116,5 +152,27 @@ mod tests {
             (Access::Admin, Idempotency::NoSideEffects)
         );
         assert!(rule("/grpc.health.v1.Health/Check").is_none());
+    }
+
+    #[test]
+    fn the_contexts_are_the_packages_with_a_service() {
+        let names: Vec<&str> = contexts().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "catalog",
+                "inventory",
+                "notification",
+                "order",
+                "payment",
+                "storefront",
+                "user"
+            ]
+        );
+        let order = contexts()
+            .iter()
+            .find(|c| c.name == "order")
+            .expect("order");
+        assert_eq!(order.service, "polyshop.order.v1.OrderService");
     }
 }

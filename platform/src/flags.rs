@@ -13,7 +13,7 @@ use std::{
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 
-use crate::shutdown::Shutdown;
+use crate::{events::streams::Replicas, shutdown::Shutdown};
 
 /// The KV bucket of runtime overrides.
 pub const BUCKET: &str = "polyshop_flags";
@@ -142,15 +142,37 @@ impl Flags {
     }
 }
 
-/// The overrides bucket, created if needed.
+/// The overrides bucket, created if needed (with one replica) or updated keeping its
+/// replica count.
 ///
 /// # Errors
 /// When JetStream cannot be reached.
 pub async fn bucket(js: &jetstream::Context) -> Result<kv::Store, String> {
+    bucket_with(js, Replicas::Keep(1)).await
+}
+
+/// The overrides bucket with `replicas` copies, created or scaled to that (what `polyshop up`
+/// does before it starts the services).
+///
+/// # Errors
+/// When JetStream cannot be reached or has fewer servers than `replicas`.
+pub async fn bucket_replicated(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    bucket_with(js, Replicas::Exactly(replicas)).await
+}
+
+async fn bucket_with(js: &jetstream::Context, replicas: Replicas) -> Result<kv::Store, String> {
+    let num_replicas = replicas
+        .of(js, &format!("KV_{BUCKET}"))
+        .await
+        .map_err(|e| e.to_string())?;
     js.create_or_update_key_value(kv::Config {
         bucket: BUCKET.into(),
         description: "Polyshop feature flag overrides: <flag> -> on|off".into(),
         history: 5,
+        num_replicas,
         ..Default::default()
     })
     .await

@@ -62,7 +62,7 @@ fn path_with_tools() -> String {
 
 /// A port free now and never handed to another test of this binary: the tests run in
 /// parallel, and a port one system picked but had not bound yet could otherwise go to another.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN
         .lock()
@@ -92,17 +92,12 @@ impl System {
     pub fn environment(data_dir: &Path) -> HashMap<String, String> {
         let mut env = HashMap::new();
         env.insert("POLYSHOP_DATA_DIR".into(), data_dir.display().to_string());
-        for service in [
-            "USER",
-            "CATALOG",
-            "INVENTORY",
-            "PAYMENT",
-            "NOTIFICATION",
-            "ORDER",
-            "GATEWAY",
-        ] {
+        // Every context of the contracts that runs as a service, and the edge.
+        let contexts = polyshop_platform::config::Settings::default().contexts();
+        let names = contexts.iter().map(|(name, _)| *name).chain(["gateway"]);
+        for service in names {
             env.insert(
-                format!("POLYSHOP_{service}_LISTEN"),
+                format!("POLYSHOP_{}_LISTEN", service.to_ascii_uppercase()),
                 format!("127.0.0.1:{}", free_port()),
             );
         }

@@ -1,6 +1,7 @@
 //! System tests: the real `polyshop` binary, started the way `just run` starts it, driven
 //! from outside (generated Rust and Python clients, signals, restarts).
 
+mod cluster;
 mod crash;
 mod deploy;
 mod discovery;

@@ -15,7 +15,7 @@ const ORDERS: usize = 24;
 const SPACING: Duration = Duration::from_millis(350);
 
 /// The pid of `up`'s child serving `service`, if one runs.
-fn child_pid(system: &System, service: &str) -> Option<Pid> {
+pub fn child_pid(system: &System, service: &str) -> Option<Pid> {
     let parent = system.child.id().expect("up runs");
     for entry in std::fs::read_dir("/proc").expect("/proc") {
         let Ok(entry) = entry else { continue };

@@ -80,6 +80,12 @@ pub trait AccountStatus: Send + Sync + 'static {
     fn is_active<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<bool, Status>>;
 }
 
+/// Timeouts of a JWKS fetch.
+fn jwks_endpoint(e: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    e.connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(3))
+}
+
 /// Decides, per call, whether the caller may call the method.
 pub struct Authenticator {
     users: Arc<UserTokenVerifier>,
@@ -131,15 +137,33 @@ impl Authenticator {
     /// # Errors
     /// [`AuthSetupError`] if a key cannot be loaded or the user service URL is bad.
     pub fn for_service(settings: &Settings, name: &str) -> Result<Self, AuthSetupError> {
+        let url = settings.user.url();
         let users = UserTokenVerifier::remote(
             settings.auth.issuer.clone(),
             settings.auth.audience.clone(),
-            &settings.user.url(),
-        )?;
+            crate::discovery::Discovery::fixed()
+                .balanced("user", &url, jwks_endpoint)
+                .map_err(|e| TokenError::KeysUnavailable(e.to_string()))?,
+        );
         Ok(Self::new(
             Arc::new(users),
             Arc::new(service_tokens(settings, name)?),
         ))
+    }
+
+    /// Fetches user-token keys through `discovery` from now on (made before the event bus,
+    /// the authenticator starts on the configured user URL).
+    ///
+    /// # Errors
+    /// When the user service URL is malformed.
+    pub fn discover_keys(
+        &self,
+        discovery: &crate::discovery::Discovery,
+        settings: &Settings,
+    ) -> Result<(), crate::discovery::RegistryError> {
+        let users = discovery.balanced("user", &settings.user.url(), jwks_endpoint)?;
+        self.users.fetch_from(users);
+        Ok(())
     }
 
     /// The service-token half, for outgoing calls.

@@ -8,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::discovery::Balanced;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header,
 };
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 use super::keys::KeyPair;
 use polyshop::user::v1::{GetJwksRequest, JsonWebKey, user_service_client::UserServiceClient};
@@ -185,7 +185,7 @@ pub struct UserTokenVerifier {
     audience: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
     verified: Verified,
-    source: Option<UserServiceClient<Channel>>,
+    source: RwLock<Option<UserServiceClient<Balanced>>>,
     // Async: concurrent verifiers of an unknown kid wait for the one fetch in flight.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -198,31 +198,35 @@ impl UserTokenVerifier {
             audience,
             keys: RwLock::default(),
             verified: Verified::default(),
-            source: None,
+            source: RwLock::new(None),
             last_fetch: tokio::sync::Mutex::new(None),
         };
         verifier.install(keys);
         verifier
     }
 
-    /// A verifier that fetches the JWKS from the user service at `user_url` when needed.
-    ///
-    /// # Errors
-    /// [`TokenError::KeysUnavailable`] if the URL is malformed.
-    pub fn remote(issuer: String, audience: String, user_url: &str) -> Result<Self, TokenError> {
-        let channel = Channel::from_shared(user_url.to_owned())
-            .map_err(|e| TokenError::KeysUnavailable(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(3))
-            .connect_lazy();
-        Ok(Self {
+    /// A verifier that fetches the JWKS from the user service through `users` when needed.
+    pub fn remote(issuer: String, audience: String, users: Balanced) -> Self {
+        Self {
             issuer,
             audience,
             keys: RwLock::default(),
             verified: Verified::default(),
-            source: Some(UserServiceClient::new(channel)),
+            source: RwLock::new(Some(UserServiceClient::new(users))),
             last_fetch: tokio::sync::Mutex::new(None),
-        })
+        }
+    }
+
+    /// Fetches the JWKS through `users` from now on (a remote verifier made before discovery
+    /// was up moves to the discovered instances).
+    pub fn fetch_from(&self, users: Balanced) {
+        let mut source = self
+            .source
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if source.is_some() {
+            *source = Some(UserServiceClient::new(users));
+        }
     }
 
     fn install(&self, jwks: &[JsonWebKey]) {
@@ -246,7 +250,12 @@ impl UserTokenVerifier {
     }
 
     async fn refresh(&self, kid: &str) -> Result<(), TokenError> {
-        let Some(client) = &self.source else {
+        let client = self
+            .source
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(mut client) = client else {
             return Ok(());
         };
         let mut last = self.last_fetch.lock().await;
@@ -256,7 +265,6 @@ impl UserTokenVerifier {
         }
         *last = Some(Instant::now());
         let response = client
-            .clone()
             .get_jwks(GetJwksRequest {})
             .await
             .map_err(|s| TokenError::KeysUnavailable(s.message().to_owned()))?;

@@ -103,19 +103,22 @@ pub fn event<M: Message + Name>(message: &M) -> OutgoingEvent {
 }
 
 /// Connects to NATS, retrying in the background if it is not up yet, so a service starts
-/// (and keeps writing its outbox) while the broker is away.
+/// (and keeps writing its outbox) while the broker is away. `url` may list the servers of a
+/// cluster separated by commas (as the NATS CLI takes them); the client fails over between them.
 ///
 /// # Errors
-/// When the URL is invalid.
+/// When a URL is invalid.
 pub async fn connect(
     url: &str,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
+    // async-nats parses a `&str` as one address: a comma-separated list must be split here.
+    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
     async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
-        .connect(url)
+        .connect(servers)
         .await
 }
 
@@ -143,7 +146,7 @@ pub struct EventBus {
     pub js: async_nats::jetstream::Context,
     /// Wake the relay after committing outbox rows.
     pub signal: outbox::OutboxSignal,
-    discovery: crate::config::DiscoverySettings,
+    discovery: crate::discovery::Discovery,
     stopped: crate::shutdown::Shutdown,
 }
 
@@ -167,12 +170,18 @@ impl EventBus {
         let bus = Self {
             js: js.clone(),
             signal: signal.clone(),
-            discovery: settings.discovery.clone(),
+            discovery: crate::discovery::Discovery::new(
+                settings.discovery.clone(),
+                settings.nats.replicas,
+                Some(js.clone()),
+                shutdown.clone(),
+            ),
             stopped: shutdown.clone(),
         };
+        let replicas = settings.nats.replicas;
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
-            while let Err(e) = streams::ensure(&js).await {
+            while let Err(e) = streams::ensure(&js, replicas).await {
                 if shutdown.is_fired() {
                     return;
                 }
@@ -188,21 +197,16 @@ impl EventBus {
     /// Registers this process as an instance of `service` at `url` (when discovery is `nats`)
     /// until the bus stops.
     pub fn register(&self, service: &str, url: String) {
-        if self.discovery.mode == crate::config::DiscoveryMode::Nats {
-            let instance = crate::discovery::register(
-                self.js.clone(),
-                self.discovery.clone(),
-                service,
-                url,
-                self.stopped.clone(),
-            );
-            tracing::info!(service, instance = %instance.instance, url = %instance.url, "registered");
-        }
+        self.discovery.register(service, url);
     }
 
-    /// A lazy channel to `service`: over its registered instances when discovery is `nats`
-    /// (falling back to `url` while none is registered), else to `url`. `configure` sets the
-    /// endpoints' timeouts.
+    /// This process's discovery (the bus's JetStream is its registry).
+    pub fn discovery(&self) -> &crate::discovery::Discovery {
+        &self.discovery
+    }
+
+    /// A client of `service` balancing over its instances as discovery finds them (its
+    /// configured `url` while none is found). `configure` sets the endpoints' timeouts.
     ///
     /// # Errors
     /// When `url` is malformed.
@@ -210,23 +214,12 @@ impl EventBus {
         &self,
         service: &str,
         url: &str,
-        configure: impl Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint + Send + 'static,
-    ) -> Result<tonic::transport::Channel, crate::discovery::RegistryError> {
-        match self.discovery.mode {
-            crate::config::DiscoveryMode::Nats => crate::discovery::channel(
-                self.js.clone(),
-                self.discovery.clone(),
-                service,
-                url,
-                configure,
-                self.stopped.clone(),
-            ),
-            crate::config::DiscoveryMode::Static => {
-                let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-                    .map_err(|e| crate::discovery::RegistryError::new(e.to_string()))?;
-                Ok(configure(endpoint).connect_lazy())
-            }
-        }
+        configure: impl Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<crate::discovery::Balanced, crate::discovery::RegistryError> {
+        self.discovery.balanced(service, url, configure)
     }
 
     /// The feature flags of `settings`, following runtime overrides until the bus stops.

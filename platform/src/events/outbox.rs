@@ -10,10 +10,11 @@ use super::OutgoingEvent;
 use crate::db::{Migration, placeholders};
 
 /// Outbox and inbox tables; services append these to their own migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1001,
-    name: "event outbox and inbox",
-    sql: "CREATE TABLE event_outbox (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1001,
+        name: "event outbox and inbox",
+        sql: "CREATE TABLE event_outbox (
             id TEXT PRIMARY KEY,
             subject TEXT NOT NULL,
             type_name TEXT NOT NULL,
@@ -28,7 +29,17 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             event_id TEXT NOT NULL,
             processed_at BIGINT NOT NULL,
             PRIMARY KEY (consumer, event_id))",
-}];
+    },
+    Migration {
+        version: 1002,
+        name: "outbox relay lease",
+        sql: "CREATE TABLE event_relay_lease (
+            name TEXT PRIMARY KEY,
+            owner TEXT,
+            lease_until BIGINT NOT NULL);
+          INSERT INTO event_relay_lease (name, owner, lease_until) VALUES ('outbox', NULL, 0)",
+    },
+];
 
 /// Writes `event` into the outbox on `conn` — pass the transaction of the state change.
 ///

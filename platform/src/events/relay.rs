@@ -2,6 +2,13 @@
 //! acknowledged it. While NATS is away it retries with capped exponential backoff; the rows
 //! simply wait. A re-publish after a lost ack carries the same `Nats-Msg-Id`, which the
 //! stream's duplicate window drops.
+//!
+//! Every instance of a context runs a relay over the one outbox, but only the holder of the
+//! context's [`RelayLease`] publishes. Two relays publishing side by side would each send a
+//! row, and the duplicate window hides that only while it lasts: a relay paused past it (GC,
+//! SIGSTOP, a slow disk) would send its stale batch again, after newer rows of the same
+//! aggregate. The outbox has no aggregate column to claim rows by, so the whole outbox is the
+//! unit: one publisher keeps each aggregate's rows in commit order.
 
 use std::time::Duration;
 
@@ -9,14 +16,20 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tokio::time::Instant;
 
 use super::{HEADER_ID, HEADER_TRACEPARENT, HEADER_TYPE, outbox::OutboxSignal};
 use crate::{db::placeholders, shutdown::Shutdown};
 
 const BATCH: u64 = 200;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Rows committed by another instance wake only that instance's relay, so the holder looks
+/// this often; the query on an empty outbox reads one index page.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a relay holds the outbox without renewing; a killed holder's rows wait this long.
+/// Longer than [`ACK_TIMEOUT`], so a holder waiting for acks does not lose it.
+pub const RELAY_LEASE: Duration = Duration::from_secs(15);
 
 /// Why a batch could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -29,28 +42,125 @@ pub enum RelayError {
     Publish(String),
 }
 
-/// Publishes until `shutdown` fires.
+/// One relay's hold on its context's outbox (the `event_relay_lease` row): only the holder
+/// publishes. Taken with a conditional update, so of two relays exactly one gets it.
+#[derive(Debug)]
+pub struct RelayLease {
+    owner: String,
+    lease: Duration,
+    /// Until when this relay may publish, by its monotonic clock; `None` when not held. The
+    /// clock goes on while the process is stopped, so a resumed holder knows it may have lost
+    /// the lease before it sends anything.
+    held_until: Option<Instant>,
+    renewed: Option<Instant>,
+}
+
+impl RelayLease {
+    /// A relay that holds the outbox for `lease` at a time once it acquires it.
+    pub fn new(lease: Duration) -> Self {
+        Self {
+            owner: crate::new_id(),
+            lease,
+            held_until: None,
+            renewed: None,
+        }
+    }
+
+    /// Takes the lease, or extends it when a third of it has passed; true while this relay
+    /// holds it.
+    ///
+    /// # Errors
+    /// The database error (the lease is then not counted as held).
+    pub async fn acquire(&mut self, db: &DatabaseConnection) -> Result<bool, sea_orm::DbErr> {
+        if self.holds() && self.renewed.is_some_and(|at| at.elapsed() < self.lease / 3) {
+            return Ok(true);
+        }
+        let (began, now) = (Instant::now(), crate::now_millis());
+        let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let backend = db.get_database_backend();
+        let taken = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                placeholders(
+                    backend,
+                    "UPDATE event_relay_lease SET owner = ?, lease_until = ?
+                     WHERE name = 'outbox' AND (owner = ? OR owner IS NULL OR lease_until < ?)",
+                ),
+                [
+                    self.owner.clone().into(),
+                    now.saturating_add(lease).into(),
+                    self.owner.clone().into(),
+                    now.into(),
+                ],
+            ))
+            .await;
+        match taken {
+            Ok(r) if r.rows_affected() == 1 => {
+                self.held_until = Some(began + self.lease);
+                self.renewed = Some(began);
+                Ok(true)
+            }
+            Ok(_) => {
+                self.held_until = None;
+                Ok(false)
+            }
+            Err(e) => {
+                self.held_until = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this relay holds the lease now, by its own clock.
+    pub fn holds(&self) -> bool {
+        self.held_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Gives the lease up so another instance's relay takes over at once.
+    pub async fn release(&mut self, db: &DatabaseConnection) {
+        self.held_until = None;
+        let backend = db.get_database_backend();
+        let _ = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                placeholders(
+                    backend,
+                    "UPDATE event_relay_lease SET owner = NULL, lease_until = 0
+                     WHERE name = 'outbox' AND owner = ?",
+                ),
+                [self.owner.clone().into()],
+            ))
+            .await;
+    }
+}
+
+/// Publishes while holding the outbox's [`RelayLease`] until `shutdown` fires; waits as a
+/// standby while another instance's relay holds it.
 pub async fn run(
     db: DatabaseConnection,
     js: jetstream::Context,
     signal: OutboxSignal,
     shutdown: Shutdown,
 ) {
+    let mut lease = RelayLease::new(RELAY_LEASE);
     let mut backoff = Duration::from_millis(100);
     loop {
         if shutdown.is_fired() {
+            lease.release(&db).await;
             return;
         }
-        let wait = match publish_batch(&db, &js).await {
+        let wait = match publish_held(&db, &js, &mut lease).await {
+            // A standby: the holder publishes this instance's rows too.
+            Ok(None) => IDLE_POLL,
             // A full batch: more rows may be waiting.
-            Ok(n) if n as u64 >= BATCH => {
+            Ok(Some(n)) if n as u64 >= BATCH => {
                 backoff = Duration::from_millis(100);
                 continue;
             }
             // Drained. A commit since the batch was read left a wake-up behind, so the next
             // read happens at once for it; reading again just to find nothing would cost a
             // query per batch.
-            Ok(_) => {
+            Ok(Some(_)) => {
                 backoff = Duration::from_millis(100);
                 IDLE_POLL
             }
@@ -64,18 +174,48 @@ pub async fn run(
         tokio::select! {
             () = signal.woken() => {}
             () = tokio::time::sleep(wait) => {}
-            () = shutdown.clone().wait() => return,
+            () = shutdown.clone().wait() => {
+                lease.release(&db).await;
+                return;
+            }
         }
     }
 }
 
-/// Publishes up to one batch of outbox rows; returns how many were acknowledged and removed.
+/// Publishes up to one batch if this relay holds (or can take) the outbox's lease; `None`
+/// when another relay holds it.
+///
+/// # Errors
+/// As [`publish_batch`], and the database error of taking the lease.
+pub async fn publish_held(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    lease: &mut RelayLease,
+) -> Result<Option<usize>, RelayError> {
+    if !lease.acquire(db).await? {
+        return Ok(None);
+    }
+    publish_while(db, js, || lease.holds()).await.map(Some)
+}
+
+/// Publishes up to one batch of outbox rows, with no lease (a lone relay); returns how many
+/// were acknowledged and removed.
 ///
 /// # Errors
 /// [`RelayError`]; rows not acknowledged stay for the next attempt.
 pub async fn publish_batch(
     db: &DatabaseConnection,
     js: &jetstream::Context,
+) -> Result<usize, RelayError> {
+    publish_while(db, js, || true).await
+}
+
+/// Publishes up to one batch, sending each row only while `held` says the lease lasts: a relay
+/// resumed after a pause stops before sending rows another relay may have published since.
+async fn publish_while(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    held: impl Fn() -> bool,
 ) -> Result<usize, RelayError> {
     let backend = db.get_database_backend();
     let rows = db
@@ -90,6 +230,9 @@ pub async fn publish_batch(
     let mut in_flight: Vec<(String, PublishAckFuture)> = Vec::with_capacity(rows.len());
     let mut failure = None;
     for row in rows {
+        if !held() {
+            break;
+        }
         let id: String = row.try_get("", "id")?;
         let subject: String = row.try_get("", "subject")?;
         let type_name: String = row.try_get("", "type_name")?;

@@ -4,15 +4,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
-/// Contexts that publish events, each with its own stream.
-pub const CONTEXTS: [&str; 6] = [
-    "user",
-    "catalog",
-    "inventory",
-    "order",
-    "payment",
-    "notification",
-];
+/// Contexts that publish events, each with its own stream: every context of the contracts
+/// but the edge's own.
+pub fn contexts() -> impl Iterator<Item = &'static str> {
+    crate::contract::contexts()
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|name| *name != crate::contract::EDGE_CONTEXT)
+}
 /// The dead-letter stream.
 pub const DLQ_STREAM: &str = "POLYSHOP_DLQ";
 /// Subject prefix of dead letters: `polyshop.dlq.<consumer>`.
@@ -26,28 +25,80 @@ pub fn stream_name(context: &str) -> String {
     format!("POLYSHOP_{}", context.to_ascii_uppercase())
 }
 
-/// Creates or updates every context stream and the DLQ stream.
+/// How many copies of a stream (or KV bucket) JetStream keeps when it is created or updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    /// As many as it has now, this many for a new stream: a process must not undo what
+    /// `polyshop up` or an operator set.
+    Keep(usize),
+    /// Exactly this many (1..=5, at most the number of servers).
+    Exactly(usize),
+}
+
+impl Replicas {
+    /// The count to write into the config of stream `name`.
+    ///
+    /// # Errors
+    /// The JetStream error when the current count cannot be read: guessing one then could
+    /// shrink a replicated stream.
+    pub async fn of(self, js: &jetstream::Context, name: &str) -> Result<usize, async_nats::Error> {
+        match self {
+            Self::Exactly(n) => Ok(n.max(1)),
+            Self::Keep(new) => match js.get_stream(name).await {
+                Ok(stream) => Ok(stream.cached_info().config.num_replicas.max(1)),
+                Err(e) if is_not_found(&e) => Ok(new.max(1)),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// Creates or updates every context stream and the DLQ stream, keeping each existing
+/// stream's replica count and creating a missing one with `replicas` copies (what services
+/// do at start, with `nats.replicas`).
 ///
 /// # Errors
 /// The JetStream error.
-pub async fn ensure(js: &jetstream::Context) -> Result<(), async_nats::Error> {
-    for context in CONTEXTS {
+pub async fn ensure(js: &jetstream::Context, replicas: usize) -> Result<(), async_nats::Error> {
+    ensure_with(js, Replicas::Keep(replicas)).await
+}
+
+/// Creates or updates every context stream and the DLQ stream with `replicas` copies each
+/// (what `polyshop up` does before it starts the services); a stream created with fewer
+/// is scaled up in place.
+///
+/// # Errors
+/// The JetStream error, e.g. fewer servers than `replicas`.
+pub async fn ensure_replicated(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(), async_nats::Error> {
+    ensure_with(js, Replicas::Exactly(replicas)).await
+}
+
+async fn ensure_with(js: &jetstream::Context, replicas: Replicas) -> Result<(), async_nats::Error> {
+    let streams = contexts()
+        .map(|context| (stream_name(context), format!("polyshop.{context}.>")))
+        .chain([(DLQ_STREAM.to_owned(), format!("{DLQ_PREFIX}.>"))]);
+    for (name, subject) in streams {
+        let num_replicas = replicas.of(js, &name).await?;
         js.create_or_update_stream(stream::Config {
-            name: stream_name(context),
-            subjects: vec![format!("polyshop.{context}.>")],
+            name,
+            subjects: vec![subject],
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
+            num_replicas,
             ..Default::default()
         })
         .await?;
     }
-    js.create_or_update_stream(stream::Config {
-        name: DLQ_STREAM.into(),
-        subjects: vec![format!("{DLQ_PREFIX}.>")],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await?;
     Ok(())
 }

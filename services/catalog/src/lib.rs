@@ -66,6 +66,9 @@ pub async fn serve_with_auth(
     let (stop_bus, bus_stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped).await?;
     bus.register("catalog", settings.catalog.url());
+    // Keys of user tokens come from the user service's instances as discovery finds them.
+    auth.discover_keys(bus.discovery(), &settings)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let shutdown = async move {
         shutdown.await;
         stop_bus.fire();

@@ -81,6 +81,9 @@ pub async fn serve_with_auth(
     )
     .await?;
     bus.register("inventory", settings.inventory.service().url());
+    // Keys of user tokens come from the user service's instances as discovery finds them.
+    auth.discover_keys(bus.discovery(), &settings)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     events::spawn_consumers(&bus, &conn, &settings.events, &background_stopped);
     let repo = Arc::new(SeaInventoryRepository::new(conn.clone(), bus.signal));
     let every = Duration::from_secs(settings.inventory.sweep_interval_secs);

@@ -93,6 +93,9 @@ pub async fn serve_with_auth(
     )
     .await?;
     bus.register("notification", settings.notification.service().url());
+    // Keys of user tokens come from the user service's instances as discovery finds them.
+    auth.discover_keys(bus.discovery(), &settings)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let mail = OutboxSignal::new();
     let outbox = Arc::new(SeaMailOutbox::new(conn.clone(), bus.signal.clone()));
     let from = settings.notification.mail_from.clone();

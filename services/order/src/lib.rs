@@ -76,6 +76,18 @@ pub async fn serve_with_auth(
     serve_on(settings, conn, listener, auth, shutdown).await
 }
 
+/// This process's name on its saga claims: host and listen address, unique among live
+/// processes (two cannot listen on one address) and kept across a restart in place.
+fn saga_owner(listener: &TcpListener) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    match listener.local_addr() {
+        Ok(addr) => format!("{host}/{addr}"),
+        Err(_) => format!("{host}/{}", polyshop_platform::new_id()),
+    }
+}
+
 /// Serves over an opened database.
 async fn serve_on(
     settings: Settings,
@@ -87,6 +99,9 @@ async fn serve_on(
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
     bus.register("order", settings.order.url());
+    // Keys of user tokens come from the user service's instances as discovery finds them.
+    auth.discover_keys(bus.discovery(), &settings)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let events = &settings.events;
     bus.spawn_consumer(
         conn.clone(),
@@ -117,6 +132,11 @@ async fn serve_on(
         )
         .with_flags(bus.flags(&settings))
         .with_timing(timing, Duration::from_millis(o.settle_wait_ms))
+        .with_lease(
+            Duration::from_millis(o.saga_lease_ms),
+            Duration::from_millis(o.saga_lease_renew_ms),
+        )
+        .with_owner(saga_owner(&listener))
         .with_failpoints(Failpoints::armed(&o.failpoints, &settings.data_dir)),
     );
     tokio::spawn(resume_sagas(
@@ -149,7 +169,8 @@ async fn serve_on(
     result.map_err(StartError::from)
 }
 
-/// Resumes unfinished sagas at start and then every `every`.
+/// Resumes unfinished sagas at start and then every `every`. Every instance runs this; no
+/// global lease is needed, since a saga is driven only under its own claim.
 async fn resume_sagas(saga: Arc<SagaRunner>, every: Duration, stopped: shutdown::Shutdown) {
     loop {
         saga.resume_all().await;

@@ -2,6 +2,7 @@
 //! write does not cost another saga its step.
 
 use polyshop_order::{
+    app::ports::{FIRST_EPOCH, Fence},
     codec,
     domain::{
         Money, Order, OrderError, OrderEvent, OrderStatus, PlaceOrder, Rejection, RequestedLine,
@@ -11,6 +12,17 @@ use polyshop_order::{
     store::{self, Created, EventStore, SagaJournal, SagaStore},
 };
 use polyshop_platform::{db, events::outbox};
+
+/// The instance that creates the sagas here.
+const OWNER: &str = "instance-a";
+
+/// The claim a saga's creator holds.
+fn fence(saga: &Saga) -> Fence {
+    Fence {
+        order_id: saga.order_id.clone(),
+        epoch: FIRST_EPOCH,
+    }
+}
 
 fn request(key: &str) -> PlaceOrder {
     PlaceOrder {
@@ -85,7 +97,7 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
         let id = format!("order-{i:02}");
         let saga = Saga::started(&id, "u1", request(&format!("k{i}")));
         let stored = journal
-            .create(&[created(&id)], &saga)
+            .create(&[created(&id)], &saga, OWNER, 0)
             .await
             .expect("create");
         assert!(
@@ -98,13 +110,14 @@ async fn a_conflicting_write_fails_alone_and_the_others_commit() {
     let first = &claimed[0];
 
     let again = [created(&first.order_id)];
-    let conflicting = journal.append(None, &again, first);
+    let first_fence = fence(first);
+    let conflicting = journal.append(None, &again, first, &first_fence);
     let saves = claimed[1..].iter().map(|saga| {
         let mut saga = saga.clone();
         saga.step = Step::Charge;
         saga.reservation_id = Some(format!("order-{}", saga.order_id));
         let journal = journal.clone();
-        async move { journal.save(&saga).await }
+        async move { journal.save(&saga, &fence(&saga)).await }
     });
     let (conflict, saved) = tokio::join!(conflicting, futures::future::join_all(saves));
 
@@ -135,8 +148,8 @@ async fn a_second_saga_under_a_taken_key_finds_the_first_and_writes_nothing() {
     let second = Saga::started("order-b", "u1", request("same"));
     let (a_events, b_events) = ([created("order-a")], [created("order-b")]);
     let (a, b) = tokio::join!(
-        journal.create(&a_events, &first),
-        journal.create(&b_events, &second)
+        journal.create(&a_events, &first, OWNER, 0),
+        journal.create(&b_events, &second, OWNER, 0)
     );
     assert!(matches!(a, Ok(Created::New(_))), "{a:?}");
     assert!(
@@ -161,7 +174,7 @@ async fn saga_round_trip(conn: sea_orm::DatabaseConnection) {
     let sagas = SagaStore::new(conn.clone());
     let mut saga = Saga::started("order-r", "u1", request("r"));
     journal
-        .create(&[created("order-r")], &saga)
+        .create(&[created("order-r")], &saga, OWNER, 0)
         .await
         .expect("create");
     saga.step = Step::Compensate;
@@ -171,7 +184,7 @@ async fn saga_round_trip(conn: sea_orm::DatabaseConnection) {
     saga.failing_since = Some(1_000);
     saga.next_attempt_at = 2_000;
     saga.stuck = Some("refund refused: switched off".into());
-    journal.save(&saga).await.expect("save");
+    journal.save(&saga, &fence(&saga)).await.expect("save");
     assert_eq!(sagas.get("order-r").await.expect("get"), Some(saga.clone()));
     assert_eq!(
         sagas.due(1_999, 10).await.expect("due"),
@@ -193,7 +206,7 @@ async fn an_unknown_stored_step_is_an_error_not_a_finished_saga() {
     let journal = SagaJournal::start(EventStore::new(conn.clone(), 10));
     let saga = Saga::started("order-u", "u1", request("u"));
     journal
-        .create(&[created("order-u")], &saga)
+        .create(&[created("order-u")], &saga, OWNER, 0)
         .await
         .expect("create");
     sea_orm::ConnectionTrait::execute_unprepared(&conn, "UPDATE sagas SET step = 'validate'")

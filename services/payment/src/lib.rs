@@ -65,6 +65,9 @@ pub async fn serve_with_auth(
     let (stop_bus, bus_stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped).await?;
     bus.register("payment", settings.payment.url());
+    // Keys of user tokens come from the user service's instances as discovery finds them.
+    auth.discover_keys(bus.discovery(), &settings)
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let shutdown = async move {
         shutdown.await;
         stop_bus.fire();

@@ -93,7 +93,7 @@ pub async fn start_with_backlog(
         .await
         .expect("connect to NATS");
     let js = jetstream::new(client);
-    streams::ensure(&js).await.expect("streams");
+    streams::ensure(&js, 1).await.expect("streams");
     for e in backlog {
         publish_raw(
             &js,

@@ -30,16 +30,29 @@ impl SagaRunner {
         ) {
             return Ok(order);
         }
-        let Some(driving) = self.driving(order_id) else {
+        // Held by another task or instance: it is still settling the order, so a cancel now
+        // would race it.
+        let Some(claimed) = self.claim(order_id).await? else {
             return Err(OrderError::Conflict);
         };
         let reason = match reason.trim() {
             "" => "cancelled by request",
             reason => reason,
         };
-        let mut saga = self.log.saga(order_id).await?.ok_or(OrderError::NotFound)?;
-        let event = saga.request_cancel(&order, reason)?;
-        let order = self.log.append(&order, &[event], Some(&saga)).await?;
-        self.settle(driving, saga, order).await
+        let journalled = async {
+            let mut saga = self.log.saga(order_id).await?.ok_or(OrderError::NotFound)?;
+            let event = saga.request_cancel(&order, reason)?;
+            let fenced = Some((&saga, &claimed.fence));
+            let order = self.log.append(&order, &[event], fenced).await?;
+            Ok((saga, order))
+        }
+        .await;
+        match journalled {
+            Ok((saga, order)) => self.settle(claimed, saga, order).await,
+            Err(e) => {
+                self.release(&claimed, Some(&e)).await;
+                Err(e)
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::{
 
 use futures::future::BoxFuture;
 
-use super::ports::{AccountReplica, Away, Participants, SagaLog, Standing};
+use super::ports::{AccountReplica, Away, FIRST_EPOCH, Fence, Participants, SagaLog, Standing};
 use crate::{
     domain::{
         Money, Order, OrderError, OrderEvent,
@@ -33,11 +33,23 @@ struct LogState {
     sagas: HashMap<String, Saga>,
     streams: HashMap<String, Vec<(OrderEvent, i64)>>,
     keys: HashMap<(String, String), String>,
+    /// Claims by order id: owner (none once released), lease end, epoch.
+    claims: HashMap<String, (Option<String>, i64, i64)>,
 }
 
 impl LogState {
     fn order(&self, order_id: &str) -> Option<Order> {
         Order::replay(None, self.streams.get(order_id)?)
+    }
+
+    /// `LeaseLost` unless `fence` is the saga's current epoch.
+    fn fenced(&self, fence: &Fence) -> Result<(), OrderError> {
+        match self.claims.get(&fence.order_id) {
+            Some((_, _, epoch)) if *epoch == fence.epoch => Ok(()),
+            _ => Err(OrderError::LeaseLost {
+                order_id: fence.order_id.clone(),
+            }),
+        }
     }
 }
 
@@ -46,6 +58,14 @@ impl MemoryLog {
     pub fn stored(&self, order_id: &str) -> Option<Saga> {
         lock(&self.state).sagas.get(order_id).cloned()
     }
+
+    /// As if the instance holding the saga died: its lease lapses and the epoch moves on, so
+    /// a task of it that is still hanging is fenced off.
+    pub fn lapse(&self, order_id: &str) {
+        if let Some(claim) = lock(&self.state).claims.get_mut(order_id) {
+            *claim = (None, 0, claim.2 + 1);
+        }
+    }
 }
 
 impl SagaLog for MemoryLog {
@@ -53,6 +73,8 @@ impl SagaLog for MemoryLog {
         &'a self,
         events: &'a [OrderEvent],
         saga: &'a Saga,
+        owner: &'a str,
+        lease_until: i64,
     ) -> BoxFuture<'a, Result<Created, OrderError>> {
         Box::pin(async move {
             let mut s = lock(&self.state);
@@ -61,6 +83,10 @@ impl SagaLog for MemoryLog {
                 return Ok(Created::Existing(existing.clone()));
             }
             s.keys.insert(key, saga.order_id.clone());
+            s.claims.insert(
+                saga.order_id.clone(),
+                (Some(owner.to_owned()), lease_until, FIRST_EPOCH),
+            );
             s.sagas.insert(saga.order_id.clone(), saga.clone());
             s.streams.insert(
                 saga.order_id.clone(),
@@ -85,11 +111,65 @@ impl SagaLog for MemoryLog {
         })
     }
 
-    fn save<'a>(&'a self, saga: &'a Saga) -> BoxFuture<'a, Result<(), OrderError>> {
+    fn claim<'a>(
+        &'a self,
+        order_id: &'a str,
+        owner: &'a str,
+        now: i64,
+        lease_until: i64,
+    ) -> BoxFuture<'a, Result<Option<Fence>, OrderError>> {
         Box::pin(async move {
-            lock(&self.state)
-                .sagas
-                .insert(saga.order_id.clone(), saga.clone());
+            let mut s = lock(&self.state);
+            let Some(claim) = s.claims.get_mut(order_id) else {
+                return Ok(None);
+            };
+            if claim.0.is_some() && claim.1 >= now {
+                return Ok(None);
+            }
+            *claim = (Some(owner.to_owned()), lease_until, claim.2 + 1);
+            Ok(Some(Fence {
+                order_id: order_id.to_owned(),
+                epoch: claim.2,
+            }))
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        fence: &'a Fence,
+        lease_until: i64,
+    ) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(async move {
+            let mut s = lock(&self.state);
+            s.fenced(fence)?;
+            if let Some(claim) = s.claims.get_mut(&fence.order_id) {
+                claim.1 = lease_until;
+            }
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, fence: &'a Fence) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(async move {
+            let mut s = lock(&self.state);
+            if s.fenced(fence).is_ok()
+                && let Some(claim) = s.claims.get_mut(&fence.order_id)
+            {
+                *claim = (None, 0, claim.2);
+            }
+            Ok(())
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        saga: &'a Saga,
+        fence: &'a Fence,
+    ) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(async move {
+            let mut s = lock(&self.state);
+            s.fenced(fence)?;
+            s.sagas.insert(saga.order_id.clone(), saga.clone());
             Ok(())
         })
     }
@@ -98,16 +178,19 @@ impl SagaLog for MemoryLog {
         &'a self,
         current: &'a Order,
         events: &'a [OrderEvent],
-        saga: Option<&'a Saga>,
+        saga: Option<(&'a Saga, &'a Fence)>,
     ) -> BoxFuture<'a, Result<Order, OrderError>> {
         Box::pin(async move {
             let mut s = lock(&self.state);
+            if let Some((_, fence)) = saga {
+                s.fenced(fence)?;
+            }
             let stream = s.streams.get_mut(&current.id).ok_or(OrderError::NotFound)?;
             if i64::try_from(stream.len()).unwrap_or(i64::MAX) != current.version {
                 return Err(OrderError::Conflict);
             }
             stream.extend(events.iter().map(|e| (e.clone(), 2)));
-            if let Some(saga) = saga {
+            if let Some((saga, _)) = saga {
                 s.sagas.insert(saga.order_id.clone(), saga.clone());
             }
             s.order(&current.id).ok_or(OrderError::NotFound)

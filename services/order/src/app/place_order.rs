@@ -66,18 +66,25 @@ impl SagaRunner {
             }
         };
         let placement = saga::place(&order_id, user_id, request, refusal, &products);
-        let order = match self.log.create(&placement.events, &placement.saga).await? {
+        let (began, until) = self.new_lease();
+        let created = self
+            .log
+            .create(&placement.events, &placement.saga, self.owner(), until)
+            .await?;
+        let order = match created {
             Created::New(order) => *order,
             Created::Existing(id) => {
                 drop(driving);
                 return self.replayed(&id).await;
             }
         };
+        let claimed = Self::created(driving, &order_id, began);
         self.failpoints.hit("order.after_create").await;
         if placement.saga.is_done() {
+            self.release(&claimed, None).await;
             return Ok(order);
         }
-        self.settle(driving, placement.saga, order).await
+        self.settle(claimed, placement.saga, order).await
     }
 
     /// The order an earlier call placed under the same key, once it has left PENDING or the

@@ -46,7 +46,9 @@ fn request(key: &str, token: &str) -> PlaceOrder {
 fn runner(log: &Arc<MemoryLog>, world: &Arc<FakeParticipants>, timing: Timing) -> Arc<SagaRunner> {
     Arc::new(
         SagaRunner::new(log.clone(), world.clone(), Arc::new(NoReplica))
-            .with_timing(timing, Duration::from_millis(200)),
+            .with_timing(timing, Duration::from_millis(200))
+            // A crashed runner's claim holds this long; the runner that resumes waits it out.
+            .with_lease(Duration::from_millis(20), Duration::from_millis(5)),
     )
 }
 
@@ -83,7 +85,8 @@ async fn stored(log: &MemoryLog, token: &str) -> String {
         }],
     );
     match log
-        .create(&placement.events, &placement.saga)
+        // As stored by an instance that crashed: its lease ran out long ago.
+        .create(&placement.events, &placement.saga, "crashed", 0)
         .await
         .expect("create")
     {
@@ -319,6 +322,8 @@ async fn a_cancellation_is_recorded_first_blocks_shipping_and_survives_a_crash()
     );
 
     world.world().crash_at = None;
+    // The crashed call hangs in a task that still renews its claim; a dead process would not.
+    log.lapse(&order.id);
     let resumed = self::runner(&log, &world, FAST);
     settle(&resumed, &order.id).await;
     let order = log.order(&order.id).await.expect("load").expect("order");

@@ -180,6 +180,13 @@ pub enum OrderError {
         /// What was stored.
         state: String,
     },
+    /// This instance's claim on the saga was taken over (it was paused or cut off past its
+    /// lease): it must stop driving the saga; nothing of the refused write was stored.
+    #[error("the claim on the saga of order {order_id} was taken over")]
+    LeaseLost {
+        /// The order.
+        order_id: String,
+    },
     /// Storage failed.
     #[error("internal: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),

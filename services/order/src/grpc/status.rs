@@ -26,6 +26,12 @@ impl From<OrderError> for Status {
                 ErrorReason::ConcurrentModification,
                 "the order changed concurrently; retry",
             ),
+            // Another instance took the saga over mid-request; the caller may retry.
+            OrderError::LeaseLost { .. } => with_reason(
+                Code::Aborted,
+                ErrorReason::ConcurrentModification,
+                "the order changed concurrently; retry",
+            ),
             OrderError::Unavailable(why) => {
                 with_reason(Code::Unavailable, ErrorReason::ParticipantUnavailable, why)
             }

@@ -1,7 +1,7 @@
 //! The saga's participants' clients: user, catalog, inventory and payment, each call with a
 //! service token, a deadline, retries only where the contract marks the method idempotent, a
-//! circuit breaker and a bulkhead per upstream; each upstream is its configured URL, or its
-//! live instances from the registry when discovery is on. `participants.rs` turns their
+//! circuit breaker and a bulkhead per upstream; each upstream balances over its instances as
+//! discovery finds them (the configured URL in `static` mode). `participants.rs` turns their
 //! answers into domain outcomes.
 
 use std::{sync::Arc, time::Duration};
@@ -18,6 +18,7 @@ use polyshop::{
     },
     user::v1::{GetUserRequest, User, user_service_client::UserServiceClient},
 };
+use polyshop_platform::discovery::Balanced;
 use polyshop_platform::{
     auth::{ServiceAuth, ServiceTokens},
     config::{OrderSettings, Settings},
@@ -25,9 +26,9 @@ use polyshop_platform::{
     resilience::{self, Bulkhead, CallError, CircuitBreaker, RetryPolicy},
     server::StartError,
 };
-use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{Status, service::interceptor::InterceptedService};
 
-type Authed = InterceptedService<Channel, ServiceAuth>;
+type Authed = InterceptedService<Balanced, ServiceAuth>;
 
 /// One participant: its client, breaker and bulkhead.
 #[derive(Debug)]
@@ -67,13 +68,13 @@ pub struct GrpcParticipants {
     policy: RetryPolicy,
 }
 
-/// A lazy channel to participant `service` (found through the registry when discovery is on).
+/// A client of participant `service` over its instances.
 fn channel(
     bus: &EventBus,
     service: &str,
     url: &str,
     timeout: Duration,
-) -> Result<Channel, StartError> {
+) -> Result<Balanced, StartError> {
     bus.channel_to(service, url, move |e| {
         e.connect_timeout(Duration::from_millis(500).min(timeout))
             .timeout(timeout)

@@ -12,20 +12,30 @@ use polyshop_platform::db::group::{self, GroupCommit, Grouped};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use super::{Claim, EventStore, Rows, SagaStore};
-use crate::domain::{Order, OrderError, OrderEvent, saga::Saga};
+use crate::{
+    app::ports::Fence,
+    domain::{Order, OrderError, OrderEvent, saga::Saga},
+};
 
 /// One saga's write.
 enum Write {
-    /// A new saga with its order's first events, unless its key is taken (see
-    /// [`SagaStore::insert`]).
-    Create { events: Vec<OrderEvent>, saga: Saga },
-    /// The saga's progress.
-    Save(Saga),
-    /// Events for the order's stream (expected at `current`'s version), with the saga.
+    /// A new saga with its order's first events, claimed by `owner`, unless its key is taken
+    /// (see [`SagaStore::insert`]).
+    Create {
+        events: Vec<OrderEvent>,
+        saga: Saga,
+        owner: String,
+        lease_until: i64,
+    },
+    /// The saga's progress, under its fence.
+    Save(Saga, Fence),
+    /// Events for the order's stream (expected at `current`'s version), with the saga under
+    /// its fence.
     Append {
         current: Option<Box<Order>>,
         events: Vec<OrderEvent>,
         saga: Saga,
+        fence: Fence,
     },
 }
 
@@ -45,15 +55,23 @@ impl SagaJournal {
     }
 
     /// Stores a new `saga` with its order's first `events` under the request's idempotency
-    /// key, or finds the order an earlier call placed under it (then nothing is written);
-    /// returns once committed.
+    /// key, claimed by `owner` until `lease_until`, or finds the order an earlier call placed
+    /// under it (then nothing is written); returns once committed.
     ///
     /// # Errors
     /// `Internal` for storage errors.
-    pub async fn create(&self, events: &[OrderEvent], saga: &Saga) -> Result<Created, OrderError> {
+    pub async fn create(
+        &self,
+        events: &[OrderEvent],
+        saga: &Saga,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<Created, OrderError> {
         let create = Write::Create {
             events: events.to_vec(),
             saga: saga.clone(),
+            owner: owner.to_owned(),
+            lease_until,
         };
         match self.writes.submit(create).await? {
             Written::Created(created) => Ok(created),
@@ -61,32 +79,36 @@ impl SagaJournal {
         }
     }
 
-    /// Saves `saga`'s progress; returns once it is committed.
+    /// Saves `saga`'s progress under `fence`; returns once it is committed.
     ///
     /// # Errors
-    /// `Internal` for storage errors.
-    pub async fn save(&self, saga: &Saga) -> Result<(), OrderError> {
+    /// `LeaseLost` when the saga was claimed since; `Internal` for storage errors.
+    pub async fn save(&self, saga: &Saga, fence: &Fence) -> Result<(), OrderError> {
         self.writes
-            .submit(Write::Save(saga.clone()))
+            .submit(Write::Save(saga.clone(), fence.clone()))
             .await
             .map(|_| ())
     }
 
     /// Appends `events` to the order's stream, expecting it at `current` (none for a new
-    /// order), and saves `saga` with them; returns the new state once it is committed.
+    /// order), and saves `saga` with them under `fence`; returns the new state once it is
+    /// committed.
     ///
     /// # Errors
-    /// `Conflict` when another writer appended first; `Internal` for storage errors.
+    /// `Conflict` when another writer appended first; `LeaseLost` when the saga was claimed
+    /// since (the events are not written either); `Internal` for storage errors.
     pub async fn append(
         &self,
         current: Option<&Order>,
         events: &[OrderEvent],
         saga: &Saga,
+        fence: &Fence,
     ) -> Result<Order, OrderError> {
         let append = Write::Append {
             current: current.cloned().map(Box::new),
             events: events.to_vec(),
             saga: saga.clone(),
+            fence: fence.clone(),
         };
         match self.writes.submit(append).await? {
             Written::Appended(order) => Ok(*order),
@@ -156,8 +178,8 @@ impl Grouped for Writes {
         Box::pin(async move {
             match write {
                 // A statement that commits by itself.
-                Write::Save(saga) => {
-                    SagaStore::save(self.db(), &saga).await?;
+                Write::Save(saga, fence) => {
+                    SagaStore::save(self.db(), &saga, &fence).await?;
                     Ok(Written::Saved)
                 }
                 write => group::in_own_transaction(self, write).await,
@@ -179,23 +201,31 @@ async fn apply(
     rows: &mut Rows,
 ) -> Result<Written, OrderError> {
     match write {
-        Write::Create { events, saga } => Ok(Written::Created(
-            match SagaStore::insert(txn, saga).await? {
+        Write::Create {
+            events,
+            saga,
+            owner,
+            lease_until,
+        } => Ok(Written::Created(
+            match SagaStore::insert(txn, saga, owner, *lease_until).await? {
                 Claim::New(_) => Created::New(Box::new(store.prepare(None, events, rows)?)),
                 Claim::Existing(order_id) => Created::Existing(order_id),
             },
         )),
-        Write::Save(saga) => {
-            SagaStore::save(txn, saga).await?;
+        Write::Save(saga, fence) => {
+            SagaStore::save(txn, saga, fence).await?;
             Ok(Written::Saved)
         }
         Write::Append {
             current,
             events,
             saga,
+            fence,
         } => {
+            // The fenced saga write first: a refused one costs no event preparation, and the
+            // group (or this write alone) rolls back with it.
+            SagaStore::save(txn, saga, fence).await?;
             let order = store.prepare(current.as_deref(), events, rows)?;
-            SagaStore::save(txn, saga).await?;
             Ok(Written::Appended(Box::new(order)))
         }
     }

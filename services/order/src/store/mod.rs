@@ -25,7 +25,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, Statemen
 
 use crate::domain::OrderError;
 
-/// Schema of the order database, oldest first (version 3 is the Rust step in `payloads.rs`).
+/// Schema of the order database, oldest first (version 3 is the Rust step in `payloads.rs`,
+/// run after these).
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -79,6 +80,13 @@ pub const MIGRATIONS: &[Migration] = &[
           ALTER TABLE sagas ADD COLUMN next_attempt_at BIGINT NOT NULL DEFAULT 0;
           ALTER TABLE sagas ADD COLUMN stuck TEXT;
           CREATE INDEX sagas_due ON sagas (next_attempt_at)",
+    },
+    Migration {
+        version: 4,
+        name: "saga claims: owner, lease, fencing epoch",
+        sql: "ALTER TABLE sagas ADD COLUMN owner TEXT;
+          ALTER TABLE sagas ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+          ALTER TABLE sagas ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
     },
 ];
 

@@ -6,7 +6,7 @@ use polyshop_platform::events::outbox::OutboxSignal;
 
 use super::{Created, EventStore, SagaJournal, SagaStore, UserReplica};
 use crate::{
-    app::ports::{AccountReplica, SagaLog},
+    app::ports::{AccountReplica, Fence, SagaLog},
     domain::{Order, OrderError, OrderEvent, saga::Saga},
 };
 
@@ -36,9 +36,14 @@ impl SagaLog for StoredSagas {
         &'a self,
         events: &'a [OrderEvent],
         saga: &'a Saga,
+        owner: &'a str,
+        lease_until: i64,
     ) -> BoxFuture<'a, Result<Created, OrderError>> {
         Box::pin(async move {
-            let created = self.journal.create(events, saga).await?;
+            let created = self
+                .journal
+                .create(events, saga, owner, lease_until)
+                .await?;
             self.outbox.wake();
             Ok(created)
         })
@@ -52,19 +57,49 @@ impl SagaLog for StoredSagas {
         Box::pin(self.sagas.placed_under(user_id, key))
     }
 
-    fn save<'a>(&'a self, saga: &'a Saga) -> BoxFuture<'a, Result<(), OrderError>> {
-        Box::pin(self.journal.save(saga))
+    fn claim<'a>(
+        &'a self,
+        order_id: &'a str,
+        owner: &'a str,
+        now: i64,
+        lease_until: i64,
+    ) -> BoxFuture<'a, Result<Option<Fence>, OrderError>> {
+        Box::pin(self.sagas.claim(order_id, owner, now, lease_until))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        fence: &'a Fence,
+        lease_until: i64,
+    ) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(self.sagas.renew(fence, lease_until))
+    }
+
+    fn release<'a>(&'a self, fence: &'a Fence) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(self.sagas.release(fence))
+    }
+
+    fn save<'a>(
+        &'a self,
+        saga: &'a Saga,
+        fence: &'a Fence,
+    ) -> BoxFuture<'a, Result<(), OrderError>> {
+        Box::pin(self.journal.save(saga, fence))
     }
 
     fn append<'a>(
         &'a self,
         current: &'a Order,
         events: &'a [OrderEvent],
-        saga: Option<&'a Saga>,
+        saga: Option<(&'a Saga, &'a Fence)>,
     ) -> BoxFuture<'a, Result<Order, OrderError>> {
         Box::pin(async move {
             let order = match saga {
-                Some(saga) => self.journal.append(Some(current), events, saga).await?,
+                Some((saga, fence)) => {
+                    self.journal
+                        .append(Some(current), events, saga, fence)
+                        .await?
+                }
                 None => self.events.append(Some(current), events).await?,
             };
             self.outbox.wake();

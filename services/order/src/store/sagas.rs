@@ -4,9 +4,12 @@
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 
 use super::{all, exec, one};
-use crate::domain::{
-    OrderError, Rejection,
-    saga::{Saga, Step},
+use crate::{
+    app::ports::{FIRST_EPOCH, Fence},
+    domain::{
+        OrderError, Rejection,
+        saga::{Saga, Step},
+    },
 };
 
 /// The result of storing a new saga under its idempotency key.
@@ -70,6 +73,16 @@ fn from_row(row: &QueryResult) -> Result<Saga, OrderError> {
     })
 }
 
+/// `Ok` when a fenced statement touched the saga's row, `LeaseLost` when the epoch moved on.
+fn fenced(rows: u64, fence: &Fence) -> Result<(), OrderError> {
+    if rows == 0 {
+        return Err(OrderError::LeaseLost {
+            order_id: fence.order_id.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// A saga flagged for reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stuck {
@@ -112,12 +125,18 @@ impl SagaStore {
         Self { db }
     }
 
-    /// Stores a new saga on `conn` unless its `(user, key)` is taken, in which case it returns
-    /// the order an earlier call placed under that key.
+    /// Stores a new saga on `conn`, claimed by `owner` until `lease_until` at [`FIRST_EPOCH`],
+    /// unless its `(user, key)` is taken, in which case it returns the order an earlier call
+    /// placed under that key.
     ///
     /// # Errors
     /// `Internal` for storage errors.
-    pub async fn insert<C: ConnectionTrait>(conn: &C, saga: &Saga) -> Result<Claim, OrderError> {
+    pub async fn insert<C: ConnectionTrait>(
+        conn: &C,
+        saga: &Saga,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<Claim, OrderError> {
         let json =
             serde_json::to_string(&saga.request).map_err(|e| OrderError::Internal(Box::new(e)))?;
         let now = polyshop_platform::now_millis();
@@ -125,8 +144,9 @@ impl SagaStore {
         let inserted = exec(
             conn,
             &format!(
-                "INSERT INTO sagas (order_id, user_id, idempotency_key, request, {PROGRESS}, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO sagas (order_id, user_id, idempotency_key, request, {PROGRESS}, created_at, updated_at,
+                   owner, lease_until, epoch)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (user_id, idempotency_key) DO NOTHING"
             ),
             [
@@ -137,7 +157,13 @@ impl SagaStore {
                     json.into(),
                 ],
                 progress(saga),
-                vec![now.into(), now.into()],
+                vec![
+                    now.into(),
+                    now.into(),
+                    owner.into(),
+                    lease_until.into(),
+                    FIRST_EPOCH.into(),
+                ],
             ]
             .concat(),
         )
@@ -180,31 +206,106 @@ impl SagaStore {
         .transpose()
     }
 
-    /// Saves the saga's progress, inside `conn` (a transaction when it goes with events).
+    /// Saves the saga's progress under `fence`, inside `conn` (a transaction when it goes with
+    /// events).
     ///
     /// # Errors
+    /// `LeaseLost` when the saga was claimed since (its epoch moved on; nothing is written);
     /// `Internal` for storage errors.
-    pub async fn save<C: ConnectionTrait>(conn: &C, saga: &Saga) -> Result<(), OrderError> {
-        exec(
+    pub async fn save<C: ConnectionTrait>(
+        conn: &C,
+        saga: &Saga,
+        fence: &Fence,
+    ) -> Result<(), OrderError> {
+        let saved = exec(
             conn,
             "UPDATE sagas SET step = ?, reservation_id = ?, payment_id = ?, payment_uncertain = ?, reason = ?,
              detail = ?, attempts = ?, failing_since = ?, next_attempt_at = ?, stuck = ?, updated_at = ?
-             WHERE order_id = ?",
+             WHERE order_id = ? AND epoch = ?",
             [
                 progress(saga),
                 vec![
                     polyshop_platform::now_millis().into(),
                     saga.order_id.clone().into(),
+                    fence.epoch.into(),
                 ],
             ]
             .concat(),
         )
         .await?;
+        fenced(saved, fence)
+    }
+
+    /// Claims the saga of `order_id` for `owner` until `lease_until` unless another owner
+    /// holds it at `now` (an owner's own claim from before a restart is taken back); the claim
+    /// bumps the epoch, which fences off the previous holder.
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn claim(
+        &self,
+        order_id: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<Fence>, OrderError> {
+        // One conditional statement, so of two instances claiming at once exactly one matches
+        // the row; RETURNING hands back the epoch it set without a second, racing read.
+        let row = one(
+            &self.db,
+            "UPDATE sagas SET owner = ?, lease_until = ?, epoch = epoch + 1
+             WHERE order_id = ? AND (owner IS NULL OR lease_until < ? OR owner = ?)
+             RETURNING epoch",
+            vec![
+                owner.into(),
+                lease_until.into(),
+                order_id.into(),
+                now.into(),
+                owner.into(),
+            ],
+        )
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Fence {
+            order_id: order_id.to_owned(),
+            epoch: row.try_get("", "epoch")?,
+        }))
+    }
+
+    /// Extends `fence`'s claim to `lease_until`.
+    ///
+    /// # Errors
+    /// `LeaseLost` when another instance claimed the saga since; `Internal` for storage errors.
+    pub async fn renew(&self, fence: &Fence, lease_until: i64) -> Result<(), OrderError> {
+        let renewed = exec(
+            &self.db,
+            "UPDATE sagas SET lease_until = ? WHERE order_id = ? AND epoch = ?",
+            vec![
+                lease_until.into(),
+                fence.order_id.clone().into(),
+                fence.epoch.into(),
+            ],
+        )
+        .await?;
+        fenced(renewed, fence)
+    }
+
+    /// Gives up `fence`'s claim (nothing happens if another instance holds the saga by now).
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn release(&self, fence: &Fence) -> Result<(), OrderError> {
+        exec(
+            &self.db,
+            "UPDATE sagas SET owner = NULL, lease_until = 0 WHERE order_id = ? AND epoch = ?",
+            vec![fence.order_id.clone().into(), fence.epoch.into()],
+        )
+        .await?;
         Ok(())
     }
 
-    /// Order ids of unfinished sagas due at `now` (not waiting out a backoff), oldest first,
-    /// at most `limit`.
+    /// Order ids of unfinished sagas due at `now` (not waiting out a backoff) that no instance
+    /// holds, oldest first, at most `limit`.
     ///
     /// # Errors
     /// `Internal` for storage errors.
@@ -212,8 +313,13 @@ impl SagaStore {
         let rows = all(
             &self.db,
             "SELECT order_id FROM sagas WHERE step <> 'done' AND next_attempt_at <= ?
+             AND (owner IS NULL OR lease_until < ?)
              ORDER BY next_attempt_at, created_at LIMIT ?",
-            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            vec![
+                now.into(),
+                now.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         )
         .await?;
         rows.iter()
