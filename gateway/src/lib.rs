@@ -55,10 +55,12 @@ pub async fn serve(
     // Fires when the edge stops (and when this returns early): watchers and the edge's own
     // registration end with it.
     let (stop_discovery, discovery_stopped) = shutdown::channel();
+    let sharing_stopped = discovery_stopped.clone();
     let discovery = Discovery::connect(&settings, "polyshop-gateway", discovery_stopped)
         .await
         .map_err(|e| StartError::Other(format!("gateway: {e}")))?;
     let edge = edge::Edge::build(&settings, &discovery)?;
+    ratelimit::share::start(&edge, &discovery, sharing_stopped);
     if let Ok(addr) = listener.local_addr() {
         discovery.register("gateway", url_of(addr));
     }

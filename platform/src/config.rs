@@ -111,8 +111,9 @@ pub struct GatewaySettings {
     pub auth_rate_per_sec: u32,
     /// Stricter bucket for Login and Register: burst size.
     pub auth_rate_burst: u32,
-    /// How often an edge tells the other edges (over NATS, in `nats` discovery mode) what it
-    /// admitted, so a principal's rate holds over all edges; 0 limits each edge alone.
+    /// How often an edge tells the other edges (over NATS: in `nats` discovery mode, or with
+    /// `nats.url` set) what it admitted, so a principal's rate holds over all edges; 0 limits
+    /// each edge alone.
     pub rate_share_ms: u64,
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,

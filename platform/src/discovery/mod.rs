@@ -161,8 +161,9 @@ impl Discovery {
         }
     }
 
-    /// Discovery by `settings` for the process `name`: in `nats` mode it connects to NATS
-    /// (in the background if NATS is not up yet).
+    /// Discovery by `settings` for the process `name`: in `nats` mode, or when `nats.url` is
+    /// set (the edge shares rate limits over it), it connects to NATS (in the background if
+    /// NATS is not up yet).
     ///
     /// # Errors
     /// When the NATS URL is invalid.
@@ -171,14 +172,13 @@ impl Discovery {
         name: &str,
         stopped: Shutdown,
     ) -> Result<Self, RegistryError> {
-        let js = match settings.discovery.mode {
-            DiscoveryMode::Nats => {
-                let client = crate::events::connect(&settings.nats_url(), name)
-                    .await
-                    .map_err(err)?;
-                Some(jetstream::new(client))
-            }
-            DiscoveryMode::Static | DiscoveryMode::Dns => None,
+        let js = if settings.discovery.mode == DiscoveryMode::Nats || settings.nats.url.is_some() {
+            let client = crate::events::connect(&settings.nats_url(), name)
+                .await
+                .map_err(err)?;
+            Some(jetstream::new(client))
+        } else {
+            None
         };
         Ok(Self::new(
             settings.discovery.clone(),
