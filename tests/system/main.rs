@@ -2,6 +2,7 @@
 //! from outside (generated Rust and Python clients, signals, restarts).
 
 mod cluster;
+mod cluster_faults;
 mod crash;
 mod deploy;
 mod discovery;

@@ -8,7 +8,10 @@ use std::{collections::HashMap, time::Duration};
 use nix::{sys::signal, unistd::Pid};
 use polyshop::order::v1::{Order, OrderStatus};
 
-use crate::{crash::place_with_key, harness::System};
+use crate::{
+    crash::place_with_key,
+    harness::{System, children_of},
+};
 
 /// Orders placed in all, one every [`SPACING`].
 const ORDERS: usize = 24;
@@ -17,24 +20,13 @@ const SPACING: Duration = Duration::from_millis(350);
 /// The pid of `up`'s child serving `service`, if one runs.
 pub fn child_pid(system: &System, service: &str) -> Option<Pid> {
     let parent = system.child.id().expect("up runs");
-    for entry in std::fs::read_dir("/proc").expect("/proc") {
-        let Ok(entry) = entry else { continue };
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid ...
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if ppid == Some(parent) && args.windows(2).any(|w| w == [b"serve", service.as_bytes()]) {
-            return Some(Pid::from_raw(pid));
-        }
-    }
-    None
+    children_of(parent)
+        .into_iter()
+        .find(|(_, cmdline)| {
+            let words: Vec<&str> = cmdline.split_whitespace().collect();
+            words.windows(2).any(|w| w == ["serve", service])
+        })
+        .map(|(pid, _)| pid)
 }
 
 /// What one shopper saw: the order id each answer named, and every 5xx.
