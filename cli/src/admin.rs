@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use polyshop_platform::{
     auth,
-    config::Settings,
+    config::{self, Settings},
     events::{self, dlq},
     flags,
 };
@@ -33,8 +33,9 @@ Examples:
   polyshop admin dlq redrive --sequence 42"
     )]
     Dlq(DlqCommand),
-    /// Print the effective configuration (defaults, polyshop.toml, POLYSHOP_* merged) as JSON;
-    /// a bad key or value fails before this runs.
+    /// Print the effective configuration (defaults, polyshop.toml, POLYSHOP_* merged) as JSON,
+    /// secrets and the passwords in URLs shown as `<redacted>`; a bad key or value fails
+    /// before this runs.
     #[command(after_help = "\
 Examples:
   polyshop admin config
@@ -146,6 +147,18 @@ Examples:
     },
 }
 
+/// Redacts the password of every URL in `value`: the typed secrets are redacted by the
+/// settings themselves, but a URL such as `nats.url` or `otlp_endpoint` may carry credentials
+/// too.
+fn redact_urls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains("://") => *s = config::redact_url(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_urls),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_urls),
+        _ => {}
+    }
+}
+
 /// Runs an admin command.
 ///
 /// # Errors
@@ -184,7 +197,9 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             }
         }
         AdminCommand::Config => {
-            println!("{}", serde_json::to_string_pretty(&settings)?);
+            let mut shown = serde_json::to_value(&settings)?;
+            redact_urls(&mut shown);
+            println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         AdminCommand::GenKey { path } => {
             let key = auth::keys::load_or_generate(&path)?;
@@ -284,4 +299,23 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_url_in_the_printed_config_loses_its_password() {
+        let mut value = serde_json::json!({
+            "nats": {"url": "nats://svc:s3cret@nats:4222"},
+            "discovery": {"endpoints": {"user": ["http://a:s3cret@u:1"]}},
+            "log": "info",
+        });
+        redact_urls(&mut value);
+        let shown = value.to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(value["nats"]["url"], "nats://svc:<redacted>@nats:4222");
+        assert_eq!(value["log"], "info");
+    }
 }

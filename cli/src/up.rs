@@ -10,7 +10,11 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail};
-use polyshop_platform::{auth, config::Settings, shutdown};
+use polyshop_platform::{
+    auth,
+    config::{ExposeSecret, Settings},
+    shutdown,
+};
 
 use crate::{
     demo,
@@ -88,7 +92,7 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
              POLYSHOP_NATS_URL to a cluster"
         );
     }
-    std::fs::create_dir_all(&settings.data_dir)
+    create_data_dir(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = std::fs::canonicalize(&settings.data_dir)?;
     let data = settings.data_dir.clone();
@@ -255,10 +259,22 @@ fn child_env(
     env
 }
 
+/// Creates the data dir owner-only (0700), and makes an existing one so: it holds the admin
+/// credentials, signing keys and the SQLite files with password hashes.
+fn create_data_dir(dir: &Path) -> std::io::Result<()> {
+    auth::keys::create_private_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// The admin password: from config, from the credentials file, or new on a fresh data dir.
 fn admin_password(settings: &Settings, data: &Path) -> anyhow::Result<String> {
     if let Some(p) = &settings.user.admin_password {
-        return Ok(p.clone());
+        return Ok(p.expose_secret().to_owned());
     }
     let file = data.join(CREDENTIALS);
     if let Ok(text) = std::fs::read_to_string(&file)
@@ -276,12 +292,8 @@ fn admin_password(settings: &Settings, data: &Path) -> anyhow::Result<String> {
         "username: {}\npassword: {password}\n",
         settings.user.admin_username
     );
-    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-    }
+    auth::keys::write_secret_file(&file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(password)
 }
 

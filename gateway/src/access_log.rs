@@ -1,6 +1,7 @@
 //! Request ids and the access log: `x-request-id` is kept (when sane) or generated, set on the
 //! request so it reaches the services, and returned; every request then gets one JSON log line
-//! with method, path, protocol, status, RPC, user, client and latency.
+//! with method, path, protocol, status, RPC, user, client and latency. Metrics are labelled
+//! with the RPC a handler routed the request to, never with the path.
 
 use std::{
     task::{Context, Poll},
@@ -15,6 +16,9 @@ use tracing::Instrument;
 use crate::edge::{AccessNote, ClientAddr};
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// The `rpc` label of a request no route knows (or shed before routing).
+pub const UNKNOWN: &str = "unknown";
 
 /// Adds request ids and access logging.
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,11 +124,12 @@ fn log<RB>(
     let protocol = note.map_or("http", |n| n.protocol);
     let rpc = note.and_then(|n| n.rpc.as_deref()).unwrap_or("");
     let user = note.and_then(|n| n.user.as_deref()).unwrap_or("");
-    // Labelled by RPC, never by path: paths carry ids.
+    // Labelled by RPC, never by path: paths carry ids, and a path no route knows is any
+    // string a client likes.
     let status_label = status.to_string();
     let labels = [
         ("protocol", protocol),
-        ("rpc", if rpc.is_empty() { "-" } else { rpc }),
+        ("rpc", if rpc.is_empty() { UNKNOWN } else { rpc }),
         ("status", status_label.as_str()),
     ];
     polyshop_platform::metrics::inc(

@@ -1,6 +1,7 @@
-//! The one service behind the listener: probes and the OpenAPI document, load shedding, then
-//! by content type to grpc-web (translated by `tonic_web`), native gRPC or JSON. CORS for
-//! browsers wraps it all.
+//! The one service behind the listener: probes and the OpenAPI document, then by content type
+//! to grpc-web (translated by `tonic_web`), native gRPC or JSON. gRPC calls are shed here when
+//! the edge is full, since their bodies stream through; JSON requests only once their body has
+//! arrived ([`json`]), so slow senders hold no capacity. CORS for browsers wraps it all.
 
 use std::{
     convert::Infallible,
@@ -13,13 +14,13 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
-use tonic::{Code, body::Body};
+use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     edge::{AccessNote, Edge},
-    errors::{EdgeError, json_response},
+    errors::json_response,
     json, passthrough,
 };
 
@@ -75,59 +76,77 @@ impl Service<Request<Incoming>> for Dispatch {
 
 async fn dispatch(edge: Arc<Edge>, request: Request<Incoming>) -> Response<Body> {
     let kind = kind(&request);
-    if kind == Kind::Json && request.method() == Method::GET {
-        match request.uri().path() {
-            "/healthz" => {
-                return json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
-            }
-            "/readyz" => return ready(&edge).await,
-            "/openapi.json" => return json_response(StatusCode::OK, edge.openapi.clone()),
-            "/metrics" => {
-                let mut response =
-                    json_response(StatusCode::OK, polyshop_platform::metrics::render().into());
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    http::HeaderValue::from_static(polyshop_platform::metrics::CONTENT_TYPE),
-                );
-                return response;
-            }
-            _ => {}
-        }
-    }
-    // Shed rather than queue: a full edge answers at once.
-    let Ok(_permit) = edge.in_flight.clone().try_acquire_owned() else {
-        tracing::warn!("concurrency limit reached; shedding");
-        let e = EdgeError::new(Code::Unavailable, "the edge is overloaded; retry shortly")
-            .with_header(header::RETRY_AFTER, "1");
-        let mut response = if kind == Kind::Json {
-            e.into_json()
-        } else {
-            e.into_grpc()
-        };
-        response.extensions_mut().insert(AccessNote {
-            protocol: "shed",
-            ..AccessNote::default()
-        });
+    if kind == Kind::Json
+        && request.method() == Method::GET
+        && let Some(response) = probe(&edge, request.uri().path()).await
+    {
         return response;
-    };
+    }
     match kind {
         Kind::Json => json::handle(&edge, request).await,
-        Kind::Grpc => passthrough::handle(edge, request.map(Body::new), "grpc").await,
-        Kind::GrpcWeb => {
-            let inner = tower::service_fn(move |r: Request<Body>| {
-                let edge = edge.clone();
-                async move { Ok::<_, Infallible>(passthrough::handle(edge, r, "grpc-web").await) }
-            });
-            match tonic_web::GrpcWebLayer::new()
-                .layer(inner)
-                .oneshot(request)
-                .await
-            {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
-        }
+        Kind::Grpc | Kind::GrpcWeb => grpc(edge, request, kind).await,
     }
+}
+
+/// A gRPC or grpc-web call, holding an in-flight slot while its body streams upstream.
+async fn grpc(edge: Arc<Edge>, request: Request<Incoming>, kind: Kind) -> Response<Body> {
+    let _permit = match edge.admit() {
+        Ok(permit) => permit,
+        Err(e) => {
+            let mut response = e.into_grpc();
+            response.extensions_mut().insert(AccessNote::shed());
+            return response;
+        }
+    };
+    if kind == Kind::Grpc {
+        return passthrough::handle(edge, request.map(Body::new), "grpc").await;
+    }
+    let inner = tower::service_fn(move |r: Request<Body>| {
+        let edge = edge.clone();
+        async move { Ok::<_, Infallible>(passthrough::handle(edge, r, "grpc-web").await) }
+    });
+    match tonic_web::GrpcWebLayer::new()
+        .layer(inner)
+        .oneshot(request)
+        .await
+    {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// The answer to a probe or document path, labelled with that (fixed) path; `None` for any
+/// other path. `/metrics` is one only when no admin listener serves it.
+async fn probe(edge: &Edge, path: &str) -> Option<Response<Body>> {
+    let (label, mut response) = match path {
+        "/healthz" => (
+            "/healthz",
+            json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")),
+        ),
+        "/readyz" => ("/readyz", ready(edge).await),
+        "/openapi.json" => (
+            "/openapi.json",
+            json_response(StatusCode::OK, edge.openapi.clone()),
+        ),
+        "/metrics" if edge.settings.admin_listen.is_none() => ("/metrics", metrics()),
+        _ => return None,
+    };
+    response.extensions_mut().insert(AccessNote {
+        protocol: "http",
+        rpc: Some(label.to_owned()),
+        user: None,
+    });
+    Some(response)
+}
+
+/// `GET /metrics`: every metric of this process in the Prometheus text format.
+pub fn metrics() -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, polyshop_platform::metrics::render().into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(polyshop_platform::metrics::CONTENT_TYPE),
+    );
+    response
 }
 
 async fn ready(edge: &Edge) -> Response<Body> {
@@ -137,9 +156,15 @@ async fn ready(edge: &Edge) -> Response<Body> {
             Bytes::from_static(b"{\"status\":\"draining\"}"),
         );
     }
-    let probes = edge.upstreams.probe().await;
-    let (status, body) = readiness(&probes);
-    json_response(status, body.to_string().into())
+    let (status, body) = edge
+        .readiness
+        .get(async {
+            let probes = edge.upstreams.probe().await;
+            let (status, body) = readiness(&probes);
+            (status, Bytes::from(body.to_string()))
+        })
+        .await;
+    json_response(status, body)
 }
 
 /// The edge is ready while it can serve something: one context down answers its own routes

@@ -1,6 +1,7 @@
 //! The edge's shared state, built once at start: route table, upstreams (with the in-process
 //! storefront), token verification, rate limits, the load-shedding semaphore, the OpenAPI
-//! document, and the local gRPC services (reflection listing only exposed services, health).
+//! document, the local gRPC services (reflection listing only exposed services, health) and
+//! the last readiness answer.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -8,11 +9,11 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode, header};
 use polyshop::storefront::v1::storefront_service_server::StorefrontServiceServer;
 use polyshop_platform::{
     auth::{Principal, UserTokenVerifier},
@@ -21,12 +22,14 @@ use polyshop_platform::{
     discovery::Discovery,
     server::{ServeError, StartError},
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tonic::Code;
 use tonic_health::server::HealthReporter;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
 use crate::{
     auth::EdgeAuth,
+    errors::EdgeError,
     openapi,
     ratelimit::RateLimiter,
     routes::{LimitClass, RouteTable},
@@ -41,12 +44,23 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 /// What a handler tells the access log about a request (response extension).
 #[derive(Debug, Clone, Default)]
 pub struct AccessNote {
-    /// `json`, `grpc` or `grpc-web`.
+    /// `json`, `grpc`, `grpc-web`, `http` (probes) or `shed`.
     pub protocol: &'static str,
-    /// The gRPC path of the RPC called.
+    /// The gRPC path of the RPC called, or a probe's path: set only once the route is known,
+    /// since it becomes a metric label and a client can send any path.
     pub rpc: Option<String>,
     /// The calling user's id.
     pub user: Option<String>,
+}
+
+impl AccessNote {
+    /// A request shed before it was handled.
+    pub fn shed() -> Self {
+        Self {
+            protocol: "shed",
+            ..Self::default()
+        }
+    }
 }
 
 /// Everything request handling shares.
@@ -71,7 +85,45 @@ pub struct Edge {
     pub local_grpc: upstream::Service,
     /// The edge's own health status.
     pub health: HealthReporter,
+    /// `/readyz`'s last answer.
+    pub readiness: Memo<(StatusCode, Bytes)>,
     draining: AtomicBool,
+}
+
+/// How long one readiness answer is reused: a probe fans out a health RPC to every context,
+/// and nothing stops a client from probing in a loop.
+pub const READINESS_TTL: Duration = Duration::from_secs(1);
+
+/// A value computed at most once per `ttl`; callers that arrive while it is being computed
+/// wait for that computation and share its result.
+#[derive(Debug)]
+pub struct Memo<T> {
+    ttl: Duration,
+    last: Mutex<Option<(Instant, T)>>,
+}
+
+impl<T: Clone> Memo<T> {
+    /// Keeps each value for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The value, computed by `compute` when the last one is older than the ttl.
+    pub async fn get(&self, compute: impl Future<Output = T>) -> T {
+        // Held across `compute`, so concurrent callers queue here and find the fresh value.
+        let mut last = self.last.lock().await;
+        if let Some((at, value)) = last.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return value.clone();
+        }
+        let value = compute.await;
+        *last = Some((Instant::now(), value.clone()));
+        value
+    }
 }
 
 impl std::fmt::Debug for Edge {
@@ -152,6 +204,7 @@ impl Edge {
             openapi,
             local_grpc,
             health,
+            readiness: Memo::new(READINESS_TTL),
             draining: AtomicBool::new(false),
         }))
     }
@@ -178,6 +231,19 @@ impl Edge {
             (LimitClass::Standard, Some(id)) => format!("user:{id}"),
             _ => format!("ip:{ip}"),
         }
+    }
+
+    /// One of the `max_concurrency` slots for a request, held until it is answered.
+    ///
+    /// # Errors
+    /// UNAVAILABLE with `Retry-After` when none is free: a full edge sheds at once rather
+    /// than queue.
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, EdgeError> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!("concurrency limit reached; shedding");
+            EdgeError::new(Code::Unavailable, "the edge is overloaded; retry shortly")
+                .with_header(header::RETRY_AFTER, "1")
+        })
     }
 
     /// Marks the edge as draining: `/readyz` answers 503 from now on.
@@ -248,6 +314,25 @@ fn local_grpc(routes: &RouteTable) -> Result<(HealthReporter, upstream::Service)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_memo_computes_once_per_ttl_for_concurrent_and_repeated_callers() {
+        let memo = Memo::new(Duration::from_millis(200));
+        let computed = std::sync::atomic::AtomicU32::new(0);
+        let compute = || async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            computed.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        let answers = futures::future::join_all((0..10).map(|_| memo.get(compute()))).await;
+        assert_eq!(
+            answers,
+            vec![1; 10],
+            "ten concurrent callers share one answer"
+        );
+        assert_eq!(memo.get(compute()).await, 1, "still fresh");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(memo.get(compute()).await, 2, "stale: computed again");
+    }
 
     #[test]
     fn grpc_timeouts_parse_every_unit() {

@@ -71,6 +71,18 @@ impl EdgeError {
         e
     }
 
+    /// 408: the body did not arrive within `limit`.
+    pub fn body_too_slow(limit: Duration) -> Self {
+        Self::new(
+            Code::DeadlineExceeded,
+            format!(
+                "the request body did not arrive within {} ms",
+                limit.as_millis()
+            ),
+        )
+        .with_http(StatusCode::REQUEST_TIMEOUT)
+    }
+
     /// 405 with `Allow`.
     pub fn method_not_allowed(allowed: &[http::Method]) -> Self {
         let allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();

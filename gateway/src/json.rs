@@ -1,5 +1,7 @@
-//! JSON over HTTP: route → access rule → rate limit → body (size-limited) → request message →
-//! upstream unary call with a deadline → JSON response, or the JSON error shape.
+//! JSON over HTTP: route → access rule → rate limit → body (size- and time-limited) → an
+//! in-flight slot → request message → upstream unary call with a deadline → JSON response, or
+//! the JSON error shape. The slot is taken only once the body is in: a client trickling bytes
+//! holds a stream and a socket, never the edge's capacity.
 
 use std::{
     sync::Arc,
@@ -87,7 +89,7 @@ async fn serve(
         parts.extensions.get::<ClientAddr>().copied(),
     );
     let verdict = edge.limiter.check(rpc.class, &key)?;
-    let result = respond(edge, route, &vars, &parts, body, principal).await;
+    let result = respond(edge, route, &vars, &parts, body, principal, note).await;
     match result {
         Ok(mut response) => {
             response.headers_mut().extend(verdict.headers);
@@ -104,9 +106,15 @@ async fn respond(
     parts: &http::request::Parts,
     body: Incoming,
     principal: Option<Arc<Principal>>,
+    note: &mut AccessNote,
 ) -> Result<Response<Body>, EdgeError> {
     let rpc = &route.rpc;
-    let body = read_body(body, &parts.headers, edge.settings.max_body_bytes).await?;
+    let limits = BodyLimits {
+        bytes: edge.settings.max_body_bytes,
+        time: Duration::from_millis(edge.settings.body_timeout_ms),
+    };
+    let body = read_body(body, &parts.headers, limits).await?;
+    let _permit = edge.admit().inspect_err(|_| note.protocol = "shed")?;
     let message = transcode::request(route, vars, parts.uri.query(), &body)?;
     let deadline = edge.deadline(&parts.headers);
     let reply = call(edge, rpc, message, &parts.headers, principal, deadline).await?;
@@ -120,8 +128,21 @@ async fn respond(
     Ok(response)
 }
 
-/// Reads the body, refusing more than `limit` bytes (413).
-async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, EdgeError> {
+/// How much of a body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    bytes: usize,
+    time: Duration,
+}
+
+/// Reads the body, refusing more than `limits.bytes` (413) or taking longer than
+/// `limits.time` (408).
+async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    limits: BodyLimits,
+) -> Result<Bytes, EdgeError> {
+    let limit = limits.bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -129,9 +150,9 @@ async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(EdgeError::too_large(limit));
     }
-    let bytes = Limited::new(body, limit)
-        .collect()
+    let bytes = tokio::time::timeout(limits.time, Limited::new(body, limit).collect())
         .await
+        .map_err(|_| EdgeError::body_too_slow(limits.time))?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()

@@ -56,6 +56,13 @@ pub async fn serve(
     // registration end with it.
     let (stop_discovery, discovery_stopped) = shutdown::channel();
     let sharing_stopped = discovery_stopped.clone();
+    if let Some(addr) = settings.gateway.admin_listen {
+        let admin = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Other(format!("gateway: admin listener on {addr}: {e}")))?;
+        tracing::info!(addr = ?admin.local_addr().ok(), "gateway admin listener serving /metrics");
+        tokio::spawn(server::run_admin(admin, discovery_stopped.clone().wait()));
+    }
     let discovery = Discovery::connect(&settings, "polyshop-gateway", discovery_stopped)
         .await
         .map_err(|e| StartError::Other(format!("gateway: {e}")))?;

@@ -29,6 +29,14 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
     header::HeaderName::from_static("keep-alive"),
 ];
 
+/// Methods of the health and reflection services the edge serves itself.
+const LOCAL_METHODS: [&str; 4] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
 /// Handles one gRPC call; `protocol` names it for the access log.
 pub async fn handle(
     edge: Arc<Edge>,
@@ -52,9 +60,10 @@ async fn serve(
     request: Request<Body>,
     note: &mut AccessNote,
 ) -> Result<Response<Body>, EdgeError> {
-    let path = request.uri().path().to_owned();
-    note.rpc = Some(path.clone());
+    let path = request.uri().path();
     if path.starts_with("/grpc.reflection.") || path.starts_with("/grpc.health.") {
+        // Their services answer unknown methods themselves; only known ones are labelled.
+        note.rpc = LOCAL_METHODS.contains(&path).then(|| path.to_owned());
         return edge
             .local_grpc
             .clone()
@@ -62,12 +71,13 @@ async fn serve(
             .await
             .map_err(|e| EdgeError::new(Code::Internal, e.to_string()));
     }
-    let Some(rpc) = edge.routes.rpc(&path) else {
+    let Some(rpc) = edge.routes.rpc(path) else {
         return Err(EdgeError::new(
             Code::Unimplemented,
             format!("unknown method {path}"),
         ));
     };
+    note.rpc = Some(rpc.path.clone());
     let principal = edge.auth.authorize(rpc.access, request.headers()).await?;
     note.user = principal
         .as_deref()

@@ -1,6 +1,8 @@
-//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port through hyper-util's auto builder,
-//! the client address put into each request, and graceful shutdown (stop accepting, health
-//! NOT_SERVING, drain in-flight connections for up to the grace period).
+//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port through hyper-util's auto builder, at
+//! most `gateway.max_streams_per_connection` streams per HTTP/2 connection, the client address
+//! put into each request, and graceful shutdown (stop accepting, health NOT_SERVING, drain
+//! in-flight connections for up to the grace period). Also the admin listener, when one is
+//! configured: `/metrics` and nothing else.
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
@@ -10,12 +12,16 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tonic::body::Body;
 use tonic_health::ServingStatus;
 use tower::{Service, ServiceExt};
 
-use crate::edge::{ClientAddr, Edge};
+use crate::{
+    dispatch,
+    edge::{ClientAddr, Edge},
+    errors::EdgeError,
+};
 
 /// Health names the edge reports: the whole server, and the one service it implements.
 pub const HEALTH_NAMES: [&str; 2] = ["", "polyshop.storefront.v1.StorefrontService"];
@@ -39,29 +45,14 @@ pub async fn run<S>(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = builder(edge.settings.max_streams_per_connection);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let service = service.clone();
         let hyper_service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ClientAddr(peer));
@@ -89,6 +80,72 @@ pub async fn run<S>(
         () = graceful.shutdown() => tracing::info!("gateway stopped"),
         () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` (404 for anything else) until `shutdown`.
+pub async fn run_admin(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    // Scrapers open a connection or two; a few streams each is plenty.
+    let builder = builder(4);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+            Ok::<_, Infallible>(admin(&request))
+        });
+        let connection = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+}
+
+fn admin(request: &Request<Incoming>) -> Response<Body> {
+    if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
+        dispatch::metrics()
+    } else {
+        EdgeError::not_found("the admin listener serves GET /metrics only").into_json()
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 with timers, at most `max_streams` streams per HTTP/2 connection.
+fn builder(max_streams: u32) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(max_streams)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// The next connection, with Nagle off.
+async fn accept(listener: &TcpListener) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

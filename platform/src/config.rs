@@ -12,7 +12,9 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
-use serde::{Deserialize, Serialize};
+/// The secret type of the settings, re-exported so readers need no dependency of their own.
+pub use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Sections that environment keys are split into: `POLYSHOP_USER_DATABASE_URL` is
 /// `user.database_url`.
@@ -92,6 +94,9 @@ pub struct Settings {
 pub struct GatewaySettings {
     /// Address the HTTP/1.1 + HTTP/2 listener binds (JSON, grpc-web and gRPC share it).
     pub listen: SocketAddr,
+    /// Address of a separate admin listener serving `GET /metrics`; the public listener then
+    /// answers 404 there. Unset: `/metrics` stays on the public listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Deadline of one upstream call, unless the request asks for less.
     pub request_timeout_ms: u64,
     /// Failed calls in a row (unreachable or UNAVAILABLE, on any instance) that open a
@@ -101,8 +106,13 @@ pub struct GatewaySettings {
     pub breaker_cool_down_ms: u64,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
-    /// Requests handled at once; more are shed with 503.
+    /// Requests handled at once; more are shed with 503. A JSON request counts from when its
+    /// body has arrived, so slow senders cannot hold the edge's capacity.
     pub max_concurrency: usize,
+    /// Time a JSON request's body has to arrive in full (408 after).
+    pub body_timeout_ms: u64,
+    /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_streams_per_connection: u32,
     /// Token bucket per principal for ordinary methods: refill per second.
     pub rate_per_sec: u32,
     /// Token bucket per principal for ordinary methods: burst size.
@@ -123,11 +133,14 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             listen: loopback(8080),
+            admin_listen: None,
             request_timeout_ms: 10_000,
             breaker_failures: 20,
             breaker_cool_down_ms: 2000,
             max_body_bytes: 1024 * 1024,
             max_concurrency: 1024,
+            body_timeout_ms: 10_000,
+            max_streams_per_connection: 100,
             rate_per_sec: 50,
             rate_burst: 100,
             auth_rate_per_sec: 1,
@@ -324,8 +337,10 @@ pub struct ServiceSettings {
     pub listen: SocketAddr,
     /// URL other processes use to reach it; `http://<listen>` (loopback for 0.0.0.0) if unset.
     pub url: Option<String>,
-    /// PostgreSQL URL of this service's own database; SQLite under the data dir if unset.
-    pub database_url: Option<String>,
+    /// PostgreSQL URL of this service's own database; SQLite under the data dir if unset. A
+    /// secret, since it may carry a password: serialized with the password redacted.
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<SecretString>,
 }
 
 /// The user service: a [`ServiceSettings`] plus the bootstrap admin account.
@@ -336,14 +351,33 @@ pub struct UserSettings {
     pub listen: SocketAddr,
     /// URL other processes use to reach it.
     pub url: Option<String>,
-    /// PostgreSQL URL; SQLite under the data dir if unset.
-    pub database_url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset (a secret, as in [`ServiceSettings`]).
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<SecretString>,
     /// Username of the admin account created at start when `admin_password` is set.
     pub admin_username: String,
     /// Email of that admin account.
     pub admin_email: String,
-    /// Password of that admin account; no admin is created when unset.
-    pub admin_password: Option<String>,
+    /// Password of that admin account; no admin is created when unset. Serialized as
+    /// [`REDACTED`].
+    #[serde(serialize_with = "redacted")]
+    pub admin_password: Option<SecretString>,
+    /// argon2id hashes (19 MiB each) that may run at once; 0 means two per core.
+    pub max_concurrent_hashes: usize,
+    /// Logins and registrations that may wait for a hashing slot; beyond, RESOURCE_EXHAUSTED.
+    pub max_waiting_hashes: usize,
+    /// How long one may wait for a hashing slot before RESOURCE_EXHAUSTED.
+    pub hash_wait_ms: u64,
+}
+
+impl UserSettings {
+    /// The hashing slots: `max_concurrent_hashes`, or two per core when it is 0.
+    pub fn hash_permits(&self) -> usize {
+        match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) * 2,
+            n => n,
+        }
+    }
 }
 
 impl Default for UserSettings {
@@ -355,6 +389,9 @@ impl Default for UserSettings {
             admin_username: "admin".into(),
             admin_email: "admin@polyshop.local".into(),
             admin_password: None,
+            max_concurrent_hashes: 0,
+            max_waiting_hashes: 64,
+            hash_wait_ms: 2000,
         }
     }
 }
@@ -367,8 +404,9 @@ pub struct NotificationSettings {
     pub listen: SocketAddr,
     /// URL other processes use to reach it.
     pub url: Option<String>,
-    /// PostgreSQL URL; SQLite under the data dir if unset.
-    pub database_url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset (a secret, as in [`ServiceSettings`]).
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<SecretString>,
     /// SMTP relay `host:port`; when unset, mail goes to the mailbox under the data dir.
     pub smtp_addr: Option<String>,
     /// Envelope and header sender of outgoing mail.
@@ -395,8 +433,9 @@ pub struct OrderSettings {
     pub listen: SocketAddr,
     /// URL other processes use to reach it.
     pub url: Option<String>,
-    /// PostgreSQL URL; SQLite under the data dir if unset.
-    pub database_url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset (a secret, as in [`ServiceSettings`]).
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<SecretString>,
     /// Deadline of each call to a participant.
     pub call_timeout_ms: u64,
     /// Attempts per idempotent call (first one included).
@@ -465,8 +504,9 @@ pub struct InventorySettings {
     pub listen: SocketAddr,
     /// URL other processes use to reach it.
     pub url: Option<String>,
-    /// PostgreSQL URL; SQLite under the data dir if unset.
-    pub database_url: Option<String>,
+    /// PostgreSQL URL; SQLite under the data dir if unset (a secret, as in [`ServiceSettings`]).
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<SecretString>,
     /// How long a reservation holds stock before the sweeper releases it.
     pub reservation_hold_secs: u64,
     /// How often the sweeper looks for expired reservations.
@@ -520,6 +560,62 @@ service_section!(
     OrderSettings,
     NotificationSettings
 );
+
+/// What the settings serialize in place of a secret, and of the password in a URL.
+pub const REDACTED: &str = "<redacted>";
+
+/// A set secret serializes as [`REDACTED`], so nothing that prints the settings (`polyshop
+/// admin config`) can show it; an unset one as unset.
+fn redacted<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    secret.as_ref().map(|_| REDACTED).serialize(s)
+}
+
+/// A URL secret serializes with its password redacted ([`redact_url`]): the scheme, user, host
+/// and database stay visible for an operator to check.
+fn redacted_url<S: Serializer>(url: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    url.as_ref()
+        .map(|u| redact_url(u.expose_secret()))
+        .serialize(s)
+}
+
+/// `url` with the password of its user info and of any `password=` query parameter replaced
+/// by [`REDACTED`]; anything else as it is. A stray `@` or `:` may make it redact more than
+/// the password, never less.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let query_at = rest.find(['?', '#']).unwrap_or(rest.len());
+    // The last `@` before the query ends the user info, even when a password holds an `@`.
+    let (authority, tail) = match rest[..query_at].rfind('@') {
+        Some(at) => {
+            let host_end = rest[at..]
+                .find(['/', '?', '#'])
+                .map_or(rest.len(), |i| at + i);
+            let (userinfo, host) = (&rest[..at], &rest[at + 1..host_end]);
+            let userinfo = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:{REDACTED}"),
+                None => userinfo.to_owned(),
+            };
+            (format!("{userinfo}@{host}"), &rest[host_end..])
+        }
+        None => (String::new(), rest),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={REDACTED}"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
 
 /// The URL other processes dial for a listener on `addr` (loopback for an unspecified address).
 pub fn url_of(addr: SocketAddr) -> String {
@@ -655,6 +751,9 @@ impl Settings {
         {
             return bad("order.saga_lease_renew_ms must be > 0 and shorter than saga_lease_ms");
         }
+        if self.user.hash_wait_ms == 0 {
+            return bad("user.hash_wait_ms must be > 0");
+        }
         if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
             return bad("events.max_deliver and events.ack_wait_secs must be > 0");
         }
@@ -679,6 +778,15 @@ impl Settings {
             return bad(
                 "discovery: outlier_failures must be > 0, outlier_base_ejection_ms at most outlier_max_ejection_ms",
             );
+        }
+        let g = &self.gateway;
+        if g.body_timeout_ms == 0 || g.max_streams_per_connection == 0 {
+            return bad("gateway.body_timeout_ms and max_streams_per_connection must be > 0");
+        }
+        if g.admin_listen
+            .is_some_and(|a| a.port() != 0 && a == g.listen)
+        {
+            return bad("gateway.admin_listen must differ from gateway.listen");
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return bad("auth.issuer and auth.audience must not be empty");
@@ -790,7 +898,8 @@ mod tests {
             ],
         )
         .expect("valid");
-        assert_eq!(s.user.database_url.as_deref(), Some("postgres://env"));
+        let url = s.user.database_url.as_ref().map(|u| u.expose_secret());
+        assert_eq!(url, Some("postgres://env"));
         assert_eq!(s.data_dir, PathBuf::from("/env"));
     }
 
@@ -803,6 +912,54 @@ mod tests {
         );
         let err = load("[auth]\ntoken_ttl_secs = 0\n", &[]).unwrap_err();
         assert!(err.to_string().contains("token_ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn secrets_show_in_neither_debug_nor_serialized_settings() {
+        let mut s = Settings::default();
+        s.user.admin_password = Some("hunter2-admin".into());
+        s.user.database_url = Some("postgres://app:hunter2-db@db:5432/user".into());
+        s.payment.database_url =
+            Some("postgres://db/pay?password=hunter2-q&sslmode=require".into());
+        let debug = format!("{s:?}");
+        let json = serde_json::to_string(&s).expect("serializes");
+        for shown in [&debug, &json] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        assert!(debug.contains("[REDACTED]"), "{debug}");
+        let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(json["user"]["admin_password"], REDACTED);
+        assert_eq!(
+            json["user"]["database_url"],
+            "postgres://app:<redacted>@db:5432/user"
+        );
+        assert_eq!(
+            json["payment"]["database_url"],
+            "postgres://db/pay?password=<redacted>&sslmode=require"
+        );
+        assert!(json["catalog"]["database_url"].is_null());
+    }
+
+    #[test]
+    fn a_url_keeps_everything_but_its_password() {
+        let cases = [
+            (
+                "postgres://u:p@h:5432/db",
+                "postgres://u:<redacted>@h:5432/db",
+            ),
+            ("postgres://u:p@ss@h/db", "postgres://u:<redacted>@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("nats://tok:en@a:4222", "nats://tok:<redacted>@a:4222"),
+            (
+                "postgres://h/db?user=u&PASSWORD=p",
+                "postgres://h/db?user=u&PASSWORD=<redacted>",
+            ),
+            ("http://127.0.0.1:50051", "http://127.0.0.1:50051"),
+            ("probe", "probe"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use sea_orm::{
     Statement, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
+use secrecy::ExposeSecret;
 
 use crate::{config::ServiceSettings, now_millis};
 
@@ -67,7 +68,7 @@ pub async fn connect(
     settings: &ServiceSettings,
 ) -> Result<DatabaseConnection, DbError> {
     let url = match &settings.database_url {
-        Some(url) => url.clone(),
+        Some(url) => url.expose_secret().to_owned(),
         None => {
             std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
                 path: data_dir.display().to_string(),

@@ -2,7 +2,10 @@
 //! `GET /metrics` on the service's own port (the edge's too): calls served per method and
 //! status with their latency, events relayed and consumed, dead letters, breaker states and
 //! bulkhead refusals. Label values are escaped; names are fixed in code, so a metric's
-//! cardinality is bounded by methods, codes and upstreams, never by ids.
+//! cardinality is bounded by methods, codes and upstreams, never by ids. Callers choose label
+//! values, and a caller that lets a client's input through (a path, say) would grow memory
+//! with every new value: so each metric holds at most [`MAX_SERIES`] series, and any series
+//! beyond them is counted in one whose every label value is `other`.
 
 use std::{
     collections::BTreeMap,
@@ -14,6 +17,14 @@ use std::{
 const BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// Label sets one metric keeps; a new one beyond this is counted under `other`. The edge's
+/// busiest family needs a few hundred (protocols × RPCs × statuses); a histogram series costs
+/// about 250 bytes here and 1.6 KB in each scrape.
+pub const MAX_SERIES: usize = 1000;
+
+/// The label value that series beyond [`MAX_SERIES`] are folded into.
+pub const OVERFLOW: &str = "other";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -83,7 +94,8 @@ fn label_set(labels: &[(&str, &str)], out: &mut String) {
     }
 }
 
-/// The series of `labels` in `map`, created on first use. The key is rendered into a
+/// The series of `labels` in `map`, created on first use; once `map` holds [`MAX_SERIES`],
+/// a new label set goes to the overflow series instead. The key is rendered into a
 /// per-thread buffer, so recording into an existing series allocates nothing.
 fn series<'m, V: Default>(map: &'m mut BTreeMap<String, V>, labels: &[(&str, &str)]) -> &'m mut V {
     thread_local! {
@@ -91,6 +103,11 @@ fn series<'m, V: Default>(map: &'m mut BTreeMap<String, V>, labels: &[(&str, &st
     }
     KEY.with_borrow_mut(move |key| {
         label_set(labels, key);
+        if map.len() >= MAX_SERIES && !map.contains_key(key.as_str()) {
+            // Same label names, so queries that sum over them still count these.
+            let folded: Vec<(&str, &str)> = labels.iter().map(|(n, _)| (*n, OVERFLOW)).collect();
+            label_set(&folded, key);
+        }
         if map.contains_key(key.as_str()) {
             map.get_mut(key.as_str())
                 .unwrap_or_else(|| unreachable!("present"))
@@ -269,6 +286,50 @@ mod tests {
         assert!(
             text.contains("t_seconds_sum{method=\"/a\"} 7.003\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn series_beyond_the_cap_fold_into_other() {
+        let r = Registry::default();
+        for i in 0..MAX_SERIES + 500 {
+            let path = format!("/random/{i}");
+            r.add(
+                "t_hits_total",
+                "Hits.",
+                &[("path", &path), ("code", "Ok")],
+                1.0,
+            );
+            r.observe("t_hit_seconds", "Latency.", &[("path", &path)], 0.01);
+        }
+        let text = r.render();
+        let counted = text
+            .lines()
+            .filter(|l| l.starts_with("t_hits_total{"))
+            .count();
+        assert_eq!(counted, MAX_SERIES + 1, "the cap and one overflow series");
+        assert!(
+            text.contains("t_hits_total{path=\"other\",code=\"other\"} 500\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t_hit_seconds_count{path=\"other\"} 500\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&format!("/random/{}\"", MAX_SERIES + 1)),
+            "a series past the cap"
+        );
+        // Series that exist keep counting after the cap is reached.
+        r.add(
+            "t_hits_total",
+            "Hits.",
+            &[("path", "/random/0"), ("code", "Ok")],
+            1.0,
+        );
+        assert!(
+            r.render()
+                .contains("t_hits_total{path=\"/random/0\",code=\"Ok\"} 2\n")
         );
     }
 

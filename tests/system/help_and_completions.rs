@@ -1,5 +1,6 @@
 //! The command line teaches itself: every command's `--help` ends with examples, and
-//! `polyshop completions <shell>` prints a completion script that knows every command.
+//! `polyshop completions <shell>` prints a completion script that knows every command. And it
+//! keeps secrets: `polyshop admin config` shows none.
 
 use std::process::Command;
 
@@ -93,4 +94,36 @@ fn completions_for_bash_zsh_and_fish_name_every_command() {
         "a bash `complete` registration: {}",
         bash.chars().take(300).collect::<String>()
     );
+}
+
+#[test]
+fn admin_config_prints_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_polyshop"))
+        .args(["admin", "config"])
+        .env_clear()
+        .env("POLYSHOP_CONFIG", dir.path().join("none.toml"))
+        .env("POLYSHOP_USER_ADMIN_PASSWORD", "hunter2-admin")
+        .env(
+            "POLYSHOP_ORDER_DATABASE_URL",
+            "postgres://shop:hunter2-db@db:5432/order",
+        )
+        .env("POLYSHOP_NATS_URL", "nats://svc:hunter2-nats@nats:4222")
+        .output()
+        .expect("run polyshop admin config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let config: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(config["user"]["admin_password"], "<redacted>");
+    // What an operator checks stays: scheme, user, host, database.
+    assert_eq!(
+        config["order"]["database_url"],
+        "postgres://shop:<redacted>@db:5432/order"
+    );
+    assert_eq!(config["nats"]["url"], "nats://svc:<redacted>@nats:4222");
 }

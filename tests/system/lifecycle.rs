@@ -58,8 +58,20 @@ async fn grpcurl_list(url: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = System::environment(dir.path());
-    let system = System::up(dir.path(), env.clone()).await;
+    // A data dir `up` creates itself, to see it made owner-only.
+    let data = dir.path().join("shop");
+    let env = System::environment(&data);
+    let system = System::up(&data, env.clone()).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&data), 0o700, "the data dir is owner-only");
+        assert_eq!(mode(&data.join("admin-credentials.txt")), 0o600);
+        assert_eq!(mode(&data.join("keys")), 0o700);
+    }
     for (name, service) in [
         ("USER", "polyshop.user.v1.UserService"),
         ("CATALOG", "polyshop.catalog.v1.CatalogService"),
@@ -103,7 +115,7 @@ async fn a_restart_on_the_same_data_dir_keeps_everything() {
         .expect("register");
     assert!(system.stop().await, "polyshop up exits 0 on SIGTERM");
 
-    let system = System::up(dir.path(), env).await;
+    let system = System::up(&data, env).await;
     assert_eq!(
         product_count(system.url("CATALOG")).await,
         demo_products,

@@ -1,5 +1,7 @@
 //! Ed25519 signing keys: loaded from a PKCS#8 PEM file, or generated into it on first start.
 //! Generation is race-free across processes (write a temp file, then hard-link it into place).
+//! Also the owner-only files and directories that hold Polyshop's other secrets: a secret is
+//! never readable by others, not even between its creation and a chmod.
 
 use std::{
     fs,
@@ -82,7 +84,7 @@ pub fn load_or_generate(path: &Path) -> Result<KeyPair, KeyError> {
     };
     if !path.exists() {
         let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io)?;
+        create_private_dir(dir).map_err(io)?;
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let pair = KeyPair::from_signing(key, path)?;
         let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::now_v7()));
@@ -101,6 +103,35 @@ pub fn load_or_generate(path: &Path) -> Result<KeyPair, KeyError> {
         path: path.to_owned(),
     })?;
     KeyPair::from_signing(signing, path)
+}
+
+/// Creates `dir` and any missing parent owner-only (0700 on Unix); an existing one is left as
+/// it is.
+///
+/// # Errors
+/// When a directory cannot be created.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `bytes` to `path`, replacing any file there, as a file only its owner may read:
+/// a temp file created 0600 beside it, synced, then renamed into place, so no reader sees it
+/// half-written or with wider permissions.
+///
+/// # Errors
+/// When the temp file cannot be written or renamed; the temp file is removed.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::now_v7()));
+    let written = write_private(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -125,6 +156,40 @@ mod tests {
         let second = load_or_generate(&path).expect("load");
         assert_eq!(first.kid, second.kid);
         assert_eq!(first.public_x(), second.public_x());
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_generated_key_and_its_new_directory_are_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys/k.pem");
+        load_or_generate(&path).expect("generate");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("keys")), 0o700);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_is_owner_only_and_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/credentials.txt");
+        create_private_dir(path.parent().expect("parent")).expect("dirs");
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&dir.path().join("a/b")), 0o700);
+        write_secret_file(&path, b"first").expect("write");
+        write_secret_file(&path, b"second").expect("replace");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "second");
+        assert_eq!(mode(&path), 0o600);
+        let left: Vec<_> = fs::read_dir(dir.path().join("a/b"))
+            .expect("list")
+            .collect();
+        assert_eq!(left.len(), 1, "no temp file is left behind");
     }
 
     #[test]

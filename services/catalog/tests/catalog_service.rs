@@ -770,7 +770,7 @@ async fn create_get_list_and_update_work_on_postgres() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = testing::settings(dir.path());
-    settings.catalog.database_url = Some(url);
+    settings.catalog.database_url = Some(url.into());
     let server = start(settings).await;
     let mut client = server.client();
     let admin = server.admin();

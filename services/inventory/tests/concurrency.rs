@@ -23,7 +23,7 @@ async fn sqlite(dir: &tempfile::TempDir) -> Running {
 async fn postgres(dir: &tempfile::TempDir, test: &str) -> Option<Running> {
     let url = testing::postgres_database(test).await?;
     let mut s: Settings = testing::settings(dir.path());
-    s.inventory.database_url = Some(url);
+    s.inventory.database_url = Some(url.into());
     Some(start(s).await)
 }
 

@@ -626,7 +626,7 @@ async fn reserve_confirm_and_release_work_on_postgres() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings(&dir);
-    s.inventory.database_url = Some(url);
+    s.inventory.database_url = Some(url.into());
     let server = start(s.clone()).await;
     set_stock(&server, "p-a", 5).await;
     set_stock(&server, "p-b", 1).await;

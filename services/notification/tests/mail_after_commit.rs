@@ -67,7 +67,7 @@ async fn batch_with_a_poison_tenth_event(database_url: Option<String>) {
     let app = start_with_backlog(
         |s| {
             s.notification.smtp_addr = Some(relay.to_string());
-            s.notification.database_url = database_url;
+            s.notification.database_url = database_url.map(Into::into);
         },
         &backlog,
     )

@@ -432,7 +432,7 @@ async fn events_become_notifications_once_on_postgres() {
     let Some(url) = polyshop_platform::testing::postgres_database("notification").await else {
         return;
     };
-    let app = start_with(|s| s.notification.database_url = Some(url)).await;
+    let app = start_with(|s| s.notification.database_url = Some(url.into())).await;
     app.register("u-pg", "pg@example.com", "Pat").await;
     app.wait_for("u-pg", 1).await;
     let event = shipped("u-pg", "o-pg");

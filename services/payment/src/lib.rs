@@ -1,5 +1,6 @@
 //! The payment bounded context: charges against a simulated, deterministic card provider
-//! (test tokens in [`domain::provider`]), idempotent by a Stripe-like key; full refunds that
+//! (test tokens in [`domain::provider`], the provider itself in [`provider`], which gets each
+//! charge's idempotency key), idempotent by a Stripe-like key; full refunds that
 //! never return more than was captured; gap-free invoices; and the PaymentCaptured,
 //! PaymentDeclined and PaymentRefunded events, written to the outbox in the transaction of
 //! the change and published to `POLYSHOP_PAYMENT`.
@@ -11,6 +12,7 @@ pub mod app;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod provider;
 pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -74,8 +76,10 @@ pub async fn serve_with_auth(
     };
 
     let repo = Arc::new(SeaPaymentRepository::new(conn.clone(), bus.signal));
-    let routes =
-        tonic::service::Routes::new(PaymentServiceServer::new(grpc::PaymentGrpc::new(repo)));
+    let provider = Arc::new(provider::SimulatedProvider::default());
+    let routes = tonic::service::Routes::new(PaymentServiceServer::new(grpc::PaymentGrpc::new(
+        repo, provider,
+    )));
     server::serve(
         listener,
         ServerSpec {

@@ -21,7 +21,7 @@ const RACERS: usize = 10;
 
 async fn open(dir: &tempfile::TempDir, database_url: Option<String>) -> DatabaseConnection {
     let settings = ServiceSettings {
-        database_url,
+        database_url: database_url.map(Into::into),
         ..ServiceSettings::default()
     };
     let conn = db::connect(dir.path(), "payment", &settings)
@@ -49,7 +49,7 @@ fn racer(key: &str) -> NewCharge {
     .validate()
     .expect("valid");
     let payment = valid
-        .payment(new_id(), &provider::charge(valid.card), now_millis())
+        .payment(new_id(), &provider::outcome(valid.card), now_millis())
         .expect("captured");
     NewCharge {
         idempotency_key: valid.idempotency_key.clone(),

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use polyshop::user::v1::user_service_server::UserServiceServer;
 use polyshop_platform::{
     auth::{self, AccountStatus, Authenticator, TokenIssuer, UserTokenVerifier},
-    config::Settings,
+    config::{ExposeSecret, Settings},
     db,
     events::{EventBus, outbox},
     server::{self, ServerSpec, StartError},
@@ -65,12 +65,18 @@ pub async fn serve(
         store::CACHE_TTL,
     ));
 
+    let hashing = Arc::new(app::Hashing::new(
+        settings.user.hash_permits(),
+        settings.user.max_waiting_hashes,
+        Duration::from_millis(settings.user.hash_wait_ms),
+    ));
     if let Some(password) = &settings.user.admin_password {
         let admin = app::ensure_admin(
             repo.as_ref(),
+            &hashing,
             &settings.user.admin_username,
             &settings.user.admin_email,
-            password,
+            password.expose_secret(),
         )
         .await
         .map_err(|e| StartError::Other(format!("cannot create the admin account: {e}")))?;
@@ -100,8 +106,9 @@ pub async fn serve(
     )
     .with_account_status(Arc::new(ActiveAccounts(repo.clone())));
 
-    let routes =
-        tonic::service::Routes::new(UserServiceServer::new(grpc::UserGrpc::new(repo, issuer)));
+    let routes = tonic::service::Routes::new(UserServiceServer::new(grpc::UserGrpc::new(
+        repo, issuer, hashing,
+    )));
     server::serve(
         listener,
         ServerSpec {

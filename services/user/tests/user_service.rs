@@ -460,7 +460,7 @@ async fn register_and_login_work_on_postgres() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings(&dir);
-    s.user.database_url = Some(url);
+    s.user.database_url = Some(url.into());
     let server = start(s).await;
     let mut client = server.client();
     let jane = register(&mut client, "jane").await;

@@ -15,7 +15,7 @@ pub use refund::*;
 
 use std::future::Future;
 
-use crate::domain::{Invoice, LineItem, Payment, PaymentError};
+use crate::domain::{Invoice, LineItem, Money, Payment, PaymentError, ProviderOutcome, TestCard};
 
 /// A new payment to store under an idempotency key, with its invoice lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,26 @@ impl Recorded {
             Self::New(p) | Self::Existing(Stored { payment: p, .. }) => p,
         }
     }
+}
+
+/// One charge as the card provider is asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderCharge<'a> {
+    /// The charge's idempotency key, passed on so the provider takes the money once per key.
+    pub idempotency_key: &'a str,
+    /// The card.
+    pub card: TestCard,
+    /// The amount.
+    pub amount: &'a Money,
+}
+
+/// The card provider. It gets the charge's idempotency key: a charge retried after a lost
+/// answer, or a duplicate that raced past the stored key, then answers the first outcome
+/// instead of charging the card again.
+pub trait CardProvider: Send + Sync + 'static {
+    /// Charges the card; the same key with the same card and amount answers its first
+    /// outcome, with another card or amount [`ProviderOutcome::KeyReused`].
+    fn charge(&self, request: ProviderCharge<'_>) -> impl Future<Output = ProviderOutcome> + Send;
 }
 
 /// Which payments a list shows.

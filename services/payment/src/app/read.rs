@@ -118,7 +118,11 @@ mod tests {
     async fn pay(repo: &MemoryRepository, key: &str, user_id: &str, token: &str) -> Payment {
         let mut d = draft(key, token, 500);
         d.user_id = user_id.into();
-        charge(repo, d, 1).await.expect("charge").into_payment()
+        let provider = crate::provider::SimulatedProvider::default();
+        charge(repo, &provider, d, 1)
+            .await
+            .expect("charge")
+            .into_payment()
     }
 
     #[tokio::test]

@@ -45,7 +45,8 @@ mod tests {
     };
 
     async fn captured(repo: &MemoryRepository, token: &str) -> String {
-        charge(repo, draft("c1", token, 900), 1)
+        let provider = crate::provider::SimulatedProvider::default();
+        charge(repo, &provider, draft("c1", token, 900), 1)
             .await
             .expect("charge")
             .into_payment()

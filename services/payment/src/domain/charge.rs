@@ -230,8 +230,8 @@ impl ChargeDraft {
 }
 
 impl ValidCharge {
-    /// The payment a settled provider outcome makes; `None` for [`ProviderOutcome::Unavailable`],
-    /// which makes nothing.
+    /// The payment a settled provider outcome makes; `None` for [`ProviderOutcome::Unavailable`]
+    /// and [`ProviderOutcome::KeyReused`], which make nothing.
     pub fn payment(&self, id: String, outcome: &ProviderOutcome, now: i64) -> Option<Payment> {
         let (status, card_last4, decline_code) = match outcome {
             ProviderOutcome::Captured { card_last4 } => (PaymentStatus::Captured, *card_last4, ""),
@@ -239,7 +239,7 @@ impl ValidCharge {
                 card_last4,
                 decline_code,
             } => (PaymentStatus::Declined, *card_last4, *decline_code),
-            ProviderOutcome::Unavailable => return None,
+            ProviderOutcome::Unavailable | ProviderOutcome::KeyReused => return None,
         };
         Some(Payment {
             id,

@@ -11,7 +11,8 @@
 //!
 //! Any other token is an INVALID_ARGUMENT on `payment_method_token`. A decline is a stored
 //! result, not an error. Because an idempotency key is bound to its token, a charge that met
-//! `tok_providerUnavailable` stays unavailable when retried with the same key.
+//! `tok_providerUnavailable` stays unavailable when retried with the same key. The provider
+//! also remembers the keys it settled (`crate::provider`): this module is only its rule.
 
 /// A test card token the simulated provider knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +78,13 @@ pub enum ProviderOutcome {
     },
     /// The provider did not answer; nothing happened.
     Unavailable,
+    /// The provider refused the idempotency key: it settled it before for another card or
+    /// amount. Nothing happened.
+    KeyReused,
 }
 
-/// Charges `card` at the simulated provider.
-pub fn charge(card: TestCard) -> ProviderOutcome {
+/// What the simulated provider answers for `card` under a key it has not seen.
+pub fn outcome(card: TestCard) -> ProviderOutcome {
     match card {
         TestCard::Visa => ProviderOutcome::Captured { card_last4: "4242" },
         TestCard::Mastercard => ProviderOutcome::Captured { card_last4: "4444" },
@@ -127,7 +131,7 @@ mod tests {
         for (token, outcome) in cases {
             let card = TestCard::parse(token).expect("known token");
             assert_eq!(card.token(), token);
-            assert_eq!(charge(card), outcome, "{token}");
+            assert_eq!(super::outcome(card), outcome, "{token}");
         }
     }
 

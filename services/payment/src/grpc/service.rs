@@ -11,33 +11,35 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::{
-    app::{self, ListRequest, PaymentRepository, Recorded},
+    app::{self, CardProvider, ListRequest, PaymentRepository, Recorded},
     domain::PaymentError,
 };
 
 /// The payment service's gRPC handlers.
 #[derive(Debug)]
-pub struct PaymentGrpc<R> {
+pub struct PaymentGrpc<R, P> {
     repo: Arc<R>,
+    provider: Arc<P>,
 }
 
-impl<R> PaymentGrpc<R> {
-    /// Handlers over `repo`.
-    pub fn new(repo: Arc<R>) -> Self {
-        Self { repo }
+impl<R, P> PaymentGrpc<R, P> {
+    /// Handlers over `repo`, charging cards at `provider`.
+    pub fn new(repo: Arc<R>, provider: Arc<P>) -> Self {
+        Self { repo, provider }
     }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl<R: PaymentRepository> PaymentService for PaymentGrpc<R> {
+impl<R: PaymentRepository, P: CardProvider> PaymentService for PaymentGrpc<R, P> {
     /// # Errors
     /// INVALID_ARGUMENT (field violations, unknown card token), FAILED_PRECONDITION
     /// `IDEMPOTENCY_KEY_REUSED`, UNAVAILABLE `PROVIDER_UNAVAILABLE` (nothing stored).
     async fn charge(&self, request: Request<pb::ChargeRequest>) -> Reply<pb::ChargeResponse> {
         let draft = convert::charge_in(request.into_inner());
-        let recorded = app::charge(self.repo.as_ref(), draft, now_millis()).await?;
+        let (repo, provider) = (self.repo.as_ref(), self.provider.as_ref());
+        let recorded = app::charge(repo, provider, draft, now_millis()).await?;
         if let Recorded::New(p) = &recorded {
             tracing::info!(
                 payment_id = %p.id,

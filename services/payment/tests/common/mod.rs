@@ -221,7 +221,7 @@ impl Env {
     /// On a fresh PostgreSQL database, when `POLYSHOP_TEST_POSTGRES_URL` is set.
     pub async fn postgres(test: &str) -> Option<Self> {
         let url = testing::postgres_database(test).await?;
-        Some(Self::with(|s| s.payment.database_url = Some(url)).await)
+        Some(Self::with(|s| s.payment.database_url = Some(url.into())).await)
     }
 
     /// Stops the server and starts it again on the same database and NATS.

@@ -6,7 +6,7 @@ mod password;
 mod sign_in;
 
 pub use accounts::*;
-pub use password::{hash_password, verify_password};
+pub use password::{Hashing, RETRY_AFTER};
 pub use sign_in::*;
 
 use std::future::Future;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use polyshop_platform::{auth::TokenIssuer, status::Violations};
 
-use super::{NewUser, UserRepository, password};
+use super::{Hashing, NewUser, UserRepository};
 use crate::domain::{
     Role, User, UserError, check_display_name, check_email, check_password, check_username,
 };
@@ -25,13 +25,19 @@ pub struct Registration {
 /// Creates a customer account.
 ///
 /// # Errors
-/// `Invalid` with every field violation, `UsernameTaken`, `EmailTaken`, `Internal`.
-pub async fn register<R: UserRepository>(repo: &R, reg: Registration) -> Result<User, UserError> {
-    create(repo, reg, vec![Role::Customer]).await
+/// `Invalid` with every field violation, `UsernameTaken`, `EmailTaken`, `Busy` when hashing
+/// is saturated, `Internal`.
+pub async fn register<R: UserRepository>(
+    repo: &R,
+    hashing: &Hashing,
+    reg: Registration,
+) -> Result<User, UserError> {
+    create(repo, hashing, reg, vec![Role::Customer]).await
 }
 
 async fn create<R: UserRepository>(
     repo: &R,
+    hashing: &Hashing,
     reg: Registration,
     roles: Vec<Role>,
 ) -> Result<User, UserError> {
@@ -47,7 +53,7 @@ async fn create<R: UserRepository>(
         "" => username.clone(),
         name => name.to_owned(),
     };
-    let password_hash = password::hash_password(reg.password).await?;
+    let password_hash = hashing.hash(reg.password).await?;
     repo.insert(NewUser {
         id: polyshop_platform::new_id(),
         username,
@@ -65,6 +71,7 @@ async fn create<R: UserRepository>(
 /// As [`register`].
 pub async fn ensure_admin<R: UserRepository>(
     repo: &R,
+    hashing: &Hashing,
     username: &str,
     email: &str,
     password: &str,
@@ -78,7 +85,7 @@ pub async fn ensure_admin<R: UserRepository>(
         password: password.into(),
         display_name: "Administrator".into(),
     };
-    create(repo, reg, vec![Role::Customer, Role::Admin]).await
+    create(repo, hashing, reg, vec![Role::Customer, Role::Admin]).await
 }
 
 /// A successful login.
@@ -96,9 +103,11 @@ pub struct Session {
 ///
 /// # Errors
 /// `InvalidCredentials` for an unknown login or wrong password (the same error, in about the
-/// same time), `NotActive` for an inactive or suspended account, `Internal`.
+/// same time), `NotActive` for an inactive or suspended account, `Busy` when hashing is
+/// saturated, `Internal`.
 pub async fn login<R: UserRepository>(
     repo: &R,
+    hashing: &Hashing,
     issuer: &Arc<TokenIssuer>,
     login: &str,
     password: &str,
@@ -107,12 +116,13 @@ pub async fn login<R: UserRepository>(
     let (user, hash) = match found {
         Some(pair) => pair,
         None => {
-            let _ =
-                password::verify_password(password.to_owned(), password::decoy_hash().await).await;
+            hashing
+                .verify(password.to_owned(), hashing.decoy().await?)
+                .await?;
             return Err(UserError::InvalidCredentials);
         }
     };
-    if !password::verify_password(password.to_owned(), hash).await {
+    if !hashing.verify(password.to_owned(), hash).await? {
         return Err(UserError::InvalidCredentials);
     }
     if !user.is_active() {

@@ -147,6 +147,12 @@ pub enum UserError {
     /// The caller may not act on this user.
     #[error("you may only access your own account")]
     NotOwner,
+    /// Every password hashing slot is busy and the queue is full, or the wait ran out.
+    #[error("too many sign-ins at once; retry in {retry_after:?}")]
+    Busy {
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
     /// Storage or hashing failed.
     #[error("internal: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::{
-    app::{self, Registration, UserRepository},
+    app::{self, Hashing, Registration, UserRepository},
     domain::UserError,
 };
 
@@ -17,12 +17,17 @@ use crate::{
 pub struct UserGrpc<R> {
     repo: Arc<R>,
     issuer: Arc<TokenIssuer>,
+    hashing: Arc<Hashing>,
 }
 
 impl<R> UserGrpc<R> {
-    /// Handlers over `repo`, issuing tokens with `issuer`.
-    pub fn new(repo: Arc<R>, issuer: Arc<TokenIssuer>) -> Self {
-        Self { repo, issuer }
+    /// Handlers over `repo`, issuing tokens with `issuer`, hashing passwords with `hashing`.
+    pub fn new(repo: Arc<R>, issuer: Arc<TokenIssuer>, hashing: Arc<Hashing>) -> Self {
+        Self {
+            repo,
+            issuer,
+            hashing,
+        }
     }
 }
 
@@ -38,7 +43,7 @@ impl<R: UserRepository> UserService for UserGrpc<R> {
             password: r.password,
             display_name: r.display_name,
         };
-        let user = app::register(self.repo.as_ref(), reg).await?;
+        let user = app::register(self.repo.as_ref(), &self.hashing, reg).await?;
         tracing::info!(user_id = %user.id, "user registered");
         Ok(Response::new(pb::RegisterResponse {
             user: Some(convert::user(user)),
@@ -47,7 +52,8 @@ impl<R: UserRepository> UserService for UserGrpc<R> {
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
         let r = request.into_inner();
-        let session = app::login(self.repo.as_ref(), &self.issuer, &r.login, &r.password).await?;
+        let (repo, hashing) = (self.repo.as_ref(), self.hashing.as_ref());
+        let session = app::login(repo, hashing, &self.issuer, &r.login, &r.password).await?;
         Ok(Response::new(pb::LoginResponse {
             access_token: session.access_token,
             token_type: "Bearer".into(),

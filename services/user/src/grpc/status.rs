@@ -4,6 +4,7 @@
 use polyshop::user::v1::ErrorReason;
 use polyshop_platform::status::{internal, invalid_argument, with_reason};
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::UserError;
 
@@ -38,6 +39,13 @@ impl From<UserError> for Status {
                 Code::PermissionDenied,
                 ErrorReason::NotOwner,
                 "you may only access your own account",
+            ),
+            // No ErrorInfo: the user contract declares no reason for it (yet); the code and
+            // RetryInfo say all a client needs, and the edge answers 429 with Retry-After.
+            UserError::Busy { retry_after } => Status::with_error_details(
+                Code::ResourceExhausted,
+                "too many sign-ins at once; retry shortly",
+                ErrorDetails::with_retry_info(Some(retry_after)),
             ),
             UserError::Internal(e) => internal(e.as_ref()),
         }
