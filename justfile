@@ -102,6 +102,11 @@ bench-orders-postgres: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" scripts/with-postgres.sh gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
 
+# bench-orders on the cluster layout (`up --replicas 2 --nats-cluster 3`) on PostgreSQL, the orders spread over both order instances.
+bench-orders-cluster: tools
+    cargo build --release --bin polyshop --example bench_orders -p polyshop-cli
+    UP_ARGS="--replicas 2 --nats-cluster 3" POLYSHOP_BIN="{{target_dir}}/release/polyshop" scripts/with-postgres.sh gateway/scripts/with-system.sh "{{target_dir}}/release/examples/bench_orders"
+
 # A TypeScript grpc-web client generated from proto/ against a fresh system (Node >= 18).
 test-ts: build
     @just _ts-client "{{target_dir}}/debug/polyshop"

@@ -1,6 +1,8 @@
 //! `just bench-orders`: CreateOrder throughput and latency against a running system (SQLite, or
-//! PostgreSQL under `just bench-orders-postgres`)
-//! at the addresses in POLYSHOP_<SERVICE>_LISTEN, else the default ports. Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
+//! PostgreSQL under `just bench-orders-postgres`, or the cluster layout under
+//! `just bench-orders-cluster`)
+//! at the addresses in POLYSHOP_<SERVICE>_LISTEN, else the default ports; the orders go to
+//! every URL in BENCH_ORDER_URLS (comma-separated: several order instances) when it is set. Admin credentials come from ADMIN_LOGIN / ADMIN_PASSWORD; the
 //! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10). With
 //! SYSTEM_PID (set by `gateway/scripts/with-system.sh`: the `polyshop up` process) it also
 //! prints the CPU each of its child processes spent per order during the measured window.
@@ -120,7 +122,17 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let orders = OrderServiceClient::connect(service_url("ORDER", 50054)).await?;
+    let order_urls: Vec<String> = std::env::var("BENCH_ORDER_URLS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || vec![service_url("ORDER", 50054)],
+            |v| v.split(',').map(str::to_owned).collect(),
+        );
+    let mut order_clients = Vec::new();
+    for url in &order_urls {
+        order_clients.push(OrderServiceClient::connect(url.clone()).await?);
+    }
     let system = std::env::var("SYSTEM_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok());
@@ -129,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (worker, token) in tokens.into_iter().enumerate() {
-        let mut orders = orders.clone();
+        let mut orders = order_clients[worker % order_clients.len()].clone();
         let product_id = product.product_id.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();

@@ -8,7 +8,8 @@
 # service's address in POLYSHOP_<SERVICE>_LISTEN, the `polyshop up` pid in SYSTEM_PID), then
 # stops everything.
 # Env: POLYSHOP_BIN (else $CARGO_TARGET_DIR/debug/polyshop or target/debug/polyshop),
-# READY_TIMEOUT (120 s).
+# READY_TIMEOUT (120 s), UP_ARGS (more arguments for `polyshop up`, e.g. "--replicas 2
+# --nats-cluster 3"; then every order instance's URL is in BENCH_ORDER_URLS).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${POLYSHOP_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/polyshop}"
@@ -34,7 +35,8 @@ export POLYSHOP_NATS_EMBEDDED_PORT="${ports[7]}"
 url="http://$POLYSHOP_GATEWAY_LISTEN"
 export POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000
 export POLYSHOP_GATEWAY_AUTH_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_AUTH_RATE_BURST=1000000
-"$bin" up --no-demo >"$data/up.log" 2>&1 &
+# shellcheck disable=SC2086 # UP_ARGS is a list of words
+"$bin" up --no-demo ${UP_ARGS:-} >"$data/up.log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true
@@ -53,5 +55,15 @@ done
 if [[ "$ready" != 1 ]]; then
   curl -fsS -o /dev/null "$url/healthz" || { echo "with-system: the edge never answered at $url" >&2; tail -50 "$data/up.log" >&2; exit 1; }
   echo "with-system: the edge is up but not ready: $(curl -s "$url/readyz")" >&2
+fi
+if [[ -n "${UP_ARGS:-}" ]]; then
+  # Several instances: hand the benchmark every order instance the registry lists.
+  for _ in $(seq 1 30); do
+    BENCH_ORDER_URLS="$("$bin" admin services | awk -F'\t' '$1 == "order" {print $3}' | paste -sd, -)"
+    [[ "$BENCH_ORDER_URLS" == *,* ]] && break
+    sleep 1
+  done
+  export BENCH_ORDER_URLS
+  echo "with-system: order instances $BENCH_ORDER_URLS" >&2
 fi
 SYSTEM_PID="$pid" ADMIN_LOGIN=admin ADMIN_PASSWORD="$password" "$@" "$url"
