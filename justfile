@@ -56,15 +56,20 @@ lint: tools
 machete: tools
     cargo machete
 
+# cargo-deny: licenses, bans and sources from Cargo.lock; advisories when the RustSec database can be fetched (else it says NOT covered).
+deny: tools
+    scripts/deny.sh
+
 # buf breaking against main (or, on main, against the previous commit) when it has protos.
 breaking: tools
     @scripts/buf-breaking.sh
 
-# What CI runs: format check, lints, unused dependencies, breaking-change check, every test, the API fuzzer.
+# What CI runs: format check, lints, unused dependencies, cargo-deny, breaking-change check, every test, the API fuzzer.
 ci: tools
     cargo fmt --all -- --check
     just lint
     just machete
+    just deny
     just breaking
     just test
     POLYSHOP_BIN="{{target_dir}}/debug/polyshop" gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh

