@@ -31,13 +31,14 @@ use crate::{
     auth::EdgeAuth,
     errors::EdgeError,
     openapi,
-    ratelimit::RateLimiter,
+    ratelimit::{self, RateLimiter},
     routes::{LimitClass, RouteTable},
     storefront::{Parts, Storefront},
     upstream::{self, UpstreamError, Upstreams},
 };
 
-/// The client's socket address, put into every request's extensions by the server.
+/// The client's address, put into every request's extensions by the server: the socket peer,
+/// or what a trusted proxy says in `X-Forwarded-For` (port 0 then).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
@@ -219,7 +220,8 @@ impl Edge {
             .map_or(self.timeout, |asked| asked.min(self.timeout))
     }
 
-    /// The rate-limit key: the user, else the client IP. Credential calls always go by IP.
+    /// The rate-limit key: the user, else the client IP (an IPv6 client by its /64).
+    /// Credential calls always go by IP.
     pub fn limit_key(
         &self,
         class: LimitClass,
@@ -229,8 +231,14 @@ impl Edge {
         let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
         match (class, principal.and_then(Principal::user_id)) {
             (LimitClass::Standard, Some(id)) => format!("user:{id}"),
-            _ => format!("ip:{ip}"),
+            _ => ratelimit::client::ip_key(ip),
         }
+    }
+
+    /// The client of a request from socket peer `peer`: `X-Forwarded-For` counts only when
+    /// `peer` is one of `gateway.trusted_proxies`.
+    pub fn client_addr(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> ClientAddr {
+        ClientAddr(self.limiter.proxies.client(peer, headers))
     }
 
     /// One of the `max_concurrency` slots for a request, held until it is answered.

@@ -25,6 +25,7 @@ use crate::{
     codec::DynamicCodec,
     edge::{AccessNote, ClientAddr, Edge},
     errors::{EdgeError, json_response},
+    ratelimit,
     routes::{HttpRoute, Lookup, Rpc},
     transcode::{self, Reply},
     unary::CallError,
@@ -116,6 +117,8 @@ async fn respond(
     let body = read_body(body, &parts.headers, limits).await?;
     let _permit = edge.admit().inspect_err(|_| note.protocol = "shed")?;
     let message = transcode::request(route, vars, parts.uri.query(), &body)?;
+    let account = ratelimit::client::account(rpc, &message);
+    edge.limiter.check_account(account.as_deref())?;
     let deadline = edge.deadline(&parts.headers);
     let reply = call(edge, rpc, message, &parts.headers, principal, deadline).await?;
     let bytes = transcode::response(route, reply)?;

@@ -6,6 +6,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{HeaderValue, Request, Response, Version, header};
@@ -17,6 +18,7 @@ use tower::ServiceExt;
 use crate::{
     edge::{AccessNote, ClientAddr, Edge},
     errors::EdgeError,
+    ratelimit,
 };
 
 /// Connection-level headers that must not be forwarded on HTTP/2.
@@ -89,6 +91,19 @@ async fn serve(
         request.extensions().get::<ClientAddr>().copied(),
     );
     let verdict = edge.limiter.check(rpc.class, &key)?;
+    // The body is not decoded on this path, except a login's or register's small message
+    // for the account it names.
+    let request = if ratelimit::client::names_account(rpc) {
+        let time = Duration::from_millis(edge.settings.body_timeout_ms);
+        let max = edge.settings.max_body_bytes;
+        let (account, request) = ratelimit::client::grpc_account(rpc, request, max, time)
+            .await
+            .map_err(|e| e.with_headers(&verdict.headers))?;
+        edge.limiter.check_account(account.as_deref())?;
+        request
+    } else {
+        request
+    };
     let deadline = edge.deadline(request.headers());
     let unavailable = || {
         EdgeError::new(

@@ -17,11 +17,7 @@ use tonic::body::Body;
 use tonic_health::ServingStatus;
 use tower::{Service, ServiceExt};
 
-use crate::{
-    dispatch,
-    edge::{ClientAddr, Edge},
-    errors::EdgeError,
-};
+use crate::{dispatch, edge::Edge, errors::EdgeError};
 
 /// Health names the edge reports: the whole server, and the one service it implements.
 pub const HEALTH_NAMES: [&str; 2] = ["", "polyshop.storefront.v1.StorefrontService"];
@@ -54,8 +50,10 @@ pub async fn run<S>(
             () = &mut shutdown => break,
         };
         let service = service.clone();
+        let proxies = Arc::clone(&edge);
         let hyper_service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ClientAddr(peer));
+            let client = proxies.client_addr(peer, request.headers());
+            request.extensions_mut().insert(client);
             service.clone().oneshot(request)
         });
         let connection = builder

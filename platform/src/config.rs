@@ -121,6 +121,17 @@ pub struct GatewaySettings {
     pub auth_rate_per_sec: u32,
     /// Stricter bucket for Login and Register: burst size.
     pub auth_rate_burst: u32,
+    /// Bucket per account named by Login and Register (on top of the per-IP one): refill per
+    /// second.
+    pub account_rate_per_sec: f64,
+    /// Bucket per account named by Login and Register: burst size; 0 turns it off.
+    pub account_rate_burst: u32,
+    /// Keys (principals, addresses, accounts) the edge keeps buckets for; past it, full buckets
+    /// and then the least recently used are dropped.
+    pub rate_max_keys: usize,
+    /// Proxies (CIDRs, or single addresses) whose `X-Forwarded-For` names the client; from any
+    /// other peer the header is ignored.
+    pub trusted_proxies: Vec<String>,
     /// How often an edge tells the other edges (over NATS: in `nats` discovery mode, or with
     /// `nats.url` set) what it admitted, so a principal's rate holds over all edges; 0 limits
     /// each edge alone.
@@ -145,6 +156,10 @@ impl Default for GatewaySettings {
             rate_burst: 100,
             auth_rate_per_sec: 1,
             auth_rate_burst: 10,
+            account_rate_per_sec: 0.2,
+            account_rate_burst: 5,
+            rate_max_keys: 100_000,
+            trusted_proxies: Vec::new(),
             rate_share_ms: 100,
             cors_allowed_origins: vec!["*".into()],
         }
@@ -225,6 +240,8 @@ pub struct DiscoverySettings {
     pub endpoints: BTreeMap<String, Vec<String>>,
     /// How callers pick an instance: `least_outstanding`, `round_robin` or `random`.
     pub policy: crate::discovery::Policy,
+    /// The policy for calls to particular services, over `policy` (`{catalog = "random"}`).
+    pub policies: BTreeMap<String, crate::discovery::Policy>,
     /// Failed calls in a row (UNAVAILABLE, or lost after sending) that eject an instance
     /// from a caller's pool; a refused connection ejects at once.
     pub outlier_failures: u32,
@@ -280,6 +297,7 @@ impl Default for DiscoverySettings {
             dns_server: None,
             endpoints: BTreeMap::new(),
             policy: crate::discovery::Policy::default(),
+            policies: BTreeMap::new(),
             outlier_failures: 5,
             outlier_base_ejection_ms: 1000,
             outlier_max_ejection_ms: 30_000,
@@ -300,6 +318,18 @@ pub struct EventSettings {
     pub ack_wait_secs: u64,
     /// Deliveries before a message goes to the dead-letter stream.
     pub max_deliver: i64,
+    /// Days a context stream keeps an event (its `max_age`); a consumer that is behind by more
+    /// loses the older events, and the inbox forgets an event id after this plus
+    /// `dlq_max_age_days`.
+    pub stream_max_age_days: u64,
+    /// Days the dead-letter stream keeps a dead letter, i.e. how long it can be redriven.
+    pub dlq_max_age_days: u64,
+    /// Bytes each stream (the DLQ too) may hold; beyond, its oldest events are discarded.
+    pub stream_max_bytes: u64,
+    /// Days an idempotency key is remembered: a request replayed later is a new request.
+    pub idempotency_window_days: u64,
+    /// How often each service deletes inbox rows and idempotency keys past their window.
+    pub prune_interval_secs: u64,
 }
 
 impl Default for EventSettings {
@@ -307,11 +337,43 @@ impl Default for EventSettings {
         Self {
             ack_wait_secs: 30,
             max_deliver: 5,
+            stream_max_age_days: 7,
+            dlq_max_age_days: 30,
+            stream_max_bytes: 1 << 30,
+            idempotency_window_days: 30,
+            prune_interval_secs: 3600,
         }
     }
 }
 
 impl EventSettings {
+    /// How long a context stream keeps an event.
+    pub fn stream_max_age(&self) -> std::time::Duration {
+        days(self.stream_max_age_days)
+    }
+
+    /// How long the dead-letter stream keeps a dead letter.
+    pub fn dlq_max_age(&self) -> std::time::Duration {
+        days(self.dlq_max_age_days)
+    }
+
+    /// How long a consumer must remember an event id: an event can be delivered again while
+    /// its stream keeps it, and once more after a redrive from the DLQ, which lands in the
+    /// stream again for another `stream_max_age`.
+    pub fn inbox_window(&self) -> std::time::Duration {
+        self.stream_max_age() + self.dlq_max_age()
+    }
+
+    /// How long an idempotency key is remembered.
+    pub fn idempotency_window(&self) -> std::time::Duration {
+        days(self.idempotency_window_days)
+    }
+
+    /// How often the pruner runs.
+    pub fn prune_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.prune_interval_secs)
+    }
+
     /// A consumer spec with these settings.
     pub fn consumer(
         &self,
@@ -327,6 +389,10 @@ impl EventSettings {
             max_deliver: self.max_deliver,
         }
     }
+}
+
+fn days(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n.saturating_mul(86_400))
 }
 
 /// Where a service listens and what it stores into.
@@ -757,6 +823,29 @@ impl Settings {
         if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
             return bad("events.max_deliver and events.ack_wait_secs must be > 0");
         }
+        let e = &self.events;
+        // A day is also far above the streams' 15-minute duplicate window, which JetStream
+        // requires to be shorter than max_age.
+        if !(1..=36_500).contains(&e.stream_max_age_days)
+            || !(1..=36_500).contains(&e.dlq_max_age_days)
+        {
+            return bad("events.stream_max_age_days and dlq_max_age_days must be 1 to 36500");
+        }
+        if e.stream_max_bytes < 1 << 20 || i64::try_from(e.stream_max_bytes).is_err() {
+            return bad("events.stream_max_bytes must be at least 1 MiB (1048576)");
+        }
+        // A saga retries its calls, with the same keys, for up to its horizon: forgetting a
+        // key sooner could charge twice.
+        if e.idempotency_window_days == 0
+            || e.idempotency_window_days.saturating_mul(86_400) <= self.order.saga_horizon_secs
+        {
+            return bad(
+                "events.idempotency_window_days must be > 0 and longer than order.saga_horizon_secs",
+            );
+        }
+        if e.prune_interval_secs == 0 {
+            return bad("events.prune_interval_secs must be > 0");
+        }
         if let Some(name) = self.flags.keys().find(|n| crate::flags::spec(n).is_none()) {
             return Err(ConfigError::Invalid(format!(
                 "unknown feature flag flags.{name}; known: {}",
@@ -787,6 +876,24 @@ impl Settings {
             .is_some_and(|a| a.port() != 0 && a == g.listen)
         {
             return bad("gateway.admin_listen must differ from gateway.listen");
+        }
+        if !g.account_rate_per_sec.is_finite()
+            || g.account_rate_per_sec < 0.0
+            || g.rate_max_keys == 0
+        {
+            return bad("gateway.account_rate_per_sec must be a number >= 0, rate_max_keys > 0");
+        }
+        let cidr = |c: &str| {
+            let (ip, len) = c.split_once('/').unwrap_or((c, ""));
+            ip.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                len.is_empty() || len.parse::<u8>().is_ok_and(|l| l <= max)
+            })
+        };
+        if let Some(c) = g.trusted_proxies.iter().find(|c| !cidr(c)) {
+            return Err(ConfigError::Invalid(format!(
+                "gateway.trusted_proxies: `{c}` is not a CIDR"
+            )));
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return bad("auth.issuer and auth.audience must not be empty");

@@ -16,6 +16,7 @@ pub mod flags;
 pub mod metrics;
 pub mod paging;
 pub mod resilience;
+pub mod retention;
 pub mod server;
 pub mod shutdown;
 pub mod status;

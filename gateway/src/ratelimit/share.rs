@@ -15,8 +15,8 @@ use polyshop_platform::{discovery::Discovery, shutdown::Shutdown};
 use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
 
-use super::RateLimiter;
-use crate::{edge::Edge, routes::LimitClass};
+use super::{Kind, RateLimiter};
+use crate::edge::Edge;
 
 /// The subject the edges gossip admissions on. Core NATS, not JetStream: a stale debit is
 /// worth nothing, so nothing should store or redeliver one.
@@ -37,17 +37,21 @@ struct Admitted {
     standard: HashMap<String, u32>,
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     credentials: HashMap<String, u32>,
+    /// Per-account login buckets; absent in messages from edges that predate them.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    account: HashMap<String, u32>,
 }
 
 impl Admitted {
     fn len(&self) -> usize {
-        self.standard.len() + self.credentials.len()
+        self.standard.len() + self.credentials.len() + self.account.len()
     }
 
-    fn class(&mut self, class: LimitClass) -> &mut HashMap<String, u32> {
-        match class {
-            LimitClass::Standard => &mut self.standard,
-            LimitClass::Credentials => &mut self.credentials,
+    fn kind(&mut self, kind: Kind) -> &mut HashMap<String, u32> {
+        match kind {
+            Kind::Standard => &mut self.standard,
+            Kind::Credentials => &mut self.credentials,
+            Kind::Account => &mut self.account,
         }
     }
 }
@@ -69,9 +73,9 @@ impl Gossip {
     pub fn outgoing(&self, limiter: &RateLimiter) -> Vec<Bytes> {
         let mut messages = Vec::new();
         let mut next = self.empty();
-        for class in [LimitClass::Standard, LimitClass::Credentials] {
-            for (key, n) in limiter.take_admitted(class) {
-                next.class(class).insert(key, n);
+        for kind in Kind::ALL {
+            for (key, n) in limiter.take_admitted(kind) {
+                next.kind(kind).insert(key, n);
                 if next.len() == KEYS_PER_MESSAGE {
                     messages.push(std::mem::replace(&mut next, self.empty()));
                 }
@@ -98,12 +102,13 @@ impl Gossip {
             return Ok(0);
         }
         let now = std::time::Instant::now();
-        for (class, counts) in [
-            (LimitClass::Standard, &message.standard),
-            (LimitClass::Credentials, &message.credentials),
+        for (kind, counts) in [
+            (Kind::Standard, &message.standard),
+            (Kind::Credentials, &message.credentials),
+            (Kind::Account, &message.account),
         ] {
             for (key, n) in counts {
-                limiter.debit(class, key, *n, now);
+                limiter.debit(kind, key, *n, now);
             }
         }
         Ok(message.len())
@@ -198,6 +203,7 @@ mod tests {
     use polyshop_platform::config::GatewaySettings;
 
     use super::*;
+    use crate::routes::LimitClass;
 
     fn limiter() -> RateLimiter {
         let l = RateLimiter::new(&GatewaySettings {
@@ -248,7 +254,7 @@ mod tests {
         assert_eq!(ga.apply(&a, &messages[0]).expect("decodes"), 0);
         // Not debited twice: the bucket is empty, not 5 in debt, so a second refills a token.
         let later = std::time::Instant::now() + Duration::from_millis(1_050);
-        a.check_at(LimitClass::Standard, "user:1", later)
+        a.check_at(Kind::Standard, "user:1", later)
             .expect("one token refilled");
     }
 

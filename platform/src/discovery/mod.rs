@@ -253,10 +253,15 @@ impl Discovery {
         }
     }
 
-    /// The caller's balancing settings.
-    pub fn balancing(&self) -> Balancing {
+    /// The caller's balancing settings for calls to `service`.
+    pub fn balancing(&self, service: &str) -> Balancing {
         Balancing {
-            policy: self.settings.policy,
+            policy: self
+                .settings
+                .policies
+                .get(service)
+                .copied()
+                .unwrap_or(self.settings.policy),
             outlier: self.settings.outlier(),
             version_weights: self.settings.version_weights.clone(),
         }
@@ -273,7 +278,7 @@ impl Discovery {
         Pool::follow(
             service,
             self.members(service, url),
-            self.balancing(),
+            self.balancing(service),
             client,
         )
     }
@@ -297,5 +302,26 @@ impl Discovery {
             let endpoint = tonic::transport::Endpoint::from_shared(instance.url.clone()).ok()?;
             Some(configure(endpoint).connect_lazy())
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_services_own_policy_wins_over_the_callers_default() {
+        let settings = DiscoverySettings {
+            policy: Policy::LeastOutstanding,
+            policies: [("catalog".to_owned(), Policy::Random)].into(),
+            ..DiscoverySettings::default()
+        };
+        let (_keep, stopped) = crate::shutdown::channel();
+        let discovery = Discovery::new(settings, 1, None, stopped);
+        assert_eq!(discovery.balancing("catalog").policy, Policy::Random);
+        assert_eq!(
+            discovery.balancing("payment").policy,
+            Policy::LeastOutstanding
+        );
     }
 }

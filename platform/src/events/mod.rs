@@ -151,8 +151,9 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// Connects (in the background if NATS is not up yet), makes sure the streams exist, and
-    /// runs the outbox relay of `db` until `shutdown`.
+    /// Connects (in the background if NATS is not up yet), makes sure the streams exist with
+    /// the configured limits, and runs the outbox relay and the inbox pruner of `db` until
+    /// `shutdown`.
     ///
     /// # Errors
     /// When the NATS URL is invalid.
@@ -178,10 +179,14 @@ impl EventBus {
             ),
             stopped: shutdown.clone(),
         };
-        let replicas = settings.nats.replicas;
+        let replicas = streams::Replicas::Keep(settings.nats.replicas);
+        let limits = streams::Limits::of(&settings.events);
+        crate::retention::Pruner::new(db.clone())
+            .rule(crate::retention::Rule::inbox(&settings.events))
+            .spawn(settings.events.prune_interval(), shutdown.clone());
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
-            while let Err(e) = streams::ensure(&js, replicas).await {
+            while let Err(e) = streams::ensure_limited(&js, replicas, limits).await {
                 if shutdown.is_fired() {
                     return;
                 }

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
             lease_until BIGINT NOT NULL);
           INSERT INTO event_relay_lease (name, owner, lease_until) VALUES ('outbox', NULL, 0)",
     },
+    Migration {
+        version: 1003,
+        name: "inbox by age, for the retention pruner",
+        sql: "CREATE INDEX event_inbox_by_age ON event_inbox (processed_at)",
+    },
 ];
 
 /// Writes `event` into the outbox on `conn` — pass the transaction of the state change.

@@ -61,19 +61,49 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
     )
 }
 
+/// How long and how much the streams keep: JetStream discards an event past either limit,
+/// oldest first, whether or not every consumer has had it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Age past which a context stream drops an event.
+    pub max_age: Duration,
+    /// Age past which the DLQ drops a dead letter.
+    pub dlq_max_age: Duration,
+    /// Bytes each stream may hold.
+    pub max_bytes: i64,
+}
+
+impl Limits {
+    /// The limits `events` configures.
+    pub fn of(events: &crate::config::EventSettings) -> Self {
+        Self {
+            max_age: events.stream_max_age(),
+            dlq_max_age: events.dlq_max_age(),
+            max_bytes: i64::try_from(events.stream_max_bytes).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::of(&crate::config::EventSettings::default())
+    }
+}
+
 /// Creates or updates every context stream and the DLQ stream, keeping each existing
-/// stream's replica count and creating a missing one with `replicas` copies (what services
-/// do at start, with `nats.replicas`).
+/// stream's replica count and limits, and creating a missing one with `replicas` copies and
+/// the default [`Limits`].
 ///
 /// # Errors
 /// The JetStream error.
 pub async fn ensure(js: &jetstream::Context, replicas: usize) -> Result<(), async_nats::Error> {
-    ensure_with(js, Replicas::Keep(replicas)).await
+    ensure_with(js, Replicas::Keep(replicas), None).await
 }
 
 /// Creates or updates every context stream and the DLQ stream with `replicas` copies each
-/// (what `polyshop up` does before it starts the services); a stream created with fewer
-/// is scaled up in place.
+/// (what `polyshop up` does before it starts the services); a stream created with fewer is
+/// scaled up in place. An existing stream keeps its limits, a new one gets the default
+/// [`Limits`]: `up` must not undo the limits the services' settings gave it.
 ///
 /// # Errors
 /// The JetStream error, e.g. fewer servers than `replicas`.
@@ -81,20 +111,69 @@ pub async fn ensure_replicated(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<(), async_nats::Error> {
-    ensure_with(js, Replicas::Exactly(replicas)).await
+    ensure_with(js, Replicas::Exactly(replicas), None).await
 }
 
-async fn ensure_with(js: &jetstream::Context, replicas: Replicas) -> Result<(), async_nats::Error> {
+/// Creates or updates every context stream and the DLQ stream with `replicas` and `limits`
+/// (what services do at start, with `nats.replicas` and the `events` settings). The limits of
+/// an existing stream are changed in place: JetStream applies a shorter age or a smaller size
+/// at once, discarding what no longer fits.
+///
+/// # Errors
+/// The JetStream error.
+pub async fn ensure_limited(
+    js: &jetstream::Context,
+    replicas: Replicas,
+    limits: Limits,
+) -> Result<(), async_nats::Error> {
+    ensure_with(js, replicas, Some(limits)).await
+}
+
+/// `limits`, or, when `None`, each existing stream's own (the defaults for a new one).
+async fn ensure_with(
+    js: &jetstream::Context,
+    replicas: Replicas,
+    limits: Option<Limits>,
+) -> Result<(), async_nats::Error> {
+    let defaults = limits.unwrap_or_default();
     let streams = contexts()
-        .map(|context| (stream_name(context), format!("polyshop.{context}.>")))
-        .chain([(DLQ_STREAM.to_owned(), format!("{DLQ_PREFIX}.>"))]);
-    for (name, subject) in streams {
+        .map(|context| {
+            (
+                stream_name(context),
+                format!("polyshop.{context}.>"),
+                defaults.max_age,
+            )
+        })
+        .chain([(
+            DLQ_STREAM.to_owned(),
+            format!("{DLQ_PREFIX}.>"),
+            defaults.dlq_max_age,
+        )]);
+    for (name, subject, mut max_age) in streams {
         let num_replicas = replicas.of(js, &name).await?;
+        let mut max_bytes = defaults.max_bytes;
+        if limits.is_none() {
+            match js.get_stream(&name).await {
+                Ok(stream) => {
+                    let config = &stream.cached_info().config;
+                    (max_age, max_bytes) = (config.max_age, config.max_bytes);
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         js.create_or_update_stream(stream::Config {
             name,
             subjects: vec![subject],
             storage: stream::StorageType::File,
-            duplicate_window: DUPLICATE_WINDOW,
+            // JetStream refuses a window longer than a (non-zero, i.e. limited) max age.
+            duplicate_window: if max_age.is_zero() {
+                DUPLICATE_WINDOW
+            } else {
+                DUPLICATE_WINDOW.min(max_age)
+            },
+            max_age,
+            max_bytes,
             num_replicas,
             ..Default::default()
         })

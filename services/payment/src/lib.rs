@@ -23,6 +23,7 @@ use polyshop_platform::{
     config::Settings,
     db,
     events::{EventBus, outbox},
+    retention::{Pruner, Rule},
     server::{self, ServerSpec, StartError},
     shutdown,
 };
@@ -65,8 +66,16 @@ pub async fn serve_with_auth(
     // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
     // dropped (which also stops the relay) if the server returns early.
     let (stop_bus, bus_stopped) = shutdown::channel();
-    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped).await?;
+    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped.clone()).await?;
     bus.register("payment", settings.payment.url());
+    // The keys are separate rows from the payments they point at: a charge or refund replayed
+    // after the window is a new request, and the payment itself is kept.
+    let keys =
+        |table| Rule::idempotency_keys(table, "idempotency_key", "created_at", &settings.events);
+    Pruner::new(conn.clone())
+        .rule(keys("charge_keys"))
+        .rule(keys("refund_keys"))
+        .spawn(settings.events.prune_interval(), bus_stopped);
     // Keys of user tokens come from the user service's instances as discovery finds them.
     auth.discover_keys(bus.discovery(), &settings)
         .map_err(|e| StartError::Other(e.to_string()))?;

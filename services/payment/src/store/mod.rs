@@ -15,10 +15,11 @@ use polyshop_platform::db::Migration;
 /// defence of "never refund more than was captured". `invoice_counter` holds one row whose
 /// number is taken with an `UPDATE` in the capturing transaction, so numbers are gap-free:
 /// a rolled-back capture gives its number back.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "payments, invoices and idempotency keys",
-    sql: "CREATE TABLE payments (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "payments, invoices and idempotency keys",
+        sql: "CREATE TABLE payments (
             id TEXT PRIMARY KEY,
             order_id TEXT NOT NULL,
             user_id TEXT NOT NULL,
@@ -60,4 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             fingerprint TEXT NOT NULL,
             payment_id TEXT NOT NULL,
             created_at BIGINT NOT NULL)",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "idempotency keys by age, for the retention pruner",
+        sql: "CREATE INDEX charge_keys_by_age ON charge_keys (created_at);
+          CREATE INDEX refund_keys_by_age ON refund_keys (created_at)",
+    },
+];
