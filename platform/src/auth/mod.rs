@@ -4,15 +4,21 @@
 
 pub mod keys;
 pub mod layer;
+pub mod revoked;
 pub mod tokens;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use http::HeaderMap;
 use tonic::Status;
 
 pub use layer::AuthLayer;
+pub use revoked::RevokedUsers;
 pub use tokens::{Claims, ServiceTokens, TokenError, TokenIssuer, UserTokenVerifier};
 
 use crate::{
@@ -90,7 +96,7 @@ fn jwks_endpoint(e: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
 pub struct Authenticator {
     users: Arc<UserTokenVerifier>,
     services: Arc<ServiceTokens>,
-    accounts: Option<Arc<dyn AccountStatus>>,
+    accounts: OnceLock<Arc<dyn AccountStatus>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -120,15 +126,22 @@ impl Authenticator {
         Self {
             users,
             services,
-            accounts: None,
+            accounts: OnceLock::new(),
         }
     }
 
     /// Also reject tokens of users that are no longer active.
     #[must_use]
-    pub fn with_account_status(mut self, accounts: Arc<dyn AccountStatus>) -> Self {
-        self.accounts = Some(accounts);
+    pub fn with_account_status(self, accounts: Arc<dyn AccountStatus>) -> Self {
+        self.set_account_status(accounts);
         self
+    }
+
+    /// Also reject tokens of users that are no longer active, on an authenticator already
+    /// shared (made before the event bus that feeds `accounts`). The first source set wins:
+    /// `false`, and `accounts` unused, when one was set before.
+    pub fn set_account_status(&self, accounts: Arc<dyn AccountStatus>) -> bool {
+        self.accounts.set(accounts).is_ok()
     }
 
     /// The standard authenticator of service `name`: user tokens verified through the user
@@ -237,7 +250,7 @@ impl Authenticator {
                 })?
             }
         };
-        if let Some(accounts) = &self.accounts
+        if let Some(accounts) = self.accounts.get()
             && !accounts.is_active(&claims.sub).await?
         {
             return Err(unauthenticated("account is not active"));

@@ -17,7 +17,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use polyshop::catalog::v1::catalog_service_server::CatalogServiceServer;
 use polyshop_platform::{
-    auth::Authenticator,
+    auth::{Authenticator, RevokedUsers},
     config::Settings,
     db,
     events::{EventBus, outbox},
@@ -64,11 +64,13 @@ pub async fn serve_with_auth(
     // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
     // dropped (which also stops the relay) if the server returns early.
     let (stop_bus, bus_stopped) = shutdown::channel();
-    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped).await?;
+    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), bus_stopped.clone()).await?;
     bus.register("catalog", settings.catalog.url());
     // Keys of user tokens come from the user service's instances as discovery finds them.
     auth.discover_keys(bus.discovery(), &settings)
         .map_err(|e| StartError::Other(e.to_string()))?;
+    // Tokens of suspended or deleted users are refused once the user service's event arrives.
+    auth.set_account_status(RevokedUsers::follow(bus.js.clone(), bus_stopped));
     let shutdown = async move {
         shutdown.await;
         stop_bus.fire();

@@ -19,7 +19,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use polyshop::inventory::v1::inventory_service_server::InventoryServiceServer;
 use polyshop_platform::{
-    auth::Authenticator,
+    auth::{Authenticator, RevokedUsers},
     config::Settings,
     db,
     events::{EventBus, outbox},
@@ -84,6 +84,11 @@ pub async fn serve_with_auth(
     // Keys of user tokens come from the user service's instances as discovery finds them.
     auth.discover_keys(bus.discovery(), &settings)
         .map_err(|e| StartError::Other(e.to_string()))?;
+    // Tokens of suspended or deleted users are refused once the user service's event arrives.
+    auth.set_account_status(RevokedUsers::follow(
+        bus.js.clone(),
+        background_stopped.clone(),
+    ));
     events::spawn_consumers(&bus, &conn, &settings.events, &background_stopped);
     let repo = Arc::new(SeaInventoryRepository::new(conn.clone(), bus.signal));
     let every = Duration::from_secs(settings.inventory.sweep_interval_secs);

@@ -26,7 +26,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use polyshop::notification::v1::notification_service_server::NotificationServiceServer;
 use polyshop_platform::{
-    auth::Authenticator,
+    auth::{Authenticator, RevokedUsers},
     config::Settings,
     db,
     events::{
@@ -96,6 +96,8 @@ pub async fn serve_with_auth(
     // Keys of user tokens come from the user service's instances as discovery finds them.
     auth.discover_keys(bus.discovery(), &settings)
         .map_err(|e| StartError::Other(e.to_string()))?;
+    // Tokens of suspended or deleted users are refused once the user service's event arrives.
+    auth.set_account_status(RevokedUsers::follow(bus.js.clone(), events_stopped.clone()));
     let mail = OutboxSignal::new();
     let outbox = Arc::new(SeaMailOutbox::new(conn.clone(), bus.signal.clone()));
     let from = settings.notification.mail_from.clone();

@@ -19,7 +19,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use polyshop::payment::v1::payment_service_server::PaymentServiceServer;
 use polyshop_platform::{
-    auth::Authenticator,
+    auth::{Authenticator, RevokedUsers},
     config::Settings,
     db,
     events::{EventBus, outbox},
@@ -75,10 +75,12 @@ pub async fn serve_with_auth(
     Pruner::new(conn.clone())
         .rule(keys("charge_keys"))
         .rule(keys("refund_keys"))
-        .spawn(settings.events.prune_interval(), bus_stopped);
+        .spawn(settings.events.prune_interval(), bus_stopped.clone());
     // Keys of user tokens come from the user service's instances as discovery finds them.
     auth.discover_keys(bus.discovery(), &settings)
         .map_err(|e| StartError::Other(e.to_string()))?;
+    // Tokens of suspended or deleted users are refused once the user service's event arrives.
+    auth.set_account_status(RevokedUsers::follow(bus.js.clone(), bus_stopped));
     let shutdown = async move {
         shutdown.await;
         stop_bus.fire();
