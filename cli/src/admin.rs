@@ -51,6 +51,23 @@ Examples:
         /// Where to write it.
         path: std::path::PathBuf,
     },
+    /// Write a throw-away development CA (`ca.pem`) and a certificate for the edge signed by
+    /// it (`cert.pem`, `key.pem` mode 0600) into DIR, for `gateway.tls_cert_path` /
+    /// `gateway.tls_key_path`. The CA's key is not kept; existing files are not overwritten.
+    #[command(after_help = "\
+Examples:
+  polyshop admin gen-cert /tmp/shop-tls
+  polyshop admin gen-cert /tmp/shop-tls --host shop.test --host 10.0.0.5
+  POLYSHOP_GATEWAY_TLS_CERT_PATH=/tmp/shop-tls/cert.pem POLYSHOP_GATEWAY_TLS_KEY_PATH=/tmp/shop-tls/key.pem polyshop serve gateway
+  curl --cacert /tmp/shop-tls/ca.pem https://localhost:8080/healthz")]
+    GenCert {
+        /// The directory to write into (created if missing).
+        dir: std::path::PathBuf,
+        /// A DNS name or IP address the certificate is valid for; repeat for more. Default:
+        /// localhost and 127.0.0.1.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
     /// Show or change feature flags (runtime overrides in NATS KV reach every process).
     #[command(
         subcommand,
@@ -205,6 +222,19 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             let key = auth::keys::load_or_generate(&path)?;
             println!("{}: key {}", path.display(), key.kid);
         }
+        AdminCommand::GenCert { dir, hosts } => {
+            let hosts = if hosts.is_empty() {
+                vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
+            } else {
+                hosts
+            };
+            gen_cert(&dir, &hosts)?;
+            println!(
+                "{}: ca.pem, cert.pem and key.pem for {}",
+                dir.display(),
+                hosts.join(", ")
+            );
+        }
         AdminCommand::Flags(command) => {
             let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);
@@ -301,9 +331,92 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
     Ok(())
 }
 
+/// Writes `ca.pem`, `cert.pem` and `key.pem` (0600) into `dir`: a fresh CA whose key is
+/// dropped, and a server certificate for `hosts` (DNS names or IP addresses) signed by it.
+fn gen_cert(dir: &std::path::Path, hosts: &[String]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+
+    use anyhow::Context as _;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, "Polyshop development CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate()?;
+    let ca_pem = ca.self_signed(&ca_key)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let mut server = CertificateParams::new(hosts.to_vec())
+        .with_context(|| format!("not a DNS name or IP address in {hosts:?}"))?;
+    server.distinguished_name.push(
+        DnType::CommonName,
+        hosts.first().map_or("polyshop", String::as_str),
+    );
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate()?;
+    let cert_pem = server.signed_by(&key, &issuer)?.pem();
+
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, contents, mode) in [
+        ("ca.pem", ca_pem, 0o644),
+        ("cert.pem", cert_pem, 0o644),
+        ("key.pem", key.serialize_pem(), 0o600),
+    ] {
+        let path = dir.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        // Created with its mode: the key is never readable by others, not even briefly.
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        options
+            .open(&path)
+            .and_then(|mut file| file.write_all(contents.as_bytes()))
+            .with_context(|| format!("writing {} (an existing file is kept)", path.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gen_cert_writes_a_ca_and_a_private_server_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("tls");
+        gen_cert(&out, &["localhost".into(), "127.0.0.1".into()]).expect("gen-cert");
+        let mode = |name: &str| {
+            std::fs::metadata(out.join(name))
+                .expect(name)
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("key.pem"), 0o600);
+        assert!(!out.join("ca-key.pem").exists());
+        for name in ["ca.pem", "cert.pem"] {
+            let pem = std::fs::read_to_string(out.join(name)).expect(name);
+            assert!(
+                pem.starts_with("-----BEGIN CERTIFICATE-----"),
+                "{name}: {pem}"
+            );
+        }
+        let key = std::fs::read_to_string(out.join("key.pem")).expect("key");
+        assert!(key.contains("PRIVATE KEY"), "{key}");
+        // A second run keeps what is there.
+        assert!(gen_cert(&out, &["localhost".into()]).is_err());
+        assert_eq!(
+            std::fs::read_to_string(out.join("key.pem")).expect("key"),
+            key
+        );
+    }
 
     #[test]
     fn every_url_in_the_printed_config_loses_its_password() {

@@ -1,5 +1,6 @@
-//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port through hyper-util's auto builder, at
-//! most `gateway.max_streams_per_connection` streams per HTTP/2 connection, the client address
+//! The listener: HTTP/1.1 and HTTP/2 (h2c, or over TLS when the edge has a certificate: see
+//! [`crate::tls`]) on one port through hyper-util's auto builder, at most
+//! `gateway.max_streams_per_connection` streams per HTTP/2 connection, the client address
 //! put into each request, and graceful shutdown (stop accepting, health NOT_SERVING, drain
 //! in-flight connections for up to the grace period). Also the admin listener, when one is
 //! configured: `/metrics` and nothing else.
@@ -13,18 +14,21 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tonic::body::Body;
 use tonic_health::ServingStatus;
 use tower::{Service, ServiceExt};
 
-use crate::{dispatch, edge::Edge, errors::EdgeError};
+use crate::{dispatch, edge::Edge, errors::EdgeError, tls};
 
 /// Health names the edge reports: the whole server, and the one service it implements.
 pub const HEALTH_NAMES: [&str; 2] = ["", "polyshop.storefront.v1.StorefrontService"];
 
-/// Serves `service` on `listener` until `shutdown`, then drains for up to `grace`.
+/// Serves `service` on `listener` until `shutdown`, then drains for up to `grace`. With
+/// `tls`, each connection completes a TLS handshake (within [`tls::HANDSHAKE_TIMEOUT`]) first.
 pub async fn run<S>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     edge: Arc<Edge>,
     service: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -56,6 +60,33 @@ pub async fn run<S>(
             request.extensions_mut().insert(client);
             service.clone().oneshot(request)
         });
+        if let Some(acceptor) = &tls {
+            // The handshake runs in the connection's task, so a slow client holds up no one.
+            let (acceptor, builder, watcher) =
+                (acceptor.clone(), builder.clone(), graceful.watcher());
+            tokio::spawn(async move {
+                let stream =
+                    match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service);
+                if let Err(e) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        }
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
             .into_owned();

@@ -138,6 +138,11 @@ pub struct GatewaySettings {
     pub rate_share_ms: u64,
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
+    /// PEM certificate chain (leaf first) for HTTPS on `listen`; set together with
+    /// `tls_key_path`. Unset: the listener serves plaintext (h2c and HTTP/1.1).
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_path`.
+    pub tls_key_path: Option<PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -162,6 +167,8 @@ impl Default for GatewaySettings {
             trusted_proxies: Vec::new(),
             rate_share_ms: 100,
             cors_allowed_origins: vec!["*".into()],
+            tls_cert_path: None,
+            tls_key_path: None,
         }
     }
 }
