@@ -6,7 +6,7 @@
 use std::{path::Path, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, SqlErr,
     Statement, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
@@ -136,9 +136,14 @@ pub async fn migrate(db: &DatabaseConnection, migrations: &[Migration]) -> Resul
         sql: "CREATE TABLE IF NOT EXISTS _polyshop_migrations (
                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     };
-    db.execute_unprepared(bootstrap.sql)
-        .await
-        .map_err(fail(&bootstrap))?;
+    // PostgreSQL's IF NOT EXISTS is not atomic: two instances creating the table at once can
+    // collide on its catalog entry; by the second try the table is there.
+    if db.execute_unprepared(bootstrap.sql).await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        db.execute_unprepared(bootstrap.sql)
+            .await
+            .map_err(fail(&bootstrap))?;
+    }
     let backend = db.get_database_backend();
     for m in migrations {
         let applied = db
@@ -155,20 +160,36 @@ pub async fn migrate(db: &DatabaseConnection, migrations: &[Migration]) -> Resul
         if applied.is_some() {
             continue;
         }
+        // The version row goes in first: of instances of one service starting together on
+        // one database, the first insert holds the row (the others wait on it, then hit the
+        // primary key), so exactly one applies the migration and the others skip it.
         let txn = db.begin().await.map_err(fail(m))?;
+        let claimed = txn
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                placeholders(
+                    backend,
+                    "INSERT INTO _polyshop_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                ),
+                [m.version.into(), m.name.into(), now_millis().into()],
+            ))
+            .await;
+        match claimed {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await.map_err(fail(m))?;
+                tracing::info!(
+                    version = m.version,
+                    name = m.name,
+                    "migration applied by another instance"
+                );
+                continue;
+            }
+            Err(e) => return Err(fail(m)(e)),
+        }
         for statement in m.sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             txn.execute_unprepared(statement).await.map_err(fail(m))?;
         }
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            placeholders(
-                backend,
-                "INSERT INTO _polyshop_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            ),
-            [m.version.into(), m.name.into(), now_millis().into()],
-        ))
-        .await
-        .map_err(fail(m))?;
         txn.commit().await.map_err(fail(m))?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }

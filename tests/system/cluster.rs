@@ -124,6 +124,7 @@ pub(crate) fn database_prefix() -> String {
 #[tokio::test]
 async fn a_cluster_on_one_machine_confirms_orders_through_every_edge_and_survives_a_lost_nats_node()
 {
+    let _one_cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = System::environment(dir.path());
     env.insert("POLYSHOP_ORDER_SAGA_RETRY_MAX_MS".into(), "1000".into());
@@ -253,6 +254,11 @@ async fn a_cluster_on_one_machine_confirms_orders_through_every_edge_and_survive
         drop_databases(&server, &prefix).await;
     }
 }
+
+/// Held by each test that starts a cluster: two clusters at once are over thirty processes on
+/// a small machine, and each `up` picks its instances' ports itself, so two could pick the
+/// same free port.
+pub(crate) static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `up`'s arguments for two instances of everything on a three-node NATS cluster, on
 /// PostgreSQL (fresh databases under the returned prefix) when the test server is set; says

@@ -34,7 +34,9 @@ use polyshop_platform::{
 };
 
 use crate::{
-    cluster::{Started, cluster_args, confirmed_through, drop_databases, up},
+    cluster::{
+        ONE_CLUSTER_AT_A_TIME, Started, cluster_args, confirmed_through, drop_databases, up,
+    },
     harness::{System, children_of, order_request},
 };
 
@@ -109,6 +111,7 @@ fn kill_one(up_pid: u32, words: &[&str]) -> bool {
 
 #[tokio::test]
 async fn killing_one_instance_of_everything_under_load_loses_no_order() {
+    let _one_cluster = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = System::environment(dir.path());
     env.insert("POLYSHOP_ORDER_SAGA_RETRY_MAX_MS".into(), "1000".into());

@@ -80,6 +80,8 @@ async fn a_suspended_users_token_is_refused_within_seconds_and_works_again_after
     .await;
 
     let js = testing::jetstream(&nats).await;
+    // The catalog creates the streams in the background: make sure they are there first.
+    events::streams::ensure(&js, 1).await.expect("streams");
     status_changed(&js, "admin-1", UserStatus::Suspended).await;
     let within = Duration::from_secs(5);
     eventually_some("the suspended admin is refused", within, async || {
