@@ -351,6 +351,24 @@ pub async fn jetstream(nats: &NatsServer) -> jetstream::Context {
     jetstream::new(client)
 }
 
+/// Publishes `event` as a service's outbox relay does (same envelope), and waits for the ack.
+///
+/// # Panics
+/// If the publish fails or no stream captures the subject.
+pub async fn publish_event(js: &jetstream::Context, event: crate::events::OutgoingEvent) {
+    let message = crate::events::relay::envelope(
+        &event.id,
+        &event.type_name,
+        event.payload.into(),
+        event.traceparent.as_deref(),
+    );
+    js.send_publish(event.subject, message)
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+}
+
 /// How many messages on `subject` the stream that captures it holds (0 while no stream does).
 ///
 /// # Panics

@@ -4,33 +4,16 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
 use polyshop::user::v1 as pb;
 use polyshop_platform::{
     auth::{AccountStatus, RevokedUsers},
-    events::{self, HEADER_ID, HEADER_TYPE, OutgoingEvent, streams},
+    events::{self, OutgoingEvent, streams},
     shutdown,
-    testing::{NatsServer, eventually_some, jetstream},
+    testing::{NatsServer, eventually_some, jetstream, publish_event},
 };
 
 /// How soon a status change must reach the list.
 const WITHIN: Duration = Duration::from_secs(5);
-
-/// Publishes `event` as the outbox relay does.
-async fn publish(js: &jetstream::Context, event: OutgoingEvent) {
-    js.send_publish(
-        event.subject,
-        PublishMessage::build()
-            .payload(event.payload.into())
-            .message_id(&event.id)
-            .header(HEADER_ID, event.id.as_str())
-            .header(HEADER_TYPE, event.type_name.as_str()),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("ack");
-}
 
 fn status_changed(
     user_id: &str,
@@ -63,7 +46,7 @@ async fn a_suspended_user_is_refused_within_seconds_and_allowed_again_when_react
     streams::ensure(&js, 1).await.expect("streams");
 
     let suspended = status_changed("u1", pb::UserStatus::Active, pb::UserStatus::Suspended);
-    publish(&js, suspended).await;
+    publish_event(&js, suspended).await;
     until_active(&list, "u1", false, "the suspended user is refused").await;
     assert!(
         list.is_active("u2").await.expect("is_active"),
@@ -71,14 +54,14 @@ async fn a_suspended_user_is_refused_within_seconds_and_allowed_again_when_react
     );
 
     let reactivated = status_changed("u1", pb::UserStatus::Suspended, pb::UserStatus::Active);
-    publish(&js, reactivated).await;
+    publish_event(&js, reactivated).await;
     until_active(&list, "u1", true, "the re-activated user passes").await;
 
     let deleted = events::event(&pb::UserDeleted {
         user_id: "u2".into(),
         occur_time: None,
     });
-    publish(&js, deleted).await;
+    publish_event(&js, deleted).await;
     until_active(&list, "u2", false, "the deleted user is refused").await;
 }
 
@@ -88,9 +71,9 @@ async fn a_process_started_later_replays_the_revocations_from_the_stream() {
     let js = jetstream(&nats).await;
     streams::ensure(&js, 1).await.expect("streams");
     let t = pb::UserStatus::Active;
-    publish(&js, status_changed("u1", t, pb::UserStatus::Suspended)).await;
-    publish(&js, status_changed("u2", t, pb::UserStatus::Inactive)).await;
-    publish(&js, status_changed("u2", pb::UserStatus::Inactive, t)).await;
+    publish_event(&js, status_changed("u1", t, pb::UserStatus::Suspended)).await;
+    publish_event(&js, status_changed("u2", t, pb::UserStatus::Inactive)).await;
+    publish_event(&js, status_changed("u2", pb::UserStatus::Inactive, t)).await;
 
     let (_stop, stopped) = shutdown::channel();
     let list = RevokedUsers::follow(js.clone(), stopped);

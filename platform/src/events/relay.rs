@@ -22,6 +22,25 @@ use super::{HEADER_ID, HEADER_TRACEPARENT, HEADER_TYPE, outbox::OutboxSignal};
 use crate::{db::placeholders, shutdown::Shutdown};
 
 const BATCH: u64 = 200;
+
+/// An event as it goes on the wire: `Nats-Msg-Id` (JetStream's dedupe) and the id, type and
+/// trace headers consumers read.
+pub fn envelope(
+    id: &str,
+    type_name: &str,
+    payload: Bytes,
+    traceparent: Option<&str>,
+) -> PublishMessage {
+    let message = PublishMessage::build()
+        .payload(payload)
+        .message_id(id)
+        .header(HEADER_ID, id)
+        .header(HEADER_TYPE, type_name);
+    match traceparent {
+        Some(tp) => message.header(HEADER_TRACEPARENT, tp),
+        None => message,
+    }
+}
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows committed by another instance wake only that instance's relay, so the holder looks
 /// this often; the query on an empty outbox reads one index page.
@@ -241,14 +260,7 @@ async fn publish_while(
         let payload = STANDARD
             .decode(payload)
             .map_err(|e| RelayError::Publish(format!("row {id}: {e}")))?;
-        let mut message = PublishMessage::build()
-            .payload(Bytes::from(payload))
-            .message_id(&id)
-            .header(HEADER_ID, id.as_str())
-            .header(HEADER_TYPE, type_name.as_str());
-        if let Some(tp) = traceparent {
-            message = message.header(HEADER_TRACEPARENT, tp.as_str());
-        }
+        let message = envelope(&id, &type_name, payload.into(), traceparent.as_deref());
         match js.send_publish(subject, message).await {
             Ok(ack) => in_flight.push((id, ack)),
             Err(e) => {

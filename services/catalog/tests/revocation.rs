@@ -4,15 +4,14 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use polyshop::{
     api::v1::Money,
     catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient},
     user::v1::{UserStatus, UserStatusChanged},
 };
 use polyshop_platform::{
-    events::{self, HEADER_ID, HEADER_TYPE},
-    shutdown,
+    events, shutdown,
     testing::{self, NatsServer, TestTokens, bearer, eventually, eventually_some},
 };
 use tonic::{Code, transport::Channel};
@@ -24,18 +23,7 @@ async fn status_changed(js: &jetstream::Context, user_id: &str, status: UserStat
         status: status as i32,
         ..Default::default()
     });
-    js.send_publish(
-        event.subject,
-        PublishMessage::build()
-            .payload(event.payload.into())
-            .message_id(&event.id)
-            .header(HEADER_ID, event.id.as_str())
-            .header(HEADER_TYPE, event.type_name.as_str()),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("ack");
+    testing::publish_event(js, event).await;
 }
 
 /// What CreateProduct with `token` answers: OK or the error code.
