@@ -155,6 +155,59 @@ fn every_rpc_declares_who_may_call_it() {
     );
 }
 
+fn callers_of(pool: &DescriptorPool, method: &MethodDescriptor) -> Vec<String> {
+    let ext = pool
+        .get_extension_by_name("polyshop.api.v1.callers")
+        .expect("callers extension is declared");
+    match method.options().get_extension(&ext).as_ref() {
+        Value::List(items) => items
+            .iter()
+            .map(|v| v.as_str().expect("callers are strings").to_owned())
+            .collect(),
+        other => panic!("{}: callers is not a list: {other:?}", method.full_name()),
+    }
+}
+
+#[test]
+fn internal_rpcs_name_their_callers_and_only_real_services_are_named() {
+    const ACCESS_PUBLIC: i32 = 1;
+    const ACCESS_ADMIN: i32 = 3;
+    let pool = pool();
+    let contexts: BTreeSet<String> = SERVICES
+        .iter()
+        .map(|s| s.split('.').nth(1).expect("polyshop.<context>").to_owned())
+        .collect();
+    let mut wrong = Vec::new();
+    for method in methods(&pool) {
+        let callers = callers_of(&pool, &method);
+        let access = access_of(&pool, &method);
+        if access == ACCESS_INTERNAL && callers.is_empty() {
+            wrong.push(format!("{}: INTERNAL without callers", method.full_name()));
+        }
+        if (access == ACCESS_PUBLIC || access == ACCESS_ADMIN) && !callers.is_empty() {
+            // Anyone may call a public method; no service may call an admin one.
+            wrong.push(format!(
+                "{}: callers on a PUBLIC/ADMIN method",
+                method.full_name()
+            ));
+        }
+        for caller in callers {
+            if !contexts.contains(&caller)
+                || method
+                    .parent_service()
+                    .full_name()
+                    .contains(&format!(".{caller}."))
+            {
+                wrong.push(format!(
+                    "{}: caller {caller:?} is not another context",
+                    method.full_name()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 #[test]
 fn every_exposed_rpc_has_an_http_rule_and_internal_ones_have_none() {
     let pool = pool();

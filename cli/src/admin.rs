@@ -11,14 +11,16 @@ use polyshop_platform::{
 /// Operator commands.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Print a service token, e.g. for grpcurl calls to INTERNAL methods.
+    /// Print a service token signed with that service's own key (under the data dir), e.g.
+    /// for grpcurl calls to INTERNAL methods; only methods whose contract lists the caller
+    /// accept it.
     #[command(after_help = "\
 Examples:
-  polyshop admin service-token --to polyshop-inventory
+  polyshop admin service-token --from polyshop-order --to polyshop-inventory
   grpcurl -plaintext -H \"authorization: Bearer $(polyshop admin service-token --from polyshop-order --to polyshop-inventory)\" 127.0.0.1:50053 list")]
     ServiceToken {
         /// The calling service (token issuer), e.g. polyshop-order.
-        #[arg(long, default_value = "polyshop-admin")]
+        #[arg(long)]
         from: String,
         /// The called service (token audience), e.g. polyshop-inventory.
         #[arg(long)]
@@ -51,15 +53,46 @@ Examples:
         /// Where to write it.
         path: std::path::PathBuf,
     },
-    /// Write a throw-away development CA (`ca.pem`) and a certificate for the edge signed by
-    /// it (`cert.pem`, `key.pem` mode 0600) into DIR, for `gateway.tls_cert_path` /
-    /// `gateway.tls_key_path`. The CA's key is not kept; existing files are not overwritten.
+    /// Rotate a service's token key: a new key replaces the old one in its key file and is
+    /// published to the trust directory; the old key keeps verifying for
+    /// `auth.service_key_grace_secs`, then stops. Running services pick both up within
+    /// seconds, without a restart.
+    #[command(after_help = "\
+Examples:
+  polyshop admin rotate-service-key polyshop-payment
+  polyshop admin rotate-service-key polyshop-order --grace-secs 600")]
+    RotateServiceKey {
+        /// The service, e.g. polyshop-order.
+        service: String,
+        /// How long the old key keeps verifying; default `auth.service_key_grace_secs`.
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
+    /// Print the trust entry (public key bound to its issuer, JSON) of a service's key file,
+    /// for a trust directory the services cannot write (a Kubernetes ConfigMap):
+    /// `<service>.<kid>.json`.
+    #[command(after_help = "\
+Examples:
+  polyshop admin gen-key order.pem
+  polyshop admin trust-entry polyshop-order order.pem > polyshop-order.json")]
+    TrustEntry {
+        /// The service the key belongs to, e.g. polyshop-order.
+        service: String,
+        /// Its PKCS#8 PEM key file.
+        path: std::path::PathBuf,
+    },
+    /// Write a throw-away development CA (`ca.pem`) and a certificate signed by it
+    /// (`cert.pem`, `key.pem` mode 0600) into DIR, for the edge (`gateway.tls_cert_path` /
+    /// `gateway.tls_key_path`) and for TLS between services (`tls.ca_path`, `tls.cert_path`,
+    /// `tls.key_path`: the certificate is for server and client authentication). The CA's
+    /// key is not kept; existing files are not overwritten.
     #[command(after_help = "\
 Examples:
   polyshop admin gen-cert /tmp/shop-tls
   polyshop admin gen-cert /tmp/shop-tls --host shop.test --host 10.0.0.5
-  POLYSHOP_GATEWAY_TLS_CERT_PATH=/tmp/shop-tls/cert.pem POLYSHOP_GATEWAY_TLS_KEY_PATH=/tmp/shop-tls/key.pem polyshop serve gateway
-  curl --cacert /tmp/shop-tls/ca.pem https://localhost:8080/healthz")]
+  POLYSHOP_GATEWAY_TLS_CERT_PATH=/tmp/shop-tls/cert.pem POLYSHOP_GATEWAY_TLS_KEY_PATH=/tmp/shop-tls/key.pem polyshop up
+  curl --cacert /tmp/shop-tls/ca.pem https://localhost:8080/healthz
+  POLYSHOP_TLS_CA_PATH=/tmp/shop-tls/ca.pem POLYSHOP_TLS_CERT_PATH=/tmp/shop-tls/cert.pem POLYSHOP_TLS_KEY_PATH=/tmp/shop-tls/key.pem polyshop up")]
     GenCert {
         /// The directory to write into (created if missing).
         dir: std::path::PathBuf,
@@ -190,7 +223,7 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             println!("{}", tokens.token_for(&to)?);
         }
         AdminCommand::Dlq(command) => {
-            let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
+            let client = events::identity::connect_as(&settings, "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);
             match command {
                 DlqCommand::List => {
@@ -218,6 +251,24 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             redact_urls(&mut shown);
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
+        AdminCommand::RotateServiceKey {
+            service,
+            grace_secs,
+        } => {
+            let grace = grace_secs.unwrap_or(settings.auth.service_key_grace_secs);
+            let (old, new) = auth::service_keys::rotate(
+                &auth::service_key_path(&settings, &service),
+                &auth::service_trust_dir(&settings),
+                &service,
+                std::time::Duration::from_secs(grace),
+            )?;
+            println!("{service}: key {new} in force; key {old} verifies for {grace} s more");
+        }
+        AdminCommand::TrustEntry { service, path } => {
+            let key = auth::keys::load_or_generate(&path)?;
+            let entry = auth::service_keys::TrustEntry::of(&key, &service);
+            println!("{}", serde_json::to_string_pretty(&entry)?);
+        }
         AdminCommand::GenKey { path } => {
             let key = auth::keys::load_or_generate(&path)?;
             println!("{}: key {}", path.display(), key.kid);
@@ -236,7 +287,7 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             );
         }
         AdminCommand::Flags(command) => {
-            let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
+            let client = events::identity::connect_as(&settings, "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);
             let fail = |e: String| anyhow::anyhow!("{e}");
             match command {
@@ -271,7 +322,7 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             }
         }
         AdminCommand::Services => {
-            let client = events::connect(&settings.nats_url(), "polyshop-admin").await?;
+            let client = events::identity::connect_as(&settings, "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);
             let store = polyshop_platform::discovery::bucket(
                 &js,
@@ -358,7 +409,12 @@ fn gen_cert(dir: &std::path::Path, hosts: &[String]) -> anyhow::Result<()> {
         hosts.first().map_or("polyshop", String::as_str),
     );
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Client authentication too: one certificate serves a service's port and its calls to
+    // the others (TLS between services).
+    server.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let key = KeyPair::generate()?;
     let cert_pem = server.signed_by(&key, &issuer)?.pem();
 

@@ -65,7 +65,11 @@ async fn set_stock_when_known(
 /// # Errors
 /// If a service refuses.
 pub async fn seed(settings: &Settings, admin: &str, password: &str) -> anyhow::Result<()> {
-    let mut users = UserServiceClient::connect(settings.user.url()).await?;
+    // Over TLS when services have it (`up` installed this process's identity).
+    let channel = |url: String| async move {
+        anyhow::Ok(polyshop_platform::tls::endpoint(&url)?.connect().await?)
+    };
+    let mut users = UserServiceClient::new(channel(settings.user.url()).await?);
     let token = users
         .login(LoginRequest {
             login: admin.into(),
@@ -75,8 +79,9 @@ pub async fn seed(settings: &Settings, admin: &str, password: &str) -> anyhow::R
         .context("admin login for demo data")?
         .into_inner()
         .access_token;
-    let mut catalog = CatalogServiceClient::connect(settings.catalog.url()).await?;
-    let mut inventory = InventoryServiceClient::connect(settings.inventory.service().url()).await?;
+    let mut catalog = CatalogServiceClient::new(channel(settings.catalog.url()).await?);
+    let mut inventory =
+        InventoryServiceClient::new(channel(settings.inventory.service().url()).await?);
     for (slug, name, category, cents, stock) in PRODUCTS {
         let product = catalog
             .create_product(authed(

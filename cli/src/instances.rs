@@ -97,6 +97,12 @@ pub fn plan(
         } else {
             format!("http://{listen}")
         };
+        // Over TLS as the first instance is (the edge with its certificate, services with
+        // TLS between them).
+        let url = match service.dial(settings) {
+            crate::services::Dial::Plain => url,
+            _ => polyshop_platform::tls::https(&url),
+        };
         let mut env = vec![(format!("{prefix}_LISTEN"), listen.to_string())];
         // The edge has no `url` key (nobody dials it through configuration).
         if service != Service::Gateway {

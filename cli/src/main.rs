@@ -6,6 +6,7 @@ mod demo;
 mod instances;
 mod nats_nodes;
 mod nats_server;
+mod nats_users;
 mod services;
 mod supervise;
 mod up;

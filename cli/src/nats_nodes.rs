@@ -2,20 +2,25 @@
 //! JetStream cluster of 3 or 5 nodes on this machine (cluster `polyshop`, each node with its
 //! own store under `<data>/nats-cluster/n<i>`, its own client and route ports, and routes to
 //! every other node). Node 1 listens on `nats.embedded_port`, so `polyshop admin` reaches the
-//! cluster without more configuration; the other ports are picked free at start.
+//! cluster without more configuration; the other ports are picked free at start. Every node
+//! gets the same users and permissions ([`crate::nats_users`]), and the routes authenticate
+//! with a user of their own.
 
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail};
 use polyshop_platform::{
+    auth,
     config::Settings,
-    events::{self, streams},
+    discovery,
+    events::{identity, streams},
     flags,
 };
 
 use crate::{
     instances::FreePorts,
     nats_server::NatsServer,
+    nats_users::NatsUsers,
     supervise::{Group, READY_TIMEOUT, Spec},
 };
 
@@ -30,7 +35,8 @@ pub struct Node {
     pub group: Group,
 }
 
-/// Starts `count` nodes (1, or a cluster of 3 or 5) and waits until each accepts connections.
+/// Starts `count` nodes (1, or a cluster of 3 or 5), each admitting only `users`, and waits
+/// until each accepts connections.
 ///
 /// # Errors
 /// If a node's files cannot be written or it does not listen within [`READY_TIMEOUT`].
@@ -40,6 +46,7 @@ pub async fn start(
     settings: &Settings,
     count: usize,
     ports: &mut FreePorts,
+    users: &NatsUsers,
 ) -> anyhow::Result<Vec<Node>> {
     let client_ports: Vec<u16> = (0..count)
         .map(|i| {
@@ -59,7 +66,7 @@ pub async fn start(
     };
     let routes = route_ports
         .iter()
-        .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+        .map(|p| format!("\"nats-route://{}127.0.0.1:{p}\"", users.route_userinfo()))
         .collect::<Vec<_>>()
         .join(", ");
 
@@ -89,15 +96,18 @@ pub async fn start(
             dir.join("nats-server.log").display(),
             dir.display()
         );
+        config.push_str(&users.authorization());
         if let Some(route_port) = route_ports.get(i) {
             // Every node lists every route, its own included (nats-server skips that one), so
             // any node that comes back finds the others.
             config.push_str(&format!(
-                "cluster {{\n  name: \"polyshop\"\n  listen: \"127.0.0.1:{route_port}\"\n  routes: [{routes}]\n}}\n"
+                "cluster {{\n  name: \"polyshop\"\n  listen: \"127.0.0.1:{route_port}\"\n{}  routes: [{routes}]\n}}\n",
+                users.route_authorization()
             ));
         }
+        // Owner-only: it holds every identity's password.
         let conf = dir.join("nats.conf");
-        std::fs::write(&conf, config)
+        auth::keys::write_secret_file(&conf, config.as_bytes())
             .with_context(|| format!("cannot write {}", conf.display()))?;
         let label = if count == 1 {
             "nats-server".to_owned()
@@ -145,12 +155,19 @@ pub async fn start(
 
 /// Creates (or scales) every stream and the flags bucket at `replicas` copies before any
 /// service starts: a service only keeps the count it finds, so on a cluster nothing is ever
-/// created at one replica. Retries while a cluster elects its leaders.
+/// created at one replica; and the registry bucket, which a service's NATS identity may
+/// create but never update. Retries while a cluster elects its leaders. Connects as
+/// `credentials` (the admin identity).
 ///
 /// # Errors
 /// If JetStream does not accept them within [`READY_TIMEOUT`].
-pub async fn prepare_streams(nats_url: &str, replicas: usize) -> anyhow::Result<()> {
-    let client = events::connect(nats_url, "polyshop-up").await?;
+pub async fn prepare_streams(
+    nats_url: &str,
+    replicas: usize,
+    settings: &Settings,
+    credentials: &identity::Credentials,
+) -> anyhow::Result<()> {
+    let client = identity::connect(nats_url, "polyshop-up", credentials).await?;
     let js = async_nats::jetstream::new(client);
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
@@ -158,7 +175,11 @@ pub async fn prepare_streams(nats_url: &str, replicas: usize) -> anyhow::Result<
             streams::ensure_replicated(&js, replicas)
                 .await
                 .map_err(|e| e.to_string())?;
-            flags::bucket_replicated(&js, replicas).await.map(drop)
+            flags::bucket_replicated(&js, replicas).await.map(drop)?;
+            discovery::bucket(&js, &settings.discovery, replicas)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
         .await;
         match result {

@@ -72,11 +72,57 @@ impl Service {
             .map_or(settings.gateway.listen, |s| s.listen)
     }
 
-    /// The URL clients dial.
+    /// The URL clients dial: `https://` when it serves TLS ([`Service::dial`]).
     pub fn url(self, settings: &Settings) -> String {
-        settings
+        let url = settings
             .context(self.as_str())
-            .map_or_else(|| url_of(settings.gateway.listen), |s| s.url())
+            .map_or_else(|| url_of(settings.gateway.listen), |s| s.url());
+        match self.dial(settings) {
+            Dial::Plain => url,
+            Dial::Service | Dial::Edge(_) => polyshop_platform::tls::https(&url),
+        }
+    }
+
+    /// How a client of this process reaches it: the edge over HTTPS when it has a
+    /// certificate, a service over TLS when services have one (`tls.*`).
+    pub fn dial(self, settings: &Settings) -> Dial {
+        match (self, &settings.gateway.tls_cert_path) {
+            (Self::Gateway, Some(cert)) => Dial::Edge(cert.clone()),
+            (Self::Gateway, None) => Dial::Plain,
+            _ if settings.tls.cert_path.is_some() => Dial::Service,
+            _ => Dial::Plain,
+        }
+    }
+}
+
+/// How `polyshop` reaches a process it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dial {
+    /// Plaintext h2c.
+    Plain,
+    /// TLS between services: the CA and client certificate of `tls.*`.
+    Service,
+    /// The edge over HTTPS, trusting exactly its certificate (`gateway.tls_cert_path`).
+    Edge(std::path::PathBuf),
+}
+
+impl Dial {
+    /// A connected gRPC channel to `url`.
+    ///
+    /// # Errors
+    /// When the URL is malformed, or the connection or TLS handshake fails.
+    pub async fn channel(&self, url: &str) -> anyhow::Result<tonic::transport::Channel> {
+        Ok(match self {
+            Self::Plain => {
+                tonic::transport::Endpoint::from_shared(url.to_owned())?
+                    .connect()
+                    .await?
+            }
+            Self::Service => polyshop_platform::tls::endpoint(url)?.connect().await?,
+            Self::Edge(cert) => polyshop_gateway::tls::pinned_channel(url, cert)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?,
+        })
     }
 }
 
@@ -85,6 +131,8 @@ impl Service {
 /// # Errors
 /// If it cannot bind, open its database or serve.
 pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
+    // One TLS identity per process, for its server and every channel it dials.
+    polyshop_platform::tls::install(&settings.tls)?;
     let addr = service.listen(&settings);
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(

@@ -139,20 +139,25 @@ async fn terminate(name: &str, child: &mut tokio::process::Child) {
     }
 }
 
-/// Waits until the gRPC health service at `url` reports `grpc_name` SERVING.
+/// Waits until the gRPC health service at `url`, reached as `dial` says (over TLS for a TLS
+/// edge or TLS between services), reports `grpc_name` SERVING.
 ///
 /// # Errors
 /// If it does not within [`READY_TIMEOUT`].
-pub async fn wait_serving(name: &str, grpc_name: &str, url: &str) -> anyhow::Result<()> {
+pub async fn wait_serving(
+    name: &str,
+    grpc_name: &str,
+    url: &str,
+    dial: &crate::services::Dial,
+) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let mut last_error = None;
     loop {
         let serving = async {
-            let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
-                .connect()
-                .await?;
+            let channel = dial.channel(url).await?;
             let status = HealthClient::new(channel)
                 .check(HealthCheckRequest {
                     service: grpc_name.into(),
@@ -163,12 +168,18 @@ pub async fn wait_serving(name: &str, grpc_name: &str, url: &str) -> anyhow::Res
             anyhow::Ok(status == ServingStatus::Serving as i32)
         }
         .await
-        .unwrap_or(false);
+        .unwrap_or_else(|e| {
+            last_error = Some(format!("{e:#}"));
+            false
+        });
         if serving {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("{name} did not become ready at {url}");
+            match last_error {
+                Some(e) => bail!("{name} did not become ready at {url}: {e}"),
+                None => bail!("{name} did not become ready at {url}"),
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

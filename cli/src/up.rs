@@ -4,6 +4,8 @@
 //! `--nats-cluster` ([`crate::nats_nodes`]) — then `--replicas` instances of every service
 //! (`polyshop serve <service>` children, each on its own port, see [`crate::instances`]),
 //! waiting for each to report SERVING. A fresh data dir gets an admin account and demo data.
+//! Its own nats-server admits only the identities of [`crate::nats_users`]: each child gets
+//! its user and password through `POLYSHOP_NATS_USER` / `POLYSHOP_NATS_PASSWORD`.
 //! On SIGTERM / Ctrl-C the services stop in reverse start order, the NATS nodes last; a child
 //! that crashes is restarted with backoff ([`crate::supervise`]).
 
@@ -13,6 +15,7 @@ use anyhow::{Context, bail};
 use polyshop_platform::{
     auth,
     config::{ExposeSecret, Settings},
+    events::identity,
     shutdown,
 };
 
@@ -21,6 +24,7 @@ use crate::{
     instances::{self, FreePorts, Instance},
     nats_nodes,
     nats_server::{self, NatsServer},
+    nats_users::NatsUsers,
     services::Service,
     supervise::{self, Group, Spec},
 };
@@ -81,6 +85,12 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(nats_server::find().await?),
     };
+    if nats_server.is_some() && settings.nats.credentials_file.is_some() {
+        bail!(
+            "nats.credentials_file is for an external NATS (nats.url): `up` gives its own \
+             nats-server generated users"
+        );
+    }
     let nats_replicas = if cluster > 1 {
         cluster
     } else {
@@ -92,14 +102,21 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
              POLYSHOP_NATS_URL to a cluster"
         );
     }
+    // TLS between services: checked before anything starts, and used by `up`'s own calls
+    // (readiness, demo data) to the children.
+    polyshop_platform::tls::install(&settings.tls)?;
     create_data_dir(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     settings.data_dir = std::fs::canonicalize(&settings.data_dir)?;
     let data = settings.data_dir.clone();
     let fresh = !data.join(INITIALIZED).exists();
+    // The NATS identities of our own broker; an external one (nats.url) authenticates the
+    // children with whatever the settings (inherited through the environment) give them.
+    let nats_users = match &nats_server {
+        Some(_) => Some(NatsUsers::load_or_generate(&data)?),
+        None => None,
+    };
 
-    // Generate the shared service key before the children race to.
-    auth::service_tokens(&settings, "polyshop-cli")?;
     let admin_password = admin_password(&settings, &data)?;
     let databases = match &args.postgres {
         Some(server) => instances::postgres_databases(server, &args.database_prefix).await?,
@@ -117,14 +134,25 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
     let nats_url = match &nats_server {
         None => settings.nats_url(),
         Some(server) => {
-            let nodes = nats_nodes::start(server, &data, &settings, cluster, &mut ports).await?;
+            let users = nats_users
+                .as_ref()
+                .context("users of the own nats-server")?;
+            let nodes =
+                nats_nodes::start(server, &data, &settings, cluster, &mut ports, users).await?;
             let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
             groups.extend(nodes.into_iter().map(|n| n.group));
             urls.join(",")
         }
     };
     if nats_server.is_some() || nats_replicas > 1 {
-        nats_nodes::prepare_streams(&nats_url, nats_replicas).await?;
+        let admin = match &nats_users {
+            Some(_) => identity::Credentials::generated(&data, identity::ADMIN)
+                .context("the admin identity's password")?,
+            None => {
+                identity::Credentials::of(&settings, identity::ADMIN).map_err(anyhow::Error::msg)?
+            }
+        };
+        nats_nodes::prepare_streams(&nats_url, nats_replicas, &settings, &admin).await?;
     }
 
     let exe = std::env::current_exe().context("cannot find the polyshop binary")?;
@@ -142,6 +170,9 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         for instance in &planned {
             let mut env = base_env.clone();
             env.extend(instance.env.iter().cloned());
+            if let Some(users) = &nats_users {
+                env.extend(users.env_of(service));
+            }
             if let Some((_, url)) = databases.iter().find(|(s, _)| *s == service) {
                 let key = format!("POLYSHOP_{}_DATABASE_URL", service.as_str().to_uppercase());
                 env.push((key, url.clone()));
@@ -164,12 +195,23 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
             });
             // The first instance migrates the shared database; the others start after it.
             if instance.index == 0 {
-                supervise::wait_serving(&instance.name(), service.grpc_name(), &instance.url)
-                    .await?;
+                supervise::wait_serving(
+                    &instance.name(),
+                    service.grpc_name(),
+                    &instance.url,
+                    &service.dial(&settings),
+                )
+                .await?;
             }
         }
         for instance in &planned[1..] {
-            supervise::wait_serving(&instance.name(), service.grpc_name(), &instance.url).await?;
+            supervise::wait_serving(
+                &instance.name(),
+                service.grpc_name(),
+                &instance.url,
+                &service.dial(&settings),
+            )
+            .await?;
         }
         groups.push(group);
         started.extend(planned);
@@ -335,19 +377,53 @@ fn print_endpoints(
     );
     println!();
     println!("Try:");
-    println!("  curl -s {}/v1/products?pageSize=3", service_url(settings));
+    let curl = curl(settings);
+    println!("  {curl} {}/v1/products?pageSize=3", service_url(settings));
     println!(
-        "  curl -s {}/openapi.json | head -c 300",
+        "  {curl} {}/openapi.json | head -c 300",
         service_url(settings)
     );
+    let grpcurl = grpcurl(settings);
     println!(
-        "  grpcurl -plaintext {} list",
-        strip(&settings.catalog.url())
+        "  {grpcurl} {} list",
+        strip(&Service::Catalog.url(settings))
     );
     println!(
-        "  grpcurl -plaintext -d '{{\"page_size\": 3}}' {} polyshop.catalog.v1.CatalogService/ListProducts",
-        strip(&settings.catalog.url())
+        "  {grpcurl} -d '{{\"page_size\": 3}}' {} polyshop.catalog.v1.CatalogService/ListProducts",
+        strip(&Service::Catalog.url(settings))
     );
+}
+
+/// `curl -s`, trusting the CA of the edge's certificate when it serves HTTPS (`ca.pem`
+/// beside it, as `admin gen-cert` writes).
+fn curl(settings: &Settings) -> String {
+    match &settings.gateway.tls_cert_path {
+        None => "curl -s".to_owned(),
+        Some(cert) => {
+            let ca = cert.with_file_name("ca.pem");
+            let ca = if ca.exists() {
+                ca.display().to_string()
+            } else {
+                format!("<the CA of {}>", cert.display())
+            };
+            format!("curl -s --cacert {ca}")
+        }
+    }
+}
+
+/// `grpcurl` with the flags a service's port needs: plaintext, or the CA and client
+/// certificate of TLS between services.
+fn grpcurl(settings: &Settings) -> String {
+    let tls = &settings.tls;
+    match (&tls.ca_path, &tls.cert_path, &tls.key_path) {
+        (Some(ca), Some(cert), Some(key)) => format!(
+            "grpcurl -cacert {} -cert {} -key {}",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+        _ => "grpcurl -plaintext".to_owned(),
+    }
 }
 
 fn service_url(settings: &Settings) -> String {
@@ -356,6 +432,7 @@ fn service_url(settings: &Settings) -> String {
 
 fn strip(url: &str) -> &str {
     url.trim_start_matches("http://")
+        .trim_start_matches("https://")
 }
 
 /// Worker threads for each child: the configured number, else a share of the cores. Seven

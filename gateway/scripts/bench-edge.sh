@@ -9,6 +9,7 @@
 #
 # The gateway must run with rate limits out of the way, e.g.
 #   POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000 POLYSHOP_LOG=warn
+#   POLYSHOP_GATEWAY_MAX_CONCURRENT_PER_IP=0 (wrk's CONNS all come from one address)
 # Env: ADMIN_LOGIN (admin), ADMIN_PASSWORD (else read from $DATA_DIR/admin-credentials.txt,
 # DATA_DIR=data), SEED_COUNT (200), THREADS (2), CONNS (64), DURATION (10s), WARMUP (5s),
 # RUNS (3), GATEWAY_PID (else the process listening on the URL's port), PEER (1, default: also run

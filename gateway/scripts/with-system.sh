@@ -35,6 +35,8 @@ export POLYSHOP_NATS_EMBEDDED_PORT="${ports[7]}"
 url="http://$POLYSHOP_GATEWAY_LISTEN"
 export POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000
 export POLYSHOP_GATEWAY_AUTH_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_AUTH_RATE_BURST=1000000
+# The load comes from one address: no cap on its requests in flight either.
+export POLYSHOP_GATEWAY_MAX_CONCURRENT_PER_IP=0
 # shellcheck disable=SC2086 # UP_ARGS is a list of words
 "$bin" up --no-demo ${UP_ARGS:-} >"$data/up.log" 2>&1 &
 pid=$!

@@ -4,13 +4,19 @@
 //! audience and expiry checked; the verifier remembers verified tokens until they expire, so
 //! a client's steady stream of requests pays one signature check). The token is forwarded
 //! and the service checks again.
+//!
+//! When the edge has NATS it also follows the user events ([`RevokedUsers`]): the token of a
+//! user suspended, deactivated or deleted is refused here with 401 "account is not active" a
+//! moment after the user service commits the change, not only when the token expires.
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 use polyshop_platform::{
-    auth::{Principal, TokenError, UserTokenVerifier},
+    auth::{AccountStatus, Principal, RevokedUsers, TokenError, UserTokenVerifier},
     contract::Access,
+    discovery::Discovery,
+    shutdown,
 };
 use tonic::Code;
 
@@ -19,6 +25,10 @@ use crate::errors::EdgeError;
 /// Verifies bearer tokens and applies access rules.
 pub struct EdgeAuth {
     verifier: UserTokenVerifier,
+    /// Whether a verified token's user may still use it; every user may without it.
+    accounts: Option<Arc<dyn AccountStatus>>,
+    /// Stops following the user events when the edge goes (dropping it fires).
+    _following: Option<shutdown::Trigger>,
 }
 
 impl std::fmt::Debug for EdgeAuth {
@@ -52,7 +62,39 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, MalformedHeader> {
 impl EdgeAuth {
     /// Checks tokens with `verifier`.
     pub fn new(verifier: UserTokenVerifier) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            accounts: None,
+            _following: None,
+        }
+    }
+
+    /// Also refuses the tokens of users `accounts` says are not active.
+    #[must_use]
+    pub fn with_account_status(mut self, accounts: Arc<dyn AccountStatus>) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// Also refuses the tokens of suspended, inactive and deleted users, following the user
+    /// events over `discovery`'s NATS connection (until this is dropped) when it has one.
+    /// Without NATS, such a token passes the edge until it expires (at most
+    /// `auth.token_ttl_secs`) and the services refuse it.
+    #[must_use]
+    pub fn following_user_events(self, discovery: &Discovery) -> Self {
+        let Some(js) = discovery.jetstream() else {
+            tracing::info!(
+                "the edge refuses a suspended user's token only once it expires: following user events needs NATS"
+            );
+            return self;
+        };
+        let (trigger, stopped) = shutdown::channel();
+        let revoked: Arc<dyn AccountStatus> = RevokedUsers::follow(js.clone(), stopped);
+        Self {
+            accounts: Some(revoked),
+            _following: Some(trigger),
+            ..self
+        }
     }
 
     /// Who is calling, as far as `access` requires.
@@ -107,6 +149,16 @@ impl EdgeAuth {
                 EdgeError::unauthenticated(Some(reason(&why)))
             }
         })?;
+        if let Some(accounts) = &self.accounts {
+            let active = accounts.is_active(&claims.sub).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot tell whether the account is active");
+                EdgeError::new(Code::Unavailable, "cannot verify tokens right now")
+            })?;
+            if !active {
+                tracing::debug!(user_id = %claims.sub, "token of an account that is not active");
+                return Err(EdgeError::unauthenticated(Some("account is not active")));
+            }
+        }
         Ok(Arc::new(Principal::User {
             id: claims.sub,
             roles: claims.roles,

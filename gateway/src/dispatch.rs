@@ -19,7 +19,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
-    edge::{AccessNote, Edge},
+    edge::{AccessNote, ClientAddr, Edge},
     errors::json_response,
     json, passthrough,
 };
@@ -88,9 +88,10 @@ async fn dispatch(edge: Arc<Edge>, request: Request<Incoming>) -> Response<Body>
     }
 }
 
-/// A gRPC or grpc-web call, holding an in-flight slot while its body streams upstream.
+/// A gRPC or grpc-web call, holding an in-flight slot (the edge's and its client address's)
+/// while its body streams upstream.
 async fn grpc(edge: Arc<Edge>, request: Request<Incoming>, kind: Kind) -> Response<Body> {
-    let _permit = match edge.admit() {
+    let _admission = match edge.admit(request.extensions().get::<ClientAddr>().copied()) {
         Ok(permit) => permit,
         Err(e) => {
             let mut response = e.into_grpc();

@@ -23,15 +23,19 @@ use polyshop_platform::{
     server::{ServeError, StartError},
 };
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
-use tonic::Code;
+use tonic::{Code, Status};
 use tonic_health::server::HealthReporter;
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
 use crate::{
     auth::EdgeAuth,
     errors::EdgeError,
     openapi,
-    ratelimit::{self, RateLimiter},
+    ratelimit::{
+        self, RateLimiter,
+        in_flight::{PerIp, Slot},
+    },
     routes::{LimitClass, RouteTable},
     storefront::{Parts, Storefront},
     upstream::{self, UpstreamError, Upstreams},
@@ -80,6 +84,8 @@ pub struct Edge {
     pub timeout: Duration,
     /// Requests in flight; none left means shed.
     pub in_flight: Arc<Semaphore>,
+    /// Requests in flight per client address; a full address is refused with 429.
+    pub per_ip: Arc<PerIp>,
     /// `GET /openapi.json`.
     pub openapi: Bytes,
     /// Reflection and health, served by the edge.
@@ -197,10 +203,11 @@ impl Edge {
         Ok(Arc::new(Self {
             limiter: RateLimiter::new(&gateway),
             in_flight: Arc::new(Semaphore::new(gateway.max_concurrency.max(1))),
+            per_ip: PerIp::new(gateway.max_concurrent_per_ip),
             settings: gateway,
             routes,
             upstreams,
-            auth: EdgeAuth::new(verifier),
+            auth: EdgeAuth::new(verifier).following_user_events(discovery),
             timeout,
             openapi,
             local_grpc,
@@ -241,16 +248,35 @@ impl Edge {
         ClientAddr(self.limiter.proxies.client(peer, headers))
     }
 
-    /// One of the `max_concurrency` slots for a request, held until it is answered.
+    /// One of the `max_concurrency` slots for a request, and one of its client address's
+    /// `max_concurrent_per_ip`, held until it is answered.
     ///
     /// # Errors
-    /// UNAVAILABLE with `Retry-After` when none is free: a full edge sheds at once rather
-    /// than queue.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, EdgeError> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+    /// UNAVAILABLE with `Retry-After` when the edge has no slot free: a full edge sheds at
+    /// once rather than queue. RESOURCE_EXHAUSTED (429) with RetryInfo and `Retry-After` when
+    /// the client's address has `max_concurrent_per_ip` requests in flight already.
+    pub fn admit(&self, client: Option<ClientAddr>) -> Result<Admission, EdgeError> {
+        // The edge-wide slot first: a key is then counted only while its request holds one,
+        // which bounds the per-address map by `max_concurrency`.
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
             tracing::warn!("concurrency limit reached; shedding");
             EdgeError::new(Code::Unavailable, "the edge is overloaded; retry shortly")
                 .with_header(header::RETRY_AFTER, "1")
+        })?;
+        if self.per_ip.limit() == 0 {
+            return Ok(Admission {
+                _slot: None,
+                _permit: permit,
+            });
+        }
+        let ip = client.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let Some(slot) = self.per_ip.try_acquire(ratelimit::client::ip_key(ip)) else {
+            tracing::debug!(client = %ip, "per-address concurrency limit reached");
+            return Err(too_many_in_flight(self.per_ip.limit()));
+        };
+        Ok(Admission {
+            _slot: Some(slot),
+            _permit: permit,
         })
     }
 
@@ -263,6 +289,26 @@ impl Edge {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
+}
+
+/// A request's slots, edge-wide and of its client's address; both freed on drop.
+#[derive(Debug)]
+pub struct Admission {
+    _slot: Option<Slot>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The refusal of a request whose address has `limit` requests in flight already.
+fn too_many_in_flight(limit: usize) -> EdgeError {
+    let status = Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "too many requests in flight from your address (at most {limit} at once); \
+             retry once one of them is answered"
+        ),
+        ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+    );
+    EdgeError::from(status).with_header(header::RETRY_AFTER, "1")
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).

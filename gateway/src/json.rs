@@ -22,7 +22,7 @@ use prost_reflect::DynamicMessage;
 use tonic::{Code, Status, body::Body};
 
 use crate::{
-    codec::DynamicCodec,
+    codec::{DynamicCodec, RawCodec},
     edge::{AccessNote, ClientAddr, Edge},
     errors::{EdgeError, json_response},
     ratelimit,
@@ -115,7 +115,9 @@ async fn respond(
         time: Duration::from_millis(edge.settings.body_timeout_ms),
     };
     let body = read_body(body, &parts.headers, limits).await?;
-    let _permit = edge.admit().inspect_err(|_| note.protocol = "shed")?;
+    let _admission = edge
+        .admit(parts.extensions.get::<ClientAddr>().copied())
+        .inspect_err(|_| note.protocol = "shed")?;
     let message = transcode::request(route, vars, parts.uri.query(), &body)?;
     let account = ratelimit::client::account(rpc, &message);
     edge.limiter.check_account(account.as_deref())?;
@@ -337,7 +339,8 @@ async fn remote(
         )
     };
     let Some(client) = instance.client().unary() else {
-        return Err(Failure::Answered(unavailable()));
+        // No lean client (TLS between services): the instance's tonic channel.
+        return over_channel(instance, rpc, message, headers, deadline).await;
     };
     let result = client
         .call(&rpc.grpc_path, forwarded(headers), message, deadline)
@@ -359,6 +362,53 @@ async fn remote(
             Failure::Transport(unavailable())
         }
     })
+}
+
+/// A call to one instance of a remote context through its tonic channels (which dial over
+/// TLS when services have it), with the message already encoded; how it ended goes into the
+/// instance's outlier record.
+async fn over_channel(
+    instance: &Picked<Remote>,
+    rpc: &Rpc,
+    message: Bytes,
+    headers: &HeaderMap,
+    deadline: Duration,
+) -> Result<Reply, Failure> {
+    let service = instance.client().service();
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(forwarded(headers));
+    request.set_timeout(deadline);
+    let path = rpc.grpc_path.clone();
+    let exchange: futures::future::BoxFuture<'static, Result<tonic::Response<Bytes>, Status>> =
+        Box::pin(async move {
+            let mut grpc = tonic::client::Grpc::new(service);
+            grpc.ready()
+                .await
+                .map_err(|e| Status::from_error(Box::new(e)))?;
+            grpc.unary(request, path, RawCodec).await
+        });
+    let result = exchange.await;
+    let not_sent = result.as_ref().err().is_some_and(|s| {
+        std::error::Error::source(s).is_some_and(polyshop_platform::discovery::never_sent)
+    });
+    instance.record(match &result {
+        Ok(_) => Outcome::Answered,
+        Err(_) if not_sent => Outcome::Refused,
+        Err(s) if s.code() == Code::Unavailable => Outcome::Failed,
+        Err(s) if std::error::Error::source(s).is_some() => Outcome::Failed,
+        Err(_) => Outcome::Answered,
+    });
+    match result {
+        Ok(response) => Ok(Reply::Wire(response.into_inner())),
+        Err(status) if not_sent => {
+            tracing::warn!(upstream = %rpc.upstream, instance = %instance.instance().url, error = %status, "upstream call not sent");
+            Err(Failure::NotSent(EdgeError::new(
+                Code::Unavailable,
+                format!("{} is unavailable", rpc.upstream),
+            )))
+        }
+        Err(status) => Err(sanitize(status, &rpc.upstream)),
+    }
 }
 
 /// A call to a context served in this process (the storefront), through its tower service.

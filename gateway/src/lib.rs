@@ -81,13 +81,16 @@ pub async fn serve(
             ));
         }
     };
+    // TLS to the services (`tls.*`), the same for every channel of this process.
+    polyshop_platform::tls::install(&settings.tls)
+        .map_err(|e| StartError::Other(format!("gateway: {e}")))?;
     let discovery = Discovery::connect(&settings, "polyshop-gateway", discovery_stopped)
         .await
         .map_err(|e| StartError::Other(format!("gateway: {e}")))?;
     let edge = edge::Edge::build(&settings, &discovery)?;
     ratelimit::share::start(&edge, &discovery, sharing_stopped);
     if let Ok(addr) = listener.local_addr() {
-        discovery.register("gateway", url_of(addr));
+        discovery.register("gateway", edge_url(addr, tls.is_some()));
     }
     let service = ServiceBuilder::new()
         .layer(access_log::AccessLogLayer)
@@ -111,6 +114,16 @@ pub async fn serve(
     .await;
     stop_discovery.fire();
     Ok(())
+}
+
+/// The URL clients reach the edge listening on `addr` at: `https://` when it serves TLS.
+pub fn edge_url(addr: std::net::SocketAddr, tls: bool) -> String {
+    let url = url_of(addr);
+    if tls {
+        polyshop_platform::tls::https(&url)
+    } else {
+        url
+    }
 }
 
 /// The OpenAPI 3.1 document of the contracts, as served at `GET /openapi.json`.

@@ -77,7 +77,8 @@ fn connections() -> usize {
 }
 
 /// One instance of a remote context: a few lazily connected channels, used in turn, and the
-/// lean client the transcoder's unary calls use (plain-text URLs only).
+/// lean client the transcoder's unary calls use (plain-text URLs only: with TLS between
+/// services, every call goes through the channels, which dial over TLS).
 pub struct Remote {
     channels: Vec<Channel>,
     services: Vec<Service>,
@@ -86,9 +87,10 @@ pub struct Remote {
 }
 
 impl Remote {
-    fn new(url: &str, timeout: Duration) -> Option<Self> {
+    fn new(url: &str, configured: &str, timeout: Duration) -> Option<Self> {
         let connections = connections();
-        let endpoint = Channel::from_shared(url.to_owned())
+        let tls = polyshop_platform::tls::current().is_some();
+        let endpoint = polyshop_platform::tls::instance_endpoint(url, configured)
             .ok()?
             .connect_timeout(Duration::from_secs(1).min(timeout))
             .tcp_nodelay(true)
@@ -103,7 +105,11 @@ impl Remote {
             channels,
             services,
             next: AtomicUsize::new(0),
-            unary: UnaryClient::new(url, connections, Duration::from_secs(1).min(timeout)),
+            unary: if tls {
+                None
+            } else {
+                UnaryClient::new(url, connections, Duration::from_secs(1).min(timeout))
+            },
         })
     }
 
@@ -112,7 +118,8 @@ impl Remote {
         self.unary.as_ref()
     }
 
-    fn service(&self) -> Service {
+    /// One of its channels, in turn, as a tower service.
+    pub fn service(&self) -> Service {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.services.len();
         self.services[i].clone()
     }
@@ -168,8 +175,9 @@ impl Upstreams {
                     url: url.clone(),
                 });
             }
+            let configured = url.clone();
             let pool = discovery.pool(context, url, move |instance| {
-                Remote::new(&instance.url, timeout)
+                Remote::new(&instance.url, &configured, timeout)
             });
             let breaker = Arc::new(CircuitBreaker::new(
                 &format!("edge.{context}"),

@@ -312,3 +312,194 @@ async fn a_thousand_trickling_streams_on_one_connection_leave_the_edge_serving_o
     connection.abort();
     system.stop().await;
 }
+
+/// A call that [`held_call`] holds open: its unfinished request body, and the task waiting
+/// for its answer (which keeps the stream polled).
+type Held = (h2::SendStream<Bytes>, JoinHandle<()>);
+
+/// A [`held_call`] whose answer is awaited in a task; aborting the task and dropping the
+/// body resets the stream.
+async fn hold(client: &SendRequest<Bytes>, addr: SocketAddr, xff: &str) -> Held {
+    let (body, response) = held_call(client.clone(), addr, xff).await;
+    let waiting = tokio::spawn(async move {
+        let _ = response.await;
+    });
+    (body, waiting)
+}
+
+/// A gRPC ListProducts call on `client` whose request body never ends: the catalog waits for
+/// it, so the call holds its in-flight slots at the edge until the stream is dropped (or its
+/// 20 s deadline passes). `xff` is the `X-Forwarded-For` sent.
+async fn held_call(
+    client: SendRequest<Bytes>,
+    addr: SocketAddr,
+    xff: &str,
+) -> (h2::SendStream<Bytes>, h2::client::ResponseFuture) {
+    let mut client = client.ready().await.unwrap();
+    let request = Request::post(format!(
+        "http://{addr}/polyshop.catalog.v1.CatalogService/ListProducts"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("grpc-timeout", "20S")
+    .header("x-forwarded-for", xff)
+    .body(())
+    .unwrap();
+    let (response, body) = client.send_request(request, false).unwrap();
+    (body, response)
+}
+
+/// A JSON `GET /v1/products` from client `xff` (behind the trusted proxy).
+async fn list_as(system: &common::System, xff: &str) -> common::Answer {
+    system
+        .raw(
+            http::Method::GET,
+            "/v1/products?pageSize=1",
+            &[("x-forwarded-for", xff)],
+            Bytes::new(),
+        )
+        .await
+}
+
+/// Holds a call from each of `clients` on `client`, then asks as `probe` until the edge
+/// refuses it; returns the held calls and the refusal. A held call the edge answered (it
+/// raced a probe for the last slot) is held again.
+async fn hold_until_refused(
+    system: &common::System,
+    client: &SendRequest<Bytes>,
+    clients: &[String],
+    probe: &str,
+) -> (Vec<Held>, common::Answer) {
+    let mut held = Vec::new();
+    for xff in clients {
+        held.push(hold(client, system.gateway, xff).await);
+    }
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for (call, xff) in held.iter_mut().zip(clients) {
+                if call.1.is_finished() {
+                    *call = hold(client, system.gateway, xff).await;
+                }
+            }
+            let r = list_as(system, probe).await;
+            if r.status != StatusCode::OK && held.iter().all(|(_, w)| !w.is_finished()) {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("the probe is refused while the held calls run");
+    (held, refused)
+}
+
+/// The `grpc-status` and `grpc-message` of an answer (trailers-only, or in its trailers).
+async fn grpc_status(response: http::Response<h2::RecvStream>) -> (String, String) {
+    let header = |h: &http::HeaderMap, n: &str| {
+        h.get(n)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    if response.headers().contains_key("grpc-status") {
+        return (
+            header(response.headers(), "grpc-status"),
+            header(response.headers(), "grpc-message"),
+        );
+    }
+    let mut body = response.into_body();
+    while body.data().await.is_some() {}
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    (
+        header(&trailers, "grpc-status"),
+        header(&trailers, "grpc-message"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holding_its_share_of_slots_is_refused_while_other_addresses_are_served() {
+    const PER_IP: usize = 4;
+    const GREEDY: &str = "203.0.113.7";
+    // The test's connections come from 127.0.0.1, a trusted proxy: `X-Forwarded-For` names
+    // the client, as behind a load balancer.
+    let system = start(|s| {
+        s.gateway.max_concurrent_per_ip = PER_IP;
+        s.gateway.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let addr = system.gateway;
+    let (client, connection) = h2_connect(addr).await;
+
+    // GREEDY holds PER_IP slow calls on one HTTP/2 connection; its next request is refused.
+    let (held, refused) =
+        hold_until_refused(&system, &client, &vec![GREEDY.to_owned(); PER_IP], GREEDY).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.body["error"]["status"], "RESOURCE_EXHAUSTED");
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("in flight from your address") && message.contains("at most 4"),
+        "the refusal says why: {message}"
+    );
+    assert_eq!(refused.headers[http::header::RETRY_AFTER], "1");
+
+    // Over gRPC the same address gets RESOURCE_EXHAUSTED.
+    let (mut body, response) = held_call(client.clone(), addr, GREEDY).await;
+    let _ = body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true);
+    let (status, message) = grpc_status(response.await.unwrap()).await;
+    assert_eq!(status, "8", "RESOURCE_EXHAUSTED: {message}");
+    assert!(message.contains("in%20flight"), "{message}");
+
+    // Other clients behind the same proxy are served, and so is the proxy itself.
+    for who in ["203.0.113.8", "2001:db8::1"] {
+        let other = list_as(&system, who).await;
+        assert_eq!(other.status, StatusCode::OK, "{who}: {:?}", other.body);
+    }
+    let proxy = system.get("/v1/products?pageSize=1", None).await;
+    assert_eq!(proxy.status, StatusCode::OK, "{:?}", proxy.body);
+
+    // A client on its own socket address (127.0.0.2, not a proxy) is served too.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if socket.bind("127.0.0.2:0".parse().unwrap()).is_ok() {
+        let tcp = socket.connect(addr).await.unwrap();
+        let (other, other_connection) = h2::client::handshake(tcp).await.unwrap();
+        let other_connection = tokio::spawn(async move {
+            let _ = other_connection.await;
+        });
+        let path = "/polyshop.catalog.v1.CatalogService/ListProducts";
+        let status = grpc_call(other, addr, path).await;
+        assert_eq!(status, "0", "a client at 127.0.0.2 is served");
+        other_connection.abort();
+    }
+
+    // An IPv6 client counts by its /64: four calls held from four addresses of one /64, and
+    // a fifth address of it is refused.
+    let same_64: Vec<String> = (1..=PER_IP).map(|i| format!("2001:db8:0:1::{i}")).collect();
+    let (held_v6, refused_v6) =
+        hold_until_refused(&system, &client, &same_64, "2001:db8:0:1:ffff::9").await;
+    assert_eq!(refused_v6.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Once GREEDY's calls end, it is served again.
+    for (body, waiting) in held.into_iter().chain(held_v6) {
+        waiting.abort();
+        drop(body);
+    }
+    drop(client);
+    connection.abort();
+    let served = tokio::time::timeout(Duration::from_secs(5), async {
+        while list_as(&system, GREEDY).await.status != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        served.is_ok(),
+        "GREEDY's slots come back when its calls end"
+    );
+    system.stop().await;
+}

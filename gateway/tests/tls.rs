@@ -128,3 +128,48 @@ async fn half_a_certificate_pair_or_a_bad_file_fails_the_start() {
     let swapped = start(Some("key.pem"), Some("cert.pem")).await;
     assert!(swapped.contains("tls_cert_path"), "{swapped}");
 }
+
+/// `polyshop up`'s readiness check of a TLS edge: gRPC health over TLS, trusting exactly the
+/// edge's certificate file (no CA needed); another certificate is refused.
+#[tokio::test]
+async fn a_client_pinned_to_the_edges_certificate_checks_its_health() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let system = common::start(|s| {
+        s.gateway.tls_cert_path = Some(cert.clone());
+        s.gateway.tls_key_path = Some(key);
+    })
+    .await;
+    let url = polyshop_gateway::edge_url(system.gateway, true);
+    assert!(url.starts_with("https://"), "{url}");
+    let channel = eventually_some(
+        "a pinned TLS connection to the edge",
+        Duration::from_secs(20),
+        async || {
+            polyshop_gateway::tls::pinned_channel(&url, &cert)
+                .await
+                .ok()
+        },
+    )
+    .await;
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, 1, "SERVING");
+
+    // A certificate that is not the edge's, even from the same kind of CA, is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    write_certificate(other.path());
+    let refused = polyshop_gateway::tls::pinned_channel(&url, &other.path().join("cert.pem")).await;
+    assert!(
+        refused.is_err(),
+        "a pinned client accepted another certificate"
+    );
+    system.stop().await;
+}

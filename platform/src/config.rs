@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// Sections that environment keys are split into: `POLYSHOP_USER_DATABASE_URL` is
 /// `user.database_url`.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "discovery",
     "flags",
     "events",
@@ -31,6 +31,7 @@ const SECTIONS: [&str; 12] = [
     "gateway",
     "auth",
     "nats",
+    "tls",
 ];
 
 /// Why configuration could not be loaded.
@@ -86,6 +87,41 @@ pub struct Settings {
     pub notification: NotificationSettings,
     /// The edge gateway.
     pub gateway: GatewaySettings,
+    /// TLS between services (mutual, with certificates from one CA).
+    pub tls: TlsSettings,
+}
+
+/// TLS between services: with `ca_path`, `cert_path` and `key_path` set, every service's
+/// gRPC port serves TLS only, and every call a process makes to a service (the edge's, a
+/// service's to another, the JWKS fetch) goes over TLS, trusting only `ca_path` and
+/// presenting `cert_path`. Unset: plaintext h2c, as on loopback. The edge's public listener
+/// has its own certificate (`gateway.tls_cert_path`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate(s) of the CA that issues the services' certificates: servers accept
+    /// client certificates from it, clients accept server certificates from it.
+    pub ca_path: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) of this process, for both ends: its server
+    /// certificate and the client certificate it presents. Its names (SANs) must include
+    /// the host in the URLs other processes dial.
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert_path`.
+    pub key_path: Option<PathBuf>,
+    /// Whether servers refuse a client without a certificate from `ca_path`; `false` still
+    /// encrypts but lets any client in.
+    pub require_client_cert: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            ca_path: None,
+            cert_path: None,
+            key_path: None,
+            require_client_cert: true,
+        }
+    }
 }
 
 /// The edge gateway: where it listens and how it protects the services behind it.
@@ -109,6 +145,10 @@ pub struct GatewaySettings {
     /// Requests handled at once; more are shed with 503. A JSON request counts from when its
     /// body has arrived, so slow senders cannot hold the edge's capacity.
     pub max_concurrency: usize,
+    /// Requests one client address (an IPv6 client by its /64; behind a trusted proxy, the
+    /// client it names) may have in flight at once; more are refused with 429 /
+    /// RESOURCE_EXHAUSTED. Counted like `max_concurrency`; 0 turns the cap off.
+    pub max_concurrent_per_ip: usize,
     /// Time a JSON request's body has to arrive in full (408 after).
     pub body_timeout_ms: u64,
     /// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
@@ -155,6 +195,7 @@ impl Default for GatewaySettings {
             breaker_cool_down_ms: 2000,
             max_body_bytes: 1024 * 1024,
             max_concurrency: 1024,
+            max_concurrent_per_ip: 64,
             body_timeout_ms: 10_000,
             max_streams_per_connection: 100,
             rate_per_sec: 50,
@@ -183,6 +224,9 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// The longest `auth.token_ttl_secs` allowed: 15 minutes.
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 900;
+
 /// Token settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -197,8 +241,15 @@ pub struct AuthSettings {
     pub service_token_ttl_secs: u64,
     /// PKCS#8 PEM Ed25519 key that signs user tokens; generated under the data dir if unset.
     pub signing_key_path: Option<PathBuf>,
-    /// PKCS#8 PEM Ed25519 key shared by services for service tokens; generated if unset.
+    /// This service's own PKCS#8 PEM Ed25519 key for service tokens; unset:
+    /// `<data_dir>/keys/services/polyshop-<context>.pem`, generated on first start.
     pub service_key_path: Option<PathBuf>,
+    /// Directory of trusted service public keys (`<iss>.<kid>.json`); unset:
+    /// `<data_dir>/keys/service-trust`. Re-read every 2 s: removing a file revokes a key.
+    pub service_trust_dir: Option<PathBuf>,
+    /// How long a rotated-out service key keeps verifying (`polyshop admin rotate-service-key`):
+    /// at least a service token's lifetime, so tokens in flight stay good.
+    pub service_key_grace_secs: u64,
 }
 
 /// NATS settings.
@@ -212,6 +263,16 @@ pub struct NatsSettings {
     /// Copies JetStream keeps of every stream and KV bucket: 1 on a single server, 3 on a
     /// three-node cluster (at most the number of servers). Env: `POLYSHOP_NATS_REPLICAS`.
     pub replicas: usize,
+    /// User this process authenticates to NATS as (with `password`). Unset: the identity
+    /// `polyshop up` generated under the data dir (`nats-users/`), if any, else none.
+    /// Env: `POLYSHOP_NATS_USER`.
+    pub user: Option<String>,
+    /// Password of `user`. Serialized as [`REDACTED`]. Env: `POLYSHOP_NATS_PASSWORD`.
+    #[serde(serialize_with = "redacted")]
+    pub password: Option<SecretString>,
+    /// A NATS credentials file (`.creds`: a user JWT and its nkey seed, for a server in
+    /// operator/JWT mode), instead of `user` and `password`.
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// How services find each other.
@@ -441,6 +502,8 @@ pub struct UserSettings {
     pub max_waiting_hashes: usize,
     /// How long one may wait for a hashing slot before RESOURCE_EXHAUSTED.
     pub hash_wait_ms: u64,
+    /// Lifetime of a refresh token (each refresh issues a new one with a fresh lifetime).
+    pub refresh_token_ttl_secs: u64,
 }
 
 impl UserSettings {
@@ -465,6 +528,7 @@ impl Default for UserSettings {
             max_concurrent_hashes: 0,
             max_waiting_hashes: 64,
             hash_wait_ms: 2000,
+            refresh_token_ttl_secs: 30 * 86_400,
         }
     }
 }
@@ -726,6 +790,8 @@ impl Default for AuthSettings {
             service_token_ttl_secs: 300,
             signing_key_path: None,
             service_key_path: None,
+            service_trust_dir: None,
+            service_key_grace_secs: 360,
         }
     }
 }
@@ -736,6 +802,9 @@ impl Default for NatsSettings {
             url: None,
             embedded_port: 4250,
             replicas: 1,
+            user: None,
+            password: None,
+            credentials_file: None,
         }
     }
 }
@@ -761,6 +830,7 @@ impl Default for Settings {
             payment: ServiceSettings::on_port(50055),
             notification: NotificationSettings::default(),
             gateway: GatewaySettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -810,11 +880,20 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_owned()));
-        if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > 86_400 {
-            return bad("auth.token_ttl_secs must be between 1 and 86400");
+        // Access tokens are bearer tokens that cannot be recalled once issued: they live at
+        // most 15 minutes, and clients keep a session going with refresh tokens.
+        if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > MAX_ACCESS_TOKEN_TTL_SECS {
+            return bad(
+                "auth.token_ttl_secs must be between 1 and 900: access tokens live at most 15 minutes (sessions last through refresh tokens, user.refresh_token_ttl_secs)",
+            );
         }
         if self.auth.service_token_ttl_secs < 30 {
             return bad("auth.service_token_ttl_secs must be at least 30");
+        }
+        if self.auth.service_key_grace_secs < self.auth.service_token_ttl_secs {
+            return bad(
+                "auth.service_key_grace_secs must be at least auth.service_token_ttl_secs: a rotated-out key must outlive the tokens it signed",
+            );
         }
         if self.inventory.reservation_hold_secs == 0 || self.inventory.sweep_interval_secs == 0 {
             return bad("inventory.reservation_hold_secs and sweep_interval_secs must be > 0");
@@ -826,6 +905,13 @@ impl Settings {
         }
         if self.user.hash_wait_ms == 0 {
             return bad("user.hash_wait_ms must be > 0");
+        }
+        if !(60..=365 * 86_400).contains(&self.user.refresh_token_ttl_secs) {
+            return bad("user.refresh_token_ttl_secs must be between 60 and 31536000 (a year)");
+        }
+        // Pairs (user with password, not with credentials_file) are checked when connecting.
+        if self.nats.user.as_deref().is_some_and(str::is_empty) {
+            return bad("nats.user must not be empty");
         }
         if self.events.max_deliver < 1 || self.events.ack_wait_secs == 0 {
             return bad("events.max_deliver and events.ack_wait_secs must be > 0");
@@ -1026,6 +1112,11 @@ mod tests {
         );
         let err = load("[auth]\ntoken_ttl_secs = 0\n", &[]).unwrap_err();
         assert!(err.to_string().contains("token_ttl_secs"), "{err}");
+        let err = load("[auth]\ntoken_ttl_secs = 901\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("at most 15 minutes"), "{err}");
+        assert!(load("[auth]\ntoken_ttl_secs = 900\n", &[]).is_ok());
+        let err = load("[user]\nrefresh_token_ttl_secs = 0\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("refresh_token_ttl_secs"), "{err}");
     }
 
     #[test]

@@ -31,12 +31,27 @@ pub enum Idempotency {
 }
 
 /// What the contract says about one method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodRule {
     /// Who may call it.
     pub access: Access,
     /// Whether retries are safe.
     pub idempotency: Idempotency,
+    /// Context names whose service tokens may call it (`polyshop.api.v1.callers`).
+    pub callers: Vec<String>,
+}
+
+impl MethodRule {
+    /// Whether the service called `service` (`polyshop-order`) may call this method.
+    pub fn allows_service(&self, service: &str) -> bool {
+        match self.access {
+            Access::Public => true,
+            Access::Admin => false,
+            Access::Authenticated | Access::Internal => service
+                .strip_prefix("polyshop-")
+                .is_some_and(|name| self.callers.iter().any(|c| c == name)),
+        }
+    }
 }
 
 /// The decoded descriptor pool of every Polyshop contract.
@@ -103,8 +118,8 @@ pub fn contexts() -> &'static [Context] {
 pub const EDGE_CONTEXT: &str = "storefront";
 
 /// The rule for a gRPC path; `None` for paths outside the contracts (health, reflection).
-pub fn rule(path: &str) -> Option<MethodRule> {
-    rules().get(path).copied()
+pub fn rule(path: &str) -> Option<&'static MethodRule> {
+    rules().get(path)
 }
 
 /// Reads the access and idempotency options of one method.
@@ -129,9 +144,20 @@ pub fn rule_of(method: &MethodDescriptor) -> MethodRule {
         Some(2) => Idempotency::Idempotent,
         _ => Idempotency::Unknown,
     };
+    let callers = pool
+        .get_extension_by_name("polyshop.api.v1.callers")
+        .and_then(|ext| {
+            method.options().get_extension(&ext).as_list().map(|list| {
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
     MethodRule {
         access,
         idempotency,
+        callers,
     }
 }
 

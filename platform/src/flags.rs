@@ -112,7 +112,12 @@ impl Flags {
             let mut backoff = Duration::from_millis(200);
             loop {
                 let watched = async {
-                    let store = bucket(&js).await?;
+                    // An existing bucket is opened as it is: updating it (what `bucket` does)
+                    // is the admin's, and a service's NATS identity may not (decision 0016).
+                    let store = match js.get_key_value(BUCKET).await {
+                        Ok(store) => store,
+                        Err(_) => bucket(&js).await?,
+                    };
                     let mut updates = store
                         .watch_with_history(">")
                         .await

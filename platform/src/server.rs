@@ -2,7 +2,9 @@
 //! plus tonic-health (SERVING only while the database answers), Prometheus metrics at
 //! `GET /metrics` (HTTP/1.1 on the same port) and tonic-reflection (v1 and
 //! v1alpha, so grpcurl 1.8 works), with graceful shutdown: NOT_SERVING first, then drain
-//! in-flight calls for up to the grace period.
+//! in-flight calls for up to the grace period. With TLS between services ([`crate::tls`]) the
+//! port serves TLS only (ALPN `h2`, so `/metrics` too is then HTTP/2 over TLS), requiring a
+//! client certificate from the CA unless `tls.require_client_cert` is off.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -125,7 +127,6 @@ pub async fn serve(
     ));
 
     let addr = listener.local_addr().ok();
-    tracing::info!(service = spec.name, ?addr, "serving");
     let (drain_started, drain) = crate::shutdown::channel();
     let on_shutdown = {
         let reporter = reporter.clone();
@@ -145,8 +146,21 @@ pub async fn serve(
             .into_axum_router()
             .route("/metrics", axum::routing::get(crate::metrics::handler)),
     );
-    let server = Server::builder()
-        .accept_http1(true)
+    let mut builder = Server::builder().accept_http1(true);
+    let tls = crate::tls::current();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    tracing::info!(
+        service = spec.name,
+        ?addr,
+        tls = tls.is_some(),
+        require_client_cert = tls
+            .as_ref()
+            .is_some_and(|t| t.settings().require_client_cert),
+        "serving"
+    );
+    let server = builder
         .layer(RequestLogLayer::new(spec.name))
         .layer(AuthLayer::new(spec.auth.clone()))
         .add_routes(routes)

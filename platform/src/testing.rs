@@ -109,12 +109,13 @@ pub async fn listener() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
-/// A tonic channel to `addr`.
+/// A tonic channel to `addr` (over TLS with the process's identity when it has one:
+/// [`crate::tls`]).
 ///
 /// # Panics
 /// If the address is not a valid URI.
 pub fn channel(addr: SocketAddr) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    crate::tls::endpoint(&format!("http://{addr}"))
         .expect("uri")
         .connect_lazy()
 }

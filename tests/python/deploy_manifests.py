@@ -36,13 +36,13 @@ OVERLAYS = ["dev", "prod"]
 PLACEHOLDER = {"polyshop-db": "postgres://placeholder@db:5432/polyshop", "polyshop-admin": "placeholder"}
 # (Secret, key) -> the only workloads that may read it: a context's database URL in that
 # context; the user-token key and the admin password in the user service (it signs and
-# bootstraps); the service-token key wherever tokens are minted or verified, which is every
-# context (`Authenticator::for_service`), not the edge (it verifies user tokens by JWKS).
+# bootstraps); a context's own service-token key in that context alone (the others verify its
+# tokens by the public key in the `polyshop-service-trust` ConfigMap), never in the edge.
 SECRET_READERS = {
     **{("polyshop-db", c): {c} for c in CONTEXTS},
+    **{(f"polyshop-service-key-{c}", "service-ed25519.pem"): {c} for c in CONTEXTS},
     ("polyshop-admin", "password"): {"user"},
     ("polyshop-user-token-key", "user-ed25519.pem"): {"user"},
-    ("polyshop-service-key", "service-ed25519.pem"): set(CONTEXTS),
 }
 NATS_IMAGE = re.compile(r"^nats:2\.11\.\d+-alpine$")
 
@@ -169,6 +169,13 @@ def check_process(objs, name, port, where):
     for key, path in env.items():
         if key.endswith("_KEY_PATH") and path not in mounted_files(d):
             fail(f"{where}: {key} names {path}, which no volume provides")
+    if name != "gateway":
+        trust = env.get("POLYSHOP_AUTH_SERVICE_TRUST_DIR")
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        volume = volumes.get(mounts.get(trust, ""), {})
+        if volume.get("configMap", {}).get("name") != "polyshop-service-trust":
+            fail(f"{where}: the service trust dir {trust!r} is not the polyshop-service-trust ConfigMap")
     for peer in CONTEXTS:
         url = env.get(f"POLYSHOP_{peer.upper()}_URL", "")
         host = f"{peer}-headless.{NAMESPACE}.svc.cluster.local"

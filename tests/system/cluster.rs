@@ -161,7 +161,9 @@ async fn a_cluster_on_one_machine_confirms_orders_through_every_edge_and_survive
     );
 
     // Every stream and the flags bucket keep a copy on each node.
-    let client = async_nats::connect(nats.clone())
+    let client = system
+        .nats_options("admin")
+        .connect(nats.clone())
         .await
         .expect("connect nats");
     let js = async_nats::jetstream::new(client);

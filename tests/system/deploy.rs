@@ -142,9 +142,19 @@ async fn every_manifest_gives_its_process_a_configuration_polyshop_accepts() {
                 assert!(nats.is_none(), "{workload}");
             }
         } else {
+            let own_key = if origin == "compose" {
+                format!("/keys/services/polyshop-{process}.pem")
+            } else {
+                "/keys/service-ed25519.pem".to_owned()
+            };
             assert_eq!(
-                settings["auth"]["service_key_path"], "/keys/service-ed25519.pem",
-                "{workload}"
+                settings["auth"]["service_key_path"].as_str(),
+                Some(own_key.as_str()),
+                "{workload}: its own key"
+            );
+            assert!(
+                settings["auth"]["service_trust_dir"].is_string(),
+                "{workload}: a trust dir"
             );
             assert!(
                 settings["nats"]["url"]

@@ -160,6 +160,34 @@ impl System {
             .to_owned()
     }
 
+    /// The URL of the (first) nats-server `up` started.
+    pub fn nats_url(&self) -> String {
+        format!(
+            "nats://127.0.0.1:{}",
+            self.env["POLYSHOP_NATS_EMBEDDED_PORT"]
+        )
+    }
+
+    /// A client of the system's broker as `identity` (`admin`, `catalog`, …: the password
+    /// `up` generated for it under the data dir), named `name`.
+    pub async fn nats_as(&self, identity: &str, name: &str) -> async_nats::Client {
+        self.nats_options(identity)
+            .name(name)
+            .connect(self.nats_url())
+            .await
+            .expect("connect to nats")
+    }
+
+    /// Options that authenticate as `identity`, with the password `up` generated for it.
+    pub fn nats_options(&self, identity: &str) -> async_nats::ConnectOptions {
+        let password = std::fs::read_to_string(polyshop_platform::events::identity::password_file(
+            &self.data_dir,
+            identity,
+        ))
+        .expect("the identity's password");
+        async_nats::ConnectOptions::with_user_and_password(identity.into(), password.trim().into())
+    }
+
     /// Runs `polyshop <args>` with this system's environment and returns its stdout.
     pub async fn polyshop(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_polyshop"))

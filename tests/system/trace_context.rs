@@ -69,10 +69,9 @@ async fn wait_for_traced_event(
 async fn a_callers_trace_reaches_the_events_it_causes_across_services() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = System::environment(dir.path());
-    let nats_url = format!("nats://127.0.0.1:{}", env["POLYSHOP_NATS_EMBEDDED_PORT"]);
     let gateway = env["POLYSHOP_GATEWAY_LISTEN"].clone();
     let system = System::up(dir.path(), env).await;
-    let nats = async_nats::connect(&nats_url).await.expect("connect nats");
+    let nats = system.nats_as("admin", "trace-test").await;
     let js = async_nats::jetstream::new(nats);
 
     // Straight to the user service.

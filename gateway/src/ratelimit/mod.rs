@@ -16,6 +16,7 @@
 //! over all edges rather than once per edge.
 
 pub mod client;
+pub mod in_flight;
 pub mod share;
 
 use std::{

@@ -105,6 +105,22 @@ pub fn load_or_generate(path: &Path) -> Result<KeyPair, KeyError> {
     KeyPair::from_signing(signing, path)
 }
 
+/// Replaces the key at `path` with a newly generated one (a rotation), atomically and
+/// owner-only.
+///
+/// # Errors
+/// [`KeyError`] when the file cannot be written.
+pub fn replace_with_new(path: &Path) -> Result<KeyPair, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    create_private_dir(path.parent().unwrap_or(Path::new("."))).map_err(io)?;
+    let pair = KeyPair::from_signing(SigningKey::generate(&mut rand::rngs::OsRng), path)?;
+    write_secret_file(path, pair.pem.as_bytes()).map_err(io)?;
+    Ok(pair)
+}
+
 /// Creates `dir` and any missing parent owner-only (0700 on Unix); an existing one is left as
 /// it is.
 ///

@@ -5,10 +5,11 @@
 pub mod keys;
 pub mod layer;
 pub mod revoked;
+pub mod service_keys;
 pub mod tokens;
 
 use std::{
-    path::Path,
+    path::PathBuf,
     sync::{Arc, OnceLock},
     time::Duration,
 };
@@ -19,6 +20,7 @@ use tonic::Status;
 
 pub use layer::AuthLayer;
 pub use revoked::RevokedUsers;
+pub use service_keys::{ServiceSigner, ServiceTrust};
 pub use tokens::{Claims, ServiceTokens, TokenError, TokenIssuer, UserTokenVerifier};
 
 use crate::{
@@ -47,10 +49,20 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// Whether the caller holds the admin role (services act with full rights).
+    /// Whether the caller is a user holding the admin role (a service never is: it may call
+    /// only the methods whose contract names it among the callers).
     pub fn is_admin(&self) -> bool {
         match self {
             Self::User { roles, .. } => roles.iter().any(|r| r == ROLE_ADMIN),
+            Self::Service { .. } => false,
+        }
+    }
+
+    /// Whether the caller sees every user's data: an admin, or a service the method's
+    /// contract lists among its callers (checked before the handler runs).
+    pub fn acts_for_anyone(&self) -> bool {
+        match self {
+            Self::User { .. } => self.is_admin(),
             Self::Service { .. } => true,
         }
     }
@@ -63,9 +75,10 @@ impl Principal {
         }
     }
 
-    /// Whether the caller may read or change `user_id`'s data: the user, an admin or a service.
+    /// Whether the caller may read or change `user_id`'s data: the user, an admin or an
+    /// allowed service.
     pub fn may_act_for(&self, user_id: &str) -> bool {
-        self.is_admin() || self.user_id() == Some(user_id)
+        self.acts_for_anyone() || self.user_id() == Some(user_id)
     }
 }
 
@@ -145,7 +158,7 @@ impl Authenticator {
     }
 
     /// The standard authenticator of service `name`: user tokens verified through the user
-    /// service's JWKS, service tokens with the shared service key.
+    /// service's JWKS, service tokens with this service's key and the trusted public keys.
     ///
     /// # Errors
     /// [`AuthSetupError`] if a key cannot be loaded or the user service URL is bad.
@@ -187,8 +200,9 @@ impl Authenticator {
     /// Checks the call to gRPC `path` with `headers` against the method's access rule.
     ///
     /// # Errors
-    /// UNAUTHENTICATED (no or bad token), PERMISSION_DENIED (wrong role or an internal method
-    /// called with a user token), UNAVAILABLE (keys cannot be fetched).
+    /// UNAUTHENTICATED (no or bad token), PERMISSION_DENIED (wrong role, an internal method
+    /// called with a user token, a service the contract does not list among the method's
+    /// callers), UNAVAILABLE (keys cannot be fetched).
     pub async fn authorize(
         &self,
         path: &str,
@@ -209,6 +223,9 @@ impl Authenticator {
         let token = token.ok_or_else(|| unauthenticated("missing"))?;
         let principal = self.identify(token).await?;
         match (rule.access, &principal) {
+            (_, Principal::Service { name }) if !rule.allows_service(name) => Err(
+                Status::permission_denied(format!("{name} is not among this method's callers")),
+            ),
             (Access::Internal, Principal::User { .. }) => Err(Status::permission_denied(
                 "this method is for Polyshop services only",
             )),
@@ -231,7 +248,7 @@ impl Authenticator {
                     .map_err(|_| unauthenticated("malformed"))?
                     .kid
                     .unwrap_or_default();
-                if kid == self.services.kid() {
+                if self.services.knows(&kid) {
                     let claims = self.services.verify(token).map_err(|e| {
                         tracing::debug!(error = %e, "service token rejected");
                         unauthenticated("rejected")
@@ -273,22 +290,44 @@ pub enum AuthSetupError {
     Token(#[from] TokenError),
 }
 
-/// The shared service key: from config, or `<data_dir>/keys/service-ed25519.pem`.
+/// Service `name`'s tokens: its own key (`auth.service_key_path`, or
+/// `<data_dir>/keys/services/<name>.pem`, generated and published on first use), verifying
+/// against the public keys in `auth.service_trust_dir` (or `<data_dir>/keys/service-trust`).
 ///
 /// # Errors
-/// [`AuthSetupError`] if it cannot be loaded or generated.
+/// [`AuthSetupError`] if the key cannot be loaded or generated.
 pub fn service_tokens(settings: &Settings, name: &str) -> Result<ServiceTokens, AuthSetupError> {
-    let path = settings
-        .auth
-        .service_key_path
-        .clone()
-        .unwrap_or_else(|| settings.keys_dir().join("service-ed25519.pem"));
-    let key = keys::load_or_generate(Path::new(&path))?;
+    let signer = ServiceSigner::load(
+        service_key_path(settings, name),
+        service_trust_dir(settings),
+        name,
+    )?;
+    let trust = Arc::new(ServiceTrust::new(service_trust_dir(settings)));
     Ok(ServiceTokens::new(
-        key,
+        signer,
+        trust,
         name,
         Duration::from_secs(settings.auth.service_token_ttl_secs),
-    )?)
+    ))
+}
+
+/// Where service `name`'s private key is.
+pub fn service_key_path(settings: &Settings, name: &str) -> PathBuf {
+    settings.auth.service_key_path.clone().unwrap_or_else(|| {
+        settings
+            .keys_dir()
+            .join("services")
+            .join(format!("{name}.pem"))
+    })
+}
+
+/// The directory of trusted service public keys.
+pub fn service_trust_dir(settings: &Settings) -> PathBuf {
+    settings
+        .auth
+        .service_trust_dir
+        .clone()
+        .unwrap_or_else(|| settings.keys_dir().join("service-trust"))
 }
 
 /// Adds `authorization: Bearer <service token>` for `audience` to outgoing calls.

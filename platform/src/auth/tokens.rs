@@ -1,10 +1,13 @@
 //! Signed JWTs (EdDSA only): user access tokens issued by the user service and verified
 //! everywhere through its JWKS, and short-lived service-to-service tokens (issuer = caller,
-//! audience = callee) signed with the services' shared key.
+//! audience = callee), each service signing with its own key (see [`super::service_keys`]).
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -14,7 +17,10 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::keys::KeyPair;
+use super::{
+    keys::KeyPair,
+    service_keys::{ServiceSigner, ServiceTrust},
+};
 use polyshop::user::v1::{GetJwksRequest, JsonWebKey, user_service_client::UserServiceClient};
 
 /// `typ` of a user access token.
@@ -157,6 +163,13 @@ impl Verified {
             .get(token)
             .filter(|c| c.exp > now)
             .cloned()
+    }
+
+    fn clear(&self) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     fn put(&self, token: &str, claims: &Claims, now: u64) {
@@ -316,33 +329,33 @@ impl UserTokenVerifier {
     }
 }
 
-/// Mints and verifies service-to-service tokens for one service.
+/// Mints this service's service-to-service tokens (with its own key) and verifies those of
+/// the others (against the trusted public keys, each bound to one issuer).
 #[derive(Debug)]
 pub struct ServiceTokens {
-    key: KeyPair,
-    decoding: DecodingKey,
+    signer: ServiceSigner,
+    trust: Arc<ServiceTrust>,
     name: String,
     ttl: Duration,
     minted: Mutex<HashMap<String, (String, u64)>>,
     verified: Verified,
+    /// The trust generation the remembered verdicts were made under.
+    generation: AtomicU64,
 }
 
 impl ServiceTokens {
-    /// Tokens for the service called `name` (e.g. `polyshop-order`).
-    ///
-    /// # Errors
-    /// [`TokenError`] if the key cannot be used.
-    pub fn new(key: KeyPair, name: &str, ttl: Duration) -> Result<Self, TokenError> {
-        let decoding = DecodingKey::from_ed_components(&key.public_x())
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        Ok(Self {
-            key,
-            decoding,
+    /// Tokens of the service called `name` (e.g. `polyshop-order`), signed by `signer`,
+    /// verified against `trust`.
+    pub fn new(signer: ServiceSigner, trust: Arc<ServiceTrust>, name: &str, ttl: Duration) -> Self {
+        Self {
+            signer,
+            generation: AtomicU64::new(trust.generation()),
+            trust,
             name: name.to_owned(),
             ttl,
             minted: Mutex::default(),
             verified: Verified::default(),
-        })
+        }
     }
 
     /// This service's name.
@@ -350,21 +363,26 @@ impl ServiceTokens {
         &self.name
     }
 
-    /// The key id that marks a service token.
-    pub fn kid(&self) -> &str {
-        &self.key.kid
+    /// Whether `kid` names a trusted service key, i.e. the token is a service token.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.trust.knows(kid)
     }
 
-    /// A token for calling `audience`, reused until a third of its life is left.
+    /// A token for calling `audience`, reused until a third of its life is left (or until
+    /// this service's key is rotated).
     ///
     /// # Errors
     /// [`TokenError`] if signing fails.
     pub fn token_for(&self, audience: &str) -> Result<String, TokenError> {
         let now = now_secs();
+        let (key, rotated) = self.signer.key();
         let mut minted = self
             .minted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rotated {
+            minted.clear();
+        }
         if let Some((token, exp)) = minted.get(audience)
             && *exp > now + self.ttl.as_secs() / 3
         {
@@ -380,31 +398,52 @@ impl ServiceTokens {
             typ: TYPE_SERVICE.into(),
             roles: Vec::new(),
         };
-        let token = sign(&self.key, &claims)?;
+        let token = sign(&key, &claims)?;
         minted.insert(audience.to_owned(), (token.clone(), claims.exp));
         Ok(token)
     }
 
-    /// The claims of `token` if it was verified before and has not expired.
+    /// Drops remembered verdicts when the trusted keys changed (a key removed or retired).
+    fn forget_if_keys_changed(&self) {
+        let now = self.trust.generation();
+        if self.generation.swap(now, Ordering::Relaxed) != now {
+            self.verified.clear();
+        }
+    }
+
+    /// The claims of `token` if it was verified before, has not expired, and its key is
+    /// still trusted.
     pub fn cached(&self, token: &str) -> Option<Claims> {
+        self.forget_if_keys_changed();
         self.verified
             .get(token, jsonwebtoken::get_current_timestamp())
     }
 
-    /// Verifies a token addressed to this service by another Polyshop service.
+    /// Verifies a token addressed to this service by another Polyshop service: signed by a
+    /// trusted key, whose issuer it names.
     ///
     /// # Errors
     /// [`TokenError`] naming what failed.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         // A caller reuses its token for most of its lifetime: check the signature once.
+        self.forget_if_keys_changed();
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(claims) = self.verified.get(token, now) {
             return Ok(claims);
         }
-        let claims = decode::<Claims>(token, &self.decoding, &validation(None, &self.name))
+        let kid = decode_header(token)
             .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .kid
+            .unwrap_or_default();
+        let claims = self
+            .trust
+            .with_key(&kid, |iss, key| {
+                decode::<Claims>(token, key, &validation(Some(iss), &self.name))
+                    .map_err(|e| TokenError::Invalid(e.to_string()))
+            })
+            .ok_or_else(|| TokenError::Invalid(format!("unknown service key {kid}")))??
             .claims;
-        if claims.typ != TYPE_SERVICE || !claims.iss.starts_with("polyshop-") {
+        if claims.typ != TYPE_SERVICE || claims.sub != claims.iss {
             return Err(TokenError::Invalid("not a service token".into()));
         }
         self.verified.put(token, &claims, now);

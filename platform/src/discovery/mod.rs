@@ -173,7 +173,7 @@ impl Discovery {
         stopped: Shutdown,
     ) -> Result<Self, RegistryError> {
         let js = if settings.discovery.mode == DiscoveryMode::Nats || settings.nats.url.is_some() {
-            let client = crate::events::connect(&settings.nats_url(), name)
+            let client = crate::events::identity::connect_as(settings, name)
                 .await
                 .map_err(err)?;
             Some(jetstream::new(client))
@@ -284,7 +284,8 @@ impl Discovery {
     }
 
     /// A channel-like client over the instances of `service`; `configure` sets each
-    /// endpoint's timeouts.
+    /// endpoint's timeouts. With TLS between services ([`crate::tls`]), every endpoint dials
+    /// `https://` with the process's CA and client certificate, whatever `configure` does.
     ///
     /// # Errors
     /// When `url` is malformed.
@@ -297,9 +298,10 @@ impl Discovery {
         + Sync
         + 'static,
     ) -> Result<Balanced, RegistryError> {
-        tonic::transport::Endpoint::from_shared(url.to_owned()).map_err(err)?;
+        crate::tls::endpoint(url).map_err(err)?;
+        let configured = url.to_owned();
         Ok(Balanced::new(self.pool(service, url, move |instance| {
-            let endpoint = tonic::transport::Endpoint::from_shared(instance.url.clone()).ok()?;
+            let endpoint = crate::tls::instance_endpoint(&instance.url, &configured).ok()?;
             Some(configure(endpoint).connect_lazy())
         })))
     }

@@ -12,6 +12,7 @@
 
 pub mod consumer;
 pub mod dlq;
+pub mod identity;
 pub mod outbox;
 pub mod relay;
 pub mod streams;
@@ -102,9 +103,11 @@ pub fn event<M: Message + Name>(message: &M) -> OutgoingEvent {
     }
 }
 
-/// Connects to NATS, retrying in the background if it is not up yet, so a service starts
-/// (and keeps writing its outbox) while the broker is away. `url` may list the servers of a
-/// cluster separated by commas (as the NATS CLI takes them); the client fails over between them.
+/// Connects to NATS without credentials, retrying in the background if it is not up yet, so
+/// a service starts (and keeps writing its outbox) while the broker is away. `url` may list
+/// the servers of a cluster separated by commas (as the NATS CLI takes them); the client fails
+/// over between them. [`identity::connect_as`] connects with the credentials the settings
+/// give a process.
 ///
 /// # Errors
 /// When a URL is invalid.
@@ -112,14 +115,7 @@ pub async fn connect(
     url: &str,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    // async-nats parses a `&str` as one address: a comma-separated list must be split here.
-    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
-    async_nats::ConnectOptions::new()
-        .name(name)
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(servers)
-        .await
+    identity::connect(url, name, &identity::Credentials::None).await
 }
 
 #[cfg(test)]
@@ -163,7 +159,7 @@ impl EventBus {
         db: sea_orm::DatabaseConnection,
         shutdown: crate::shutdown::Shutdown,
     ) -> Result<Self, crate::server::StartError> {
-        let client = connect(&settings.nats_url(), name)
+        let client = identity::connect_as(settings, name)
             .await
             .map_err(|e| crate::server::StartError::Other(format!("NATS: {e}")))?;
         let js = async_nats::jetstream::new(client);

@@ -26,12 +26,12 @@ async fn a_captured_charge_is_stored_invoiced_and_announced(env: &Env) {
     assert_eq!(payment.amount, common::usd(2500));
     assert_eq!(payment.refunded_amount, common::usd(0));
     assert_eq!(
-        s.get(&payment.payment_id, &s.service()).await.expect("get"),
+        s.get(&payment.payment_id, &s.admin()).await.expect("get"),
         payment
     );
 
     let invoice = s
-        .invoice(&payment.payment_id, &s.service())
+        .invoice(&payment.payment_id, &s.admin())
         .await
         .expect("invoice");
     assert_eq!(invoice.invoice_number, "INV-000001");
@@ -64,7 +64,7 @@ async fn declines_are_stored_results_with_their_events_and_no_invoice(env: &Env)
         );
 
         let err = s
-            .invoice(&payment.payment_id, &s.service())
+            .invoice(&payment.payment_id, &s.admin())
             .await
             .expect_err("no invoice");
         assert_eq!(
@@ -162,7 +162,7 @@ async fn ten_concurrent_charges_with_one_key_make_one_payment(env: &Env) {
     assert_eq!(stored.len(), 1, "one payment for the order");
     assert_eq!(stored[0], results[0]);
     let invoice = s
-        .invoice(&stored[0].payment_id, &s.service())
+        .invoice(&stored[0].payment_id, &s.admin())
         .await
         .expect("invoice");
     assert_eq!(
@@ -212,7 +212,7 @@ async fn a_payment_is_refunded_once_in_full(env: &Env) {
         (Code::NotFound, "PAYMENT_NOT_FOUND".into())
     );
 
-    let invoice = s.invoice(&payment.payment_id, &s.service()).await;
+    let invoice = s.invoice(&payment.payment_id, &s.admin()).await;
     assert!(invoice.is_ok(), "a refunded payment keeps its invoice");
     expect_published(&env.nats, REFUNDED, 1).await;
     let event: pb::PaymentRefunded = last_event(&env.nats, REFUNDED).await;
@@ -261,7 +261,7 @@ async fn invoice_numbers_increase_without_gaps(env: &Env) {
         s.charge(charge_request(&order, &order, "alice", token))
             .await
             .expect("repeat");
-        if let Ok(invoice) = s.invoice(&payment.payment_id, &s.service()).await {
+        if let Ok(invoice) = s.invoice(&payment.payment_id, &s.admin()).await {
             numbers.push(invoice.invoice_number);
         }
     }
@@ -280,7 +280,7 @@ async fn payments_and_keys_survive_a_restart(env: Env) {
     let env = env.restart().await;
     let s = &env.server;
     assert_eq!(
-        s.get(&payment.payment_id, &s.service()).await.expect("get"),
+        s.get(&payment.payment_id, &s.admin()).await.expect("get"),
         payment
     );
     let again = s
@@ -293,7 +293,7 @@ async fn payments_and_keys_survive_a_restart(env: Env) {
         .await
         .expect("charge");
     let invoice = s
-        .invoice(&next.payment_id, &s.service())
+        .invoice(&next.payment_id, &s.admin())
         .await
         .expect("invoice");
     assert_eq!(invoice.invoice_number, "INV-000002", "the counter was kept");

@@ -1,5 +1,6 @@
 //! The user bounded context: accounts with argon2id credentials, addresses, roles and status,
-//! and the access tokens every other service verifies through `GetJwks`.
+//! the access tokens every other service verifies through `GetJwks`, and the rotating,
+//! revocable refresh tokens that keep a sign-in going.
 //!
 //! Layers: [`grpc`] → [`app`] → [`domain`], with [`store`] implementing the repository.
 
@@ -18,6 +19,7 @@ use polyshop_platform::{
     config::{ExposeSecret, Settings},
     db,
     events::{EventBus, outbox},
+    retention::Pruner,
     server::{self, ServerSpec, StartError},
     shutdown,
 };
@@ -26,7 +28,7 @@ use tonic::Status;
 
 use crate::{
     app::UserRepository,
-    store::{CachedUsers, SeaUserRepository},
+    store::{CachedUsers, SeaRefreshTokens, SeaUserRepository},
 };
 
 /// The name this service signs and verifies service tokens as.
@@ -58,7 +60,10 @@ pub async fn serve(
     let conn = db::connect(&settings.data_dir, "user", &settings.user.service()).await?;
     db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
     let (stop, stopped) = shutdown::channel();
-    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped).await?;
+    let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
+    Pruner::new(conn.clone())
+        .rule(store::refresh_token_retention())
+        .spawn(settings.events.prune_interval(), stopped);
     bus.register("user", settings.user.url());
     let repo = Arc::new(CachedUsers::new(
         SeaUserRepository::new(conn.clone(), bus.signal.clone()),
@@ -106,8 +111,13 @@ pub async fn serve(
     )
     .with_account_status(Arc::new(ActiveAccounts(repo.clone())));
 
+    let sessions = Arc::new(app::Sessions {
+        issuer,
+        store: SeaRefreshTokens::new(conn.clone()),
+        refresh_ttl: Duration::from_secs(settings.user.refresh_token_ttl_secs),
+    });
     let routes = tonic::service::Routes::new(UserServiceServer::new(grpc::UserGrpc::new(
-        repo, issuer, hashing,
+        repo, sessions, hashing,
     )));
     server::serve(
         listener,

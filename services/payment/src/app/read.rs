@@ -77,7 +77,8 @@ pub async fn list_payments<R: PaymentRepository>(
     v.into_result()?;
     let size = size.unwrap_or(paging::DEFAULT_PAGE_SIZE);
     let filter = ListFilter {
-        user_id: (!caller.is_admin()).then(|| caller.user_id().unwrap_or_default().to_owned()),
+        user_id: (!caller.acts_for_anyone())
+            .then(|| caller.user_id().unwrap_or_default().to_owned()),
         order_id: Some(request.order_id).filter(|o| !o.is_empty()),
     };
     // One extra row tells whether another page exists.

@@ -64,6 +64,11 @@ impl Running {
         self.tokens.service(ORDER_SERVICE, SERVICE_NAME)
     }
 
+    /// An admin user's token (a service may call only what the contract lists it for).
+    pub fn admin(&self) -> String {
+        self.tokens.admin("ops")
+    }
+
     pub async fn stop(self) {
         self.stop.fire();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
@@ -149,7 +154,7 @@ pub async fn start(settings: Settings) -> Running {
         task,
     };
     // The server answers once migrations ran; wait for that.
-    let token = running.service();
+    let token = running.tokens.admin("ops");
     eventually(
         "the payment server answers",
         async || matches!(running.get("ping", &token).await, Err(e) if e.code() == Code::NotFound),

@@ -3,15 +3,17 @@
 
 mod accounts;
 mod password;
+mod sessions;
 mod sign_in;
 
 pub use accounts::*;
 pub use password::{Hashing, RETRY_AFTER};
+pub use sessions::*;
 pub use sign_in::*;
 
 use std::future::Future;
 
-use crate::domain::{Address, Role, User, UserError, UserStatus};
+use crate::domain::{Address, RefreshToken, Role, User, UserError, UserStatus};
 
 /// What registration stores.
 #[derive(Debug, Clone)]
@@ -54,7 +56,8 @@ pub trait UserRepository: Send + Sync + 'static {
         display_name: Option<String>,
         email: Option<String>,
     ) -> impl Future<Output = Result<User, UserError>> + Send;
-    /// Sets the status; returns the previous one and the account.
+    /// Sets the status; returns the previous one and the account. Any status but active
+    /// revokes every refresh token of the account in the same transaction.
     fn set_status(
         &self,
         id: &str,
@@ -72,6 +75,31 @@ pub trait UserRepository: Send + Sync + 'static {
         after: Option<String>,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<User>, UserError>> + Send;
-    /// Deletes an account and its addresses; false if there was none.
+    /// Deletes an account, its addresses and its refresh tokens; false if there was none.
     fn delete(&self, id: &str) -> impl Future<Output = Result<bool, UserError>> + Send;
+}
+
+/// Storage of refresh tokens, by the hash of the token.
+pub trait RefreshTokenRepository: Send + Sync + 'static {
+    /// Stores a new token.
+    fn insert(&self, token: RefreshToken) -> impl Future<Output = Result<(), UserError>> + Send;
+    /// The token whose hash is `hash`.
+    fn find(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<RefreshToken>, UserError>> + Send;
+    /// Consumes the token `hash` at `now` and stores `next`, atomically; false, with nothing
+    /// changed, when the token was consumed or revoked already.
+    fn rotate(
+        &self,
+        hash: &str,
+        now: i64,
+        next: RefreshToken,
+    ) -> impl Future<Output = Result<bool, UserError>> + Send;
+    /// Revokes, at `now`, every token of the family not revoked yet; returns how many.
+    fn revoke_family(
+        &self,
+        family_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, UserError>> + Send;
 }

@@ -1,10 +1,8 @@
 //! Registration and login.
 
-use std::sync::Arc;
+use polyshop_platform::status::Violations;
 
-use polyshop_platform::{auth::TokenIssuer, status::Violations};
-
-use super::{Hashing, NewUser, UserRepository};
+use super::{Hashing, NewUser, RefreshTokenRepository, Session, Sessions, UserRepository};
 use crate::domain::{
     Role, User, UserError, check_display_name, check_email, check_password, check_username,
 };
@@ -88,27 +86,16 @@ pub async fn ensure_admin<R: UserRepository>(
     create(repo, hashing, reg, vec![Role::Customer, Role::Admin]).await
 }
 
-/// A successful login.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The signed access token.
-    pub access_token: String,
-    /// Its expiry, seconds since the epoch.
-    pub expires_at: u64,
-    /// The user.
-    pub user: User,
-}
-
-/// Checks credentials and issues an access token.
+/// Checks credentials and starts a session: an access token and a refresh token.
 ///
 /// # Errors
 /// `InvalidCredentials` for an unknown login or wrong password (the same error, in about the
 /// same time), `NotActive` for an inactive or suspended account, `Busy` when hashing is
 /// saturated, `Internal`.
-pub async fn login<R: UserRepository>(
+pub async fn login<R: UserRepository, T: RefreshTokenRepository>(
     repo: &R,
     hashing: &Hashing,
-    issuer: &Arc<TokenIssuer>,
+    sessions: &Sessions<T>,
     login: &str,
     password: &str,
 ) -> Result<Session, UserError> {
@@ -128,12 +115,5 @@ pub async fn login<R: UserRepository>(
     if !user.is_active() {
         return Err(UserError::NotActive(user.status.as_str()));
     }
-    let (access_token, expires_at) = issuer
-        .issue(&user.id, user.role_names())
-        .map_err(|e| UserError::Internal(Box::new(e)))?;
-    Ok(Session {
-        access_token,
-        expires_at,
-        user,
-    })
+    sessions.start(user).await
 }

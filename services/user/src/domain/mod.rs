@@ -1,8 +1,10 @@
 //! The user context's rules: what a valid username, email, password and address are, which
 //! roles and statuses exist, and how emails are masked for others. Pure: no I/O.
 
+mod refresh;
 mod rules;
 
+pub use refresh::*;
 pub use rules::*;
 
 use polyshop_platform::status::Violations;
@@ -144,6 +146,9 @@ pub enum UserError {
     /// The account is inactive or suspended.
     #[error("account is {0}")]
     NotActive(&'static str),
+    /// A refresh token cannot be exchanged (or a Logout's is missing).
+    #[error("{}", .0.message())]
+    RefreshRejected(RefreshRejection),
     /// The caller may not act on this user.
     #[error("you may only access your own account")]
     NotOwner,

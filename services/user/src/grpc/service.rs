@@ -3,29 +3,29 @@
 use std::sync::Arc;
 
 use polyshop::user::v1::{self as pb, user_service_server::UserService};
-use polyshop_platform::auth::{TokenIssuer, principal};
+use polyshop_platform::auth::principal;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::{
-    app::{self, Hashing, Registration, UserRepository},
+    app::{self, Hashing, RefreshTokenRepository, Registration, Session, Sessions, UserRepository},
     domain::UserError,
 };
 
 /// The user service's gRPC handlers.
 #[derive(Debug)]
-pub struct UserGrpc<R> {
+pub struct UserGrpc<R, T> {
     repo: Arc<R>,
-    issuer: Arc<TokenIssuer>,
+    sessions: Arc<Sessions<T>>,
     hashing: Arc<Hashing>,
 }
 
-impl<R> UserGrpc<R> {
-    /// Handlers over `repo`, issuing tokens with `issuer`, hashing passwords with `hashing`.
-    pub fn new(repo: Arc<R>, issuer: Arc<TokenIssuer>, hashing: Arc<Hashing>) -> Self {
+impl<R, T> UserGrpc<R, T> {
+    /// Handlers over `repo`, issuing tokens with `sessions`, hashing passwords with `hashing`.
+    pub fn new(repo: Arc<R>, sessions: Arc<Sessions<T>>, hashing: Arc<Hashing>) -> Self {
         Self {
             repo,
-            issuer,
+            sessions,
             hashing,
         }
     }
@@ -33,8 +33,26 @@ impl<R> UserGrpc<R> {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+fn seconds(at: u64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: i64::try_from(at).unwrap_or(i64::MAX),
+        nanos: 0,
+    })
+}
+
+/// A session's tokens, as RefreshToken answers them.
+fn refreshed(session: Session) -> pb::RefreshTokenResponse {
+    pb::RefreshTokenResponse {
+        access_token: session.access_token,
+        token_type: "Bearer".into(),
+        expire_time: seconds(session.expires_at),
+        refresh_token: session.refresh_token,
+        refresh_expire_time: Some(polyshop_platform::timestamp(session.refresh_expires_at)),
+    }
+}
+
 #[tonic::async_trait]
-impl<R: UserRepository> UserService for UserGrpc<R> {
+impl<R: UserRepository, T: RefreshTokenRepository> UserService for UserGrpc<R, T> {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Reply<pb::RegisterResponse> {
         let r = request.into_inner();
         let reg = Registration {
@@ -53,16 +71,29 @@ impl<R: UserRepository> UserService for UserGrpc<R> {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
         let r = request.into_inner();
         let (repo, hashing) = (self.repo.as_ref(), self.hashing.as_ref());
-        let session = app::login(repo, hashing, &self.issuer, &r.login, &r.password).await?;
+        let session = app::login(repo, hashing, &self.sessions, &r.login, &r.password).await?;
         Ok(Response::new(pb::LoginResponse {
             access_token: session.access_token,
             token_type: "Bearer".into(),
-            expire_time: Some(prost_types::Timestamp {
-                seconds: i64::try_from(session.expires_at).unwrap_or(i64::MAX),
-                nanos: 0,
-            }),
+            expire_time: seconds(session.expires_at),
+            refresh_token: session.refresh_token,
+            refresh_expire_time: Some(polyshop_platform::timestamp(session.refresh_expires_at)),
             user: Some(convert::user(session.user)),
         }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Reply<pb::RefreshTokenResponse> {
+        let token = &request.get_ref().refresh_token;
+        let session = app::refresh(self.repo.as_ref(), &self.sessions, token).await?;
+        Ok(Response::new(refreshed(session)))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
+        app::logout(&self.sessions, &request.get_ref().refresh_token).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
@@ -143,7 +174,7 @@ impl<R: UserRepository> UserService for UserGrpc<R> {
 
     async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Reply<pb::GetJwksResponse> {
         Ok(Response::new(pb::GetJwksResponse {
-            keys: vec![self.issuer.jwk()],
+            keys: vec![self.sessions.issuer.jwk()],
         }))
     }
 }

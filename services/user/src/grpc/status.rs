@@ -35,6 +35,11 @@ impl From<UserError> for Status {
                 ErrorReason::AccountNotActive,
                 format!("account is {status}"),
             ),
+            UserError::RefreshRejected(why) => with_reason(
+                Code::Unauthenticated,
+                ErrorReason::InvalidRefreshToken,
+                why.message(),
+            ),
             UserError::NotOwner => with_reason(
                 Code::PermissionDenied,
                 ErrorReason::NotOwner,

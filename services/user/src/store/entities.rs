@@ -101,3 +101,35 @@ pub mod address {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `refresh_tokens` table.
+pub mod refresh_token {
+    use sea_orm::entity::prelude::*;
+
+    /// One refresh token row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_tokens")]
+    pub struct Model {
+        /// Hex SHA-256 of the token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        /// The sign-in it belongs to.
+        pub family_id: String,
+        /// Owner.
+        pub user_id: String,
+        /// Epoch ms.
+        pub created_at: i64,
+        /// Epoch ms.
+        pub expires_at: i64,
+        /// Epoch ms it was consumed by a refresh.
+        pub used_at: Option<i64>,
+        /// Epoch ms it was revoked.
+        pub revoked_at: Option<i64>,
+    }
+
+    /// No relations: rows go with their user explicitly.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -10,7 +10,10 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use super::entities::{address, user};
+use super::{
+    entities::{address, user},
+    refresh,
+};
 use crate::{
     app::{NewUser, UserRepository},
     domain::{Address, Role, User, UserError, UserStatus, unique_key},
@@ -257,10 +260,17 @@ impl UserRepository for SeaUserRepository {
                 .map_err(internal)?
                 .ok_or(UserError::NotFound)?;
             let previous = UserStatus::parse(&row.status).unwrap_or(UserStatus::Suspended);
+            let now = polyshop_platform::now_millis();
             let mut active: user::ActiveModel = row.into();
             active.status = Set(status.as_str().into());
-            active.updated_at = Set(polyshop_platform::now_millis());
+            active.updated_at = Set(now);
             let row = active.update(&txn).await.map_err(internal)?;
+            // An account that may not sign in may not stay signed in either.
+            if status != UserStatus::Active {
+                refresh::revoke_user(&txn, id, now)
+                    .await
+                    .map_err(internal)?;
+            }
             Ok((previous, with_addresses(&txn, row).await?))
         }
         .await;
@@ -323,6 +333,7 @@ impl UserRepository for SeaUserRepository {
             .exec(&txn)
             .await
             .map_err(internal)?;
+        refresh::delete_user(&txn, id).await.map_err(internal)?;
         let deleted = user::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await
