@@ -81,6 +81,13 @@ Examples:
         /// Its PKCS#8 PEM key file.
         path: std::path::PathBuf,
     },
+    /// Print the `authorization` block of a NATS config for a broker you run yourself (as
+    /// `deploy/k8s/base/nats.conf` has it): every Polyshop identity with its permissions, each
+    /// password read from the node's environment (`NATS_PASSWORD_<IDENTITY>`).
+    #[command(after_help = "\
+Examples:
+  polyshop admin nats-authorization >> nats.conf")]
+    NatsAuthorization,
     /// Write a throw-away development CA (`ca.pem`) and a certificate signed by it
     /// (`cert.pem`, `key.pem` mode 0600) into DIR, for the edge (`gateway.tls_cert_path` /
     /// `gateway.tls_key_path`) and for TLS between services (`tls.ca_path`, `tls.cert_path`,
@@ -263,6 +270,9 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
                 std::time::Duration::from_secs(grace),
             )?;
             println!("{service}: key {new} in force; key {old} verifies for {grace} s more");
+        }
+        AdminCommand::NatsAuthorization => {
+            print!("{}", crate::nats_users::kubernetes_authorization());
         }
         AdminCommand::TrustEntry { service, path } => {
             let key = auth::keys::load_or_generate(&path)?;

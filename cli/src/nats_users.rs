@@ -7,7 +7,7 @@
 //!
 //! | | publish | JetStream API (requests) | subscribe |
 //! |---|---|---|---|
-//! | every service | `_INBOX.>`-replies, `$JS.ACK.>`, `$JS.FC.>` | account info; info of any stream; create/update of the event streams and DLQ; create of the registry bucket; consumers and direct gets on the registry and flags buckets | `_INBOX.>` |
+//! | every service | `_INBOX.>`-replies, `$JS.ACK.>`, `$JS.FC.>` | account info; info of any stream; create/update of the event streams and DLQ; create of the registry and flags buckets; consumers and direct gets on the registry and flags buckets | `_INBOX.>` |
 //! | context `<c>` | `polyshop.<c>.>` (its events), `$KV.polyshop_registry.<c>.>` (its instances) | consumers on the streams it consumes | |
 //! | consumers | `polyshop.dlq.>` (dead letters) | | |
 //! | gateway | `polyshop.ratelimit.admitted`, `$KV.polyshop_registry.gateway.>` | | `polyshop.ratelimit.admitted` |
@@ -105,29 +105,12 @@ impl NatsUsers {
 
     /// The `authorization` block of `nats.conf`: every client identity with its permissions.
     pub fn authorization(&self) -> String {
-        let mut conf = String::from("authorization {\n  users = [\n");
-        for (user, password) in &self.passwords {
-            if user == ROUTE_USER {
-                continue;
-            }
-            let _ = write!(
-                conf,
-                "    {{ user: {}, password: {}",
-                quote(user),
-                quote(password)
-            );
-            if let Some(p) = permissions(user) {
-                let _ = write!(
-                    conf,
-                    ",\n      permissions: {{\n        publish: {{ allow: {} }}\n        subscribe: {{ allow: {} }}\n      }}\n    ",
-                    list(&p.publish),
-                    list(&p.subscribe)
-                );
-            }
-            conf.push_str(" }\n");
-        }
-        conf.push_str("  ]\n}\n");
-        conf
+        authorization_block(
+            self.passwords
+                .iter()
+                .filter(|(user, _)| *user != ROUTE_USER)
+                .map(|(user, password)| (user.as_str(), quote(password))),
+        )
     }
 
     /// The `authorization` line of a `cluster` block: what a route must present.
@@ -146,6 +129,47 @@ impl NatsUsers {
             self.password(ROUTE_USER).unwrap_or_default()
         )
     }
+}
+
+/// The `authorization` block for `(user, password expression)` pairs.
+fn authorization_block<'a>(users: impl Iterator<Item = (&'a str, String)>) -> String {
+    let mut conf = String::from("authorization {\n  users = [\n");
+    for (user, password) in users {
+        let _ = write!(conf, "    {{ user: {}, password: {password}", quote(user));
+        if let Some(p) = permissions(user) {
+            let _ = write!(
+                conf,
+                ",\n      permissions: {{\n        publish: {{ allow: {} }}\n        subscribe: {{ allow: {} }}\n      }}\n    ",
+                list(&p.publish),
+                list(&p.subscribe)
+            );
+        }
+        conf.push_str(" }\n");
+    }
+    conf.push_str("  ]\n}\n");
+    conf
+}
+
+/// The environment variable that holds `identity`'s password on a Kubernetes NATS node.
+fn kubernetes_password_var(identity: &str) -> String {
+    format!("NATS_PASSWORD_{}", identity.to_ascii_uppercase())
+}
+
+/// The `authorization` block of `deploy/k8s/base/nats.conf`: the same identities and
+/// permissions as under `up`, each password taken from the node's environment (the Secret
+/// `polyshop-nats-users`).
+pub fn kubernetes_authorization() -> String {
+    let mut users: Vec<&str> = Service::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain([identity::ADMIN])
+        .collect();
+    users.sort_unstable();
+    authorization_block(
+        users
+            .into_iter()
+            .map(|user| (user, format!("${}", kubernetes_password_var(user)))),
+    )
 }
 
 /// A generated password: 43 alphanumerics (over 256 bits).
@@ -217,8 +241,10 @@ pub fn permissions(identity: &str) -> Option<Permissions> {
         "$JS.API.INFO".into(),
         "$JS.API.STREAM.INFO.*".into(),
         "$JS.API.STREAM.NAMES".into(),
-        // Opening the registry creates it when absent (an existing one is never updated).
+        // Opening the registry or the flags creates the bucket when absent (an existing one
+        // is never updated): on Kubernetes no `up` creates them first.
         format!("$JS.API.STREAM.CREATE.{registry}"),
+        format!("$JS.API.STREAM.CREATE.{flags}"),
         // Its own registry entries (puts and deletes are publishes on the key's subject).
         format!("$KV.{}.{identity}.>", discovery::BUCKET),
     ];
@@ -284,6 +310,17 @@ mod tests {
         for context in streams::contexts() {
             assert!(permissions(context).is_some(), "{context}");
         }
+    }
+
+    #[test]
+    fn the_kubernetes_nats_conf_carries_the_same_identities_and_permissions() {
+        let conf = include_str!("../../deploy/k8s/base/nats.conf");
+        let block = kubernetes_authorization();
+        assert!(
+            conf.contains(&block),
+            "deploy/k8s/base/nats.conf must contain this authorization block (the permissions \
+             changed):\n{block}"
+        );
     }
 
     #[test]

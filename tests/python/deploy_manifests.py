@@ -33,7 +33,11 @@ PROCESSES = {
 }
 CONTEXTS = [p for p in PROCESSES if p != "gateway"]
 OVERLAYS = ["dev", "prod"]
-PLACEHOLDER = {"polyshop-db": "postgres://placeholder@db:5432/polyshop", "polyshop-admin": "placeholder"}
+PLACEHOLDER = {
+    "polyshop-db": "postgres://placeholder@db:5432/polyshop",
+    "polyshop-admin": "placeholder",
+    "polyshop-nats-users": "placeholder-password",
+}
 # (Secret, key) -> the only workloads that may read it: a context's database URL in that
 # context; the user-token key and the admin password in the user service (it signs and
 # bootstraps); a context's own service-token key in that context alone (the others verify its
@@ -43,6 +47,9 @@ SECRET_READERS = {
     **{(f"polyshop-service-key-{c}", "service-ed25519.pem"): {c} for c in CONTEXTS},
     ("polyshop-admin", "password"): {"user"},
     ("polyshop-user-token-key", "user-ed25519.pem"): {"user"},
+    # Each process's NATS password in that process and in the NATS nodes that check it.
+    **{("polyshop-nats-users", p): {p, "nats"} for p in PROCESSES},
+    ("polyshop-nats-users", "admin"): {"nats"},
 }
 NATS_IMAGE = re.compile(r"^nats:2\.11\.\d+-alpine$")
 
@@ -183,6 +190,8 @@ def check_process(objs, name, port, where):
             fail(f"{where}: POLYSHOP_{peer.upper()}_URL is {url!r}, not the headless Service {host}")
     if env.get("POLYSHOP_DISCOVERY_MODE") != "dns":
         fail(f"{where}: discovery mode is not dns")
+    if env.get("POLYSHOP_NATS_USER") != name:
+        fail(f"{where}: connects to NATS as {env.get('POLYSHOP_NATS_USER')!r}, not its own identity")
     nats = env.get("POLYSHOP_NATS_URL")
     if nats != f"nats://nats.{NAMESPACE}.svc.cluster.local:4222":
         fail(f"{where}: POLYSHOP_NATS_URL is {nats!r}, not the nats Service")

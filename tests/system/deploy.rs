@@ -125,6 +125,14 @@ async fn every_manifest_gives_its_process_a_configuration_polyshop_accepts() {
             "{workload} listens on {listen}"
         );
         assert_eq!(settings["discovery"]["mode"], "dns", "{workload}");
+        if origin.starts_with("k8s") {
+            // Each process is its own NATS identity (decision 0016), password from a Secret.
+            assert_eq!(
+                settings["nats"]["user"].as_str(),
+                Some(process),
+                "{workload}: its own NATS identity"
+            );
+        }
         let signing_key = (process == "user").then_some("/keys/user-ed25519.pem");
         assert_eq!(
             settings["auth"]["signing_key_path"].as_str(),
