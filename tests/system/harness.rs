@@ -312,3 +312,48 @@ pub fn sigterm(child: &Child) {
     )
     .expect("send SIGTERM");
 }
+
+/// Calls `path` on `url` with an empty request and `token` (whatever the method's request
+/// type: an empty message decodes as any): the status code (OK on success).
+pub async fn grpc_code(url: &str, path: &'static str, token: &str) -> tonic::Code {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut request = tonic::Request::new(());
+    let value: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("header");
+    request.metadata_mut().insert("authorization", value);
+    match grpc
+        .unary::<(), (), _>(
+            request,
+            http::uri::PathAndQuery::from_static(path),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+    {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// A plain HTTP/1.1 GET with a bearer token; the status code.
+pub async fn http_get_status(base: &str, path: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line")
+}

@@ -14,6 +14,7 @@ mod nats_auth;
 mod nats_server_check;
 mod outage;
 mod python_client;
+mod revocation;
 mod service_tokens;
 mod tls;
 mod trace_context;

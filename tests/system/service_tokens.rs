@@ -5,13 +5,11 @@
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use http::uri::PathAndQuery;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use polyshop_platform::auth::{Claims, keys, service_keys};
-use tonic::{Code, Request, metadata::MetadataValue};
-use tonic_prost::ProstCodec;
+use tonic::Code;
 
-use crate::harness::{System, repo_root};
+use crate::harness::{System, grpc_code as call, http_get_status, repo_root};
 
 /// One method per context that needs a token: (context, gRPC path, its access).
 const TARGETS: [(&str, &str, &str); 6] = [
@@ -68,31 +66,6 @@ fn sign(key: &keys::KeyPair, claims: &Claims) -> String {
     header.kid = Some(key.kid.clone());
     let encoding = EncodingKey::from_ed_pem(key.pem.as_bytes()).expect("pem");
     jsonwebtoken::encode(&header, claims, &encoding).expect("sign")
-}
-
-/// Calls `path` on `url` with an empty request and `token`; the status code (OK on success).
-async fn call(url: &str, path: &'static str, token: &str) -> Code {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.expect("ready");
-    let mut request = Request::new(());
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
-    request.metadata_mut().insert("authorization", value);
-    match grpc
-        .unary::<(), (), _>(
-            request,
-            PathAndQuery::from_static(path),
-            ProstCodec::default(),
-        )
-        .await
-    {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    }
 }
 
 fn key_of(system: &System, service: &str) -> keys::KeyPair {
@@ -180,7 +153,7 @@ async fn forged_misaddressed_and_unlisted_service_tokens_are_refused_everywhere(
 
     // A service token is not a user token at the edge.
     let token = sign(&order, &claims("polyshop-order", "polyshop-user"));
-    let client = reqwest_free_get(&system.url("GATEWAY"), "/v1/users?page_size=1", &token).await;
+    let client = http_get_status(&system.url("GATEWAY"), "/v1/users?page_size=1", &token).await;
     assert_eq!(client, 401, "a service token at the edge");
 
     // Rotation: the old key keeps verifying through the grace, then stops, no restart.
@@ -208,22 +181,4 @@ async fn forged_misaddressed_and_unlisted_service_tokens_are_refused_everywhere(
     );
     assert_eq!(call(&payment, charge, &fresh).await, Code::InvalidArgument);
     assert!(system.stop().await, "clean shutdown");
-}
-
-/// A plain HTTP/1.1 GET with a bearer token; the status code.
-async fn reqwest_free_get(base: &str, path: &str, token: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line")
 }
