@@ -1,8 +1,8 @@
 #!/bin/bash
 # The image's HEALTHCHECK. `polyshop` has no probe subcommand and the slim image has neither
 # curl nor a gRPC client, so bash's /dev/tcp sends one HTTP/1.1 request to the process this
-# container runs: the edge's /healthz, or a context's /metrics, which it serves on its gRPC
-# port (an answer means the server is accepting calls; Kubernetes probes gRPC health itself).
+# container runs: its liveness, /livez (a context serves it on its gRPC port; an answer means
+# the server is accepting calls; Kubernetes probes gRPC health `liveness`/`readiness` itself).
 # The service comes from the argument, else from PID 1's command line (`polyshop serve X`).
 set -euo pipefail
 
@@ -26,8 +26,7 @@ case "$service" in
   gateway) port=8080 ;;
   *) echo "healthcheck: unknown service '$service'" >&2; exit 1 ;;
 esac
-path=/metrics
-[ "$service" = gateway ] && path=/healthz
+path=/livez
 
 # POLYSHOP_<SERVICE>_LISTEN moves the port; a wildcard address is reached on loopback.
 listen_var="POLYSHOP_${service^^}_LISTEN"

@@ -120,11 +120,18 @@ async fn grpc(edge: Arc<Edge>, request: Request<Incoming>, kind: Kind) -> Respon
 /// other path. `/metrics` is one only when no admin listener serves it.
 async fn probe(edge: &Edge, path: &str) -> Option<Response<Body>> {
     let (label, mut response) = match path {
-        "/healthz" => (
-            "/healthz",
+        // Liveness: the edge answers (`/healthz` is the older name).
+        "/livez" | "/healthz" => (
+            if path == "/livez" {
+                "/livez"
+            } else {
+                "/healthz"
+            },
             json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")),
         ),
         "/readyz" => ("/readyz", ready(edge).await),
+        // The full check names internals: on the admin listener when there is one.
+        "/health" if edge.settings.admin_listen.is_none() => ("/health", full_health(edge).await?),
         "/openapi.json" => (
             "/openapi.json",
             json_response(StatusCode::OK, edge.openapi.clone()),
@@ -150,7 +157,24 @@ pub fn metrics() -> Response<Body> {
     response
 }
 
-async fn ready(edge: &Edge) -> Response<Body> {
+/// `GET /health`: the full check ([`polyshop_platform::server::health`]); `None` before the
+/// edge runs (an edge built by a test without [`crate::serve`]).
+pub async fn full_health(edge: &Edge) -> Option<Response<Body>> {
+    let health = edge.full_health.get()?;
+    let report = health.report().await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Some(json_response(
+        status,
+        serde_json::to_vec(&report).unwrap_or_default().into(),
+    ))
+}
+
+/// `GET /readyz`: 503 while draining or with no context serving.
+pub async fn ready(edge: &Edge) -> Response<Body> {
     if edge.is_draining() {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,

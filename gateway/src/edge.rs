@@ -94,6 +94,9 @@ pub struct Edge {
     pub health: HealthReporter,
     /// `/readyz`'s last answer.
     pub readiness: Memo<(StatusCode, Bytes)>,
+    /// The full health check (`GET /health`), set once the edge runs
+    /// ([`crate::server::full_health`]).
+    pub full_health: std::sync::OnceLock<polyshop_platform::server::health::Health>,
     draining: AtomicBool,
 }
 
@@ -213,6 +216,7 @@ impl Edge {
             local_grpc,
             health,
             readiness: Memo::new(READINESS_TTL),
+            full_health: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
         }))
     }

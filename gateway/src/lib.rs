@@ -57,13 +57,14 @@ pub async fn serve(
     // registration end with it.
     let (stop_discovery, discovery_stopped) = shutdown::channel();
     let sharing_stopped = discovery_stopped.clone();
-    if let Some(addr) = settings.gateway.admin_listen {
-        let admin = TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError::Other(format!("gateway: admin listener on {addr}: {e}")))?;
-        tracing::info!(addr = ?admin.local_addr().ok(), "gateway admin listener serving /metrics");
-        tokio::spawn(server::run_admin(admin, discovery_stopped.clone().wait()));
-    }
+    let admin =
+        match settings.gateway.admin_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Other(format!("gateway: admin listener on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+    let admin_stopped = discovery_stopped.clone();
     // Read the certificate before anything starts: a bad one, or half a pair, fails the start.
     // (Not in `Settings::validate`: the docs test sets each variable alone.)
     let tls = match (
@@ -88,6 +89,13 @@ pub async fn serve(
         .await
         .map_err(|e| StartError::Other(format!("gateway: {e}")))?;
     let edge = edge::Edge::build(&settings, &discovery)?;
+    let _ = edge
+        .full_health
+        .set(server::full_health(&edge, &discovery, &settings.data_dir));
+    if let Some(admin) = admin {
+        tracing::info!(addr = ?admin.local_addr().ok(), "gateway admin listener serving /metrics and the probes");
+        tokio::spawn(server::run_admin(admin, edge.clone(), admin_stopped.wait()));
+    }
     ratelimit::share::start(&edge, &discovery, sharing_stopped);
     if let Ok(addr) = listener.local_addr() {
         discovery.register("gateway", edge_url(addr, tls.is_some()));

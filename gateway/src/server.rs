@@ -3,7 +3,12 @@
 //! `gateway.max_streams_per_connection` streams per HTTP/2 connection, the client address
 //! put into each request, and graceful shutdown (stop accepting, health NOT_SERVING, drain
 //! in-flight connections for up to the grace period). Also the admin listener, when one is
-//! configured: `/metrics` and nothing else.
+//! configured: `/metrics` and the probes (`/livez`, `/readyz`, `/health`), nothing else.
+//!
+//! Health (docs/operating.md, "Health"): gRPC health names `liveness` (SERVING while the
+//! process runs, also while it drains), and `readiness`, `""` and the storefront service
+//! (NOT_SERVING once it drains); over HTTP `/livez` (`/healthz`), `/readyz` (ready while any
+//! context serves) and the full check `/health`.
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
@@ -19,10 +24,17 @@ use tonic::body::Body;
 use tonic_health::ServingStatus;
 use tower::{Service, ServiceExt};
 
+use polyshop_platform::server::health;
+
 use crate::{dispatch, edge::Edge, errors::EdgeError, tls};
 
-/// Health names the edge reports: the whole server, and the one service it implements.
-pub const HEALTH_NAMES: [&str; 2] = ["", "polyshop.storefront.v1.StorefrontService"];
+/// Health names meaning readiness: the whole server, `readiness`, and the one service it
+/// implements. `liveness` is SERVING for as long as the process runs.
+pub const HEALTH_NAMES: [&str; 3] = [
+    "",
+    health::READINESS,
+    "polyshop.storefront.v1.StorefrontService",
+];
 
 /// Serves `service` on `listener` until `shutdown`, then drains for up to `grace`. With
 /// `tls`, each connection completes a TLS handshake (within [`tls::HANDSHAKE_TIMEOUT`]) first.
@@ -40,6 +52,9 @@ pub async fn run<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    edge.health
+        .set_service_status(health::LIVENESS, ServingStatus::Serving)
+        .await;
     for name in HEALTH_NAMES {
         edge.health
             .set_service_status(name, ServingStatus::Serving)
@@ -113,8 +128,9 @@ pub async fn run<S>(
     }
 }
 
-/// Serves `GET /metrics` on `listener` (404 for anything else) until `shutdown`.
-pub async fn run_admin(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves `GET /metrics`, `/livez`, `/readyz` and `/health` on `listener` (404 for anything
+/// else) until `shutdown`.
+pub async fn run_admin(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Output = ()>) {
     // Scrapers open a connection or two; a few streams each is plenty.
     let builder = builder(4);
     let graceful = GracefulShutdown::new();
@@ -124,8 +140,10 @@ pub async fn run_admin(listener: TcpListener, shutdown: impl Future<Output = ()>
             accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
-        let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-            Ok::<_, Infallible>(admin(&request))
+        let edge = edge.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let edge = edge.clone();
+            async move { Ok::<_, Infallible>(admin(&edge, &request).await) }
         });
         let connection = graceful.watch(
             builder
@@ -142,12 +160,68 @@ pub async fn run_admin(listener: TcpListener, shutdown: impl Future<Output = ()>
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }
 
-fn admin(request: &Request<Incoming>) -> Response<Body> {
-    if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
-        dispatch::metrics()
-    } else {
-        EdgeError::not_found("the admin listener serves GET /metrics only").into_json()
+async fn admin(edge: &Edge, request: &Request<Incoming>) -> Response<Body> {
+    if request.method() != http::Method::GET {
+        return EdgeError::not_found("the admin listener serves GET only").into_json();
     }
+    match request.uri().path() {
+        "/metrics" => dispatch::metrics(),
+        "/livez" | "/healthz" => crate::errors::json_response(
+            http::StatusCode::OK,
+            bytes::Bytes::from_static(b"{\"status\":\"ok\"}"),
+        ),
+        "/readyz" => dispatch::ready(edge).await,
+        "/health" => match dispatch::full_health(edge).await {
+            Some(response) => response,
+            None => EdgeError::not_found("no full health check yet").into_json(),
+        },
+        _ => EdgeError::not_found(
+            "the admin listener serves GET /metrics, /livez, /readyz and /health only",
+        )
+        .into_json(),
+    }
+}
+
+/// The edge's full health check: each context it routes to (non-critical each; the edge is
+/// ready while any serves, which is its one critical check, `contexts`), NATS (discovery,
+/// shared rate limits, revocations; never critical), disk space of `data_dir` and memory.
+pub fn full_health(
+    edge: &Arc<Edge>,
+    discovery: &polyshop_platform::discovery::Discovery,
+    data_dir: &std::path::Path,
+) -> health::Health {
+    let mut full = health::Health::new("gateway", data_dir);
+    if let Some(js) = discovery.jetstream() {
+        full = full.nats(js.client(), false);
+    }
+    let weak = Arc::downgrade(edge);
+    full = full.check("contexts", true, move || {
+        let edge = weak.upgrade();
+        async move {
+            let edge = edge.ok_or("the edge has stopped")?;
+            let probes = edge.upstreams.probe().await;
+            let serving = probes.iter().filter(|(_, ok)| *ok).count();
+            if serving == 0 && !probes.is_empty() {
+                return Err("no context serves".to_owned());
+            }
+            Ok(format!("{serving} of {} contexts serve", probes.len()))
+        }
+    });
+    for context in edge.upstreams.contexts() {
+        let weak = Arc::downgrade(edge);
+        let name = context.clone();
+        full = full.upstream_probe(&context, move || {
+            let edge = weak.upgrade();
+            let name = name.clone();
+            async move {
+                edge.ok_or("the edge has stopped")?
+                    .upstreams
+                    .probe_context(&name)
+                    .await
+            }
+        });
+    }
+    full
 }
 
 /// HTTP/1.1 and HTTP/2 with timers, at most `max_streams` streams per HTTP/2 connection.

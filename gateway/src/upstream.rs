@@ -227,19 +227,45 @@ impl Upstreams {
             .remote
             .iter()
             .map(|(name, Context { pool, .. })| async move {
-                let first = pool.pick(None);
-                let mut serving = false;
-                if let Some(first) = &first {
-                    serving = serves(first).await;
-                    if !serving && let Some(second) = pool.pick(Some(first)) {
-                        serving = serves(&second).await;
-                    }
-                }
-                (name.clone(), serving)
+                (name.clone(), pool_serves(pool).await.is_ok())
             });
         let mut out = futures::future::join_all(checks).await;
         out.sort();
         out
+    }
+
+    /// The remote contexts, sorted by name.
+    pub fn contexts(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.remote.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Asks `context`'s health service as [`Self::probe`] does, for the full health check:
+    /// why not when it does not serve.
+    ///
+    /// # Errors
+    /// When no instance of it serves, with why.
+    pub async fn probe_context(&self, context: &str) -> Result<String, String> {
+        let Context { pool, .. } = self
+            .remote
+            .get(context)
+            .ok_or_else(|| format!("{context} is not an upstream"))?;
+        pool_serves(pool).await
+    }
+}
+
+/// Whether one instance of `pool` serves (another asked if the first does not).
+async fn pool_serves(pool: &Pool<Remote>) -> Result<String, String> {
+    let first = pool
+        .pick(None)
+        .ok_or_else(|| format!("no instance of {} is known", pool.service()))?;
+    if serves(&first).await {
+        return Ok("SERVING".into());
+    }
+    match pool.pick(Some(&first)) {
+        Some(second) if serves(&second).await => Ok("SERVING (a second instance)".into()),
+        _ => Err("no instance answers SERVING".into()),
     }
 }
 

@@ -139,6 +139,23 @@ async fn ten_thousand_grpc_calls_to_random_paths_leave_metrics_and_memory_bounde
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let text = std::str::from_utf8(&body).unwrap();
+    // The probes beside it; the full check only there.
+    for path in ["/livez", "/readyz", "/health"] {
+        let probe = http
+            .get(format!("http://{admin}{path}").parse().unwrap())
+            .await
+            .unwrap();
+        let status = probe.status();
+        let answer = probe.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, StatusCode::OK, "admin {path}: {answer:?}");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert!(answer["status"].is_string(), "admin {path}: {answer}");
+    }
+    assert_eq!(
+        system.get("/health", None).await.status,
+        StatusCode::NOT_FOUND,
+        "with an admin listener, the public port does not serve /health"
+    );
     let counted = r#"polyshop_edge_requests_total{protocol="grpc",rpc="unknown",status="200"}"#;
     let flood_line = text.lines().find(|l| l.starts_with(counted));
     assert!(

@@ -313,6 +313,25 @@ async fn a_down_context_answers_503_and_the_edge_stays_ready_saying_which() {
     let products = system.get("/v1/products", Some(&token)).await;
     assert_eq!(products.status, StatusCode::OK, "browsing still answers");
     assert_eq!(system.get("/healthz", None).await.status, StatusCode::OK);
+    assert_eq!(system.get("/livez", None).await.status, StatusCode::OK);
+    // The full check (on the public port: no admin listener here) names each context: one
+    // down leaves the edge ready, degraded.
+    let full = system.get("/health", None).await;
+    assert_eq!(full.status, StatusCode::OK, "{:?}", full.body);
+    assert_eq!(full.body["status"], "degraded", "{:?}", full.body);
+    let check = |name: &str| {
+        full.body["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {:?}", full.body))
+    };
+    assert_eq!(check("upstream:order")["ok"], false);
+    assert_eq!(check("upstream:user")["ok"], true);
+    assert_eq!(check("upstream:user")["kind"], "upstream");
+    assert_eq!(check("contexts")["critical"], true);
+    assert_eq!(check("contexts")["ok"], true);
+    assert!(check("memory")["rssBytes"].as_u64().is_some_and(|b| b > 0));
     system.stop().await;
 }
 

@@ -398,6 +398,8 @@ pub struct EventSettings {
     pub idempotency_window_days: u64,
     /// How often each service deletes inbox rows and idempotency keys past their window.
     pub prune_interval_secs: u64,
+    /// How often each process samples its outbox, consumer and dead-letter gauges.
+    pub gauge_interval_ms: u64,
 }
 
 impl Default for EventSettings {
@@ -410,6 +412,7 @@ impl Default for EventSettings {
             stream_max_bytes: 1 << 30,
             idempotency_window_days: 30,
             prune_interval_secs: 3600,
+            gauge_interval_ms: 5000,
         }
     }
 }
@@ -440,6 +443,11 @@ impl EventSettings {
     /// How often the pruner runs.
     pub fn prune_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.prune_interval_secs)
+    }
+
+    /// How often the operator gauges are sampled.
+    pub fn gauge_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.gauge_interval_ms)
     }
 
     /// A consumer spec with these settings.
@@ -935,6 +943,9 @@ impl Settings {
             return bad(
                 "events.idempotency_window_days must be > 0 and longer than order.saga_horizon_secs",
             );
+        }
+        if e.gauge_interval_ms == 0 {
+            return bad("events.gauge_interval_ms must be > 0");
         }
         if e.prune_interval_secs == 0 {
             return bad("events.prune_interval_secs must be > 0");

@@ -51,9 +51,10 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker for upstream `name`.
+    /// A closed breaker for upstream `name`, reported as closed from the start so its gauge
+    /// exists before it first opens.
     pub fn new(name: &str, threshold: u32, cool_down: Duration) -> Self {
-        Self {
+        let breaker = Self {
             name: name.to_owned(),
             threshold: threshold.max(1),
             cool_down,
@@ -63,7 +64,9 @@ impl CircuitBreaker {
                 opened_at: None,
                 probing: false,
             }),
-        }
+        };
+        breaker.report(BreakerState::Closed);
+        breaker
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -488,5 +491,37 @@ mod tests {
         assert!(!breaker.allow(), "only one probe at a time");
         breaker.record(false);
         assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    /// The value of `polyshop_circuit_breaker_state{upstream="<name>"}` in the exposition.
+    fn breaker_gauge(name: &str) -> Option<String> {
+        let prefix = format!("polyshop_circuit_breaker_state{{upstream=\"{name}\"}} ");
+        crate::metrics::render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    }
+
+    #[tokio::test]
+    async fn the_breaker_state_gauge_follows_closed_open_half_open_and_closed_again() {
+        let name = "gauge-test-upstream";
+        let breaker = CircuitBreaker::new(name, 2, Duration::from_millis(20));
+        assert_eq!(
+            breaker_gauge(name).as_deref(),
+            Some("0"),
+            "closed from the start"
+        );
+        breaker.record(false);
+        assert_eq!(
+            breaker_gauge(name).as_deref(),
+            Some("0"),
+            "below the threshold"
+        );
+        breaker.record(false);
+        assert_eq!(breaker_gauge(name).as_deref(), Some("1"), "open");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(breaker.allow());
+        assert_eq!(breaker_gauge(name).as_deref(), Some("2"), "half-open");
+        breaker.record(true);
+        assert_eq!(breaker_gauge(name).as_deref(), Some("0"), "closed again");
     }
 }

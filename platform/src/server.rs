@@ -1,8 +1,10 @@
 //! The bootstrap every service runs: its routes behind request logging and the auth layer,
-//! plus tonic-health (SERVING only while the database answers), Prometheus metrics at
-//! `GET /metrics` (HTTP/1.1 on the same port) and tonic-reflection (v1 and
-//! v1alpha, so grpcurl 1.8 works), with graceful shutdown: NOT_SERVING first, then drain
-//! in-flight calls for up to the grace period. With TLS between services ([`crate::tls`]) the
+//! plus the health model of [`health`] (gRPC health names `liveness`, `readiness`, `""` and
+//! each served service, the latter two meaning readiness; `GET /livez`, `/readyz` and `/health`
+//! over HTTP/1.1 on the same port), Prometheus metrics at `GET /metrics` and
+//! tonic-reflection (v1 and v1alpha, so grpcurl 1.8 works), with graceful shutdown: readiness
+//! NOT_SERVING first (liveness stays SERVING), then drain in-flight calls for up to the grace
+//! period. With TLS between services ([`crate::tls`]) the
 //! port serves TLS only (ALPN `h2`, so `/metrics` too is then HTTP/2 over TLS), requiring a
 //! client certificate from the CA unless `tls.require_client_cert` is off.
 
@@ -18,6 +20,7 @@ use crate::{
     server::request_log::RequestLogLayer,
 };
 
+pub mod health;
 pub mod request_log;
 
 /// The services every Polyshop gRPC server hosts beside its own: health and reflection (v1
@@ -28,8 +31,8 @@ pub const LOCAL_SERVICES: [&str; 3] = [
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
-/// How often the database is pinged for health.
-const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often the critical dependencies are asked for readiness.
+const READINESS_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// What a service hands the bootstrap.
 pub struct ServerSpec {
@@ -39,8 +42,11 @@ pub struct ServerSpec {
     pub grpc_services: Vec<&'static str>,
     /// Its tonic routes.
     pub routes: Routes,
-    /// Its database, probed for health.
+    /// Its database, critical for readiness.
     pub db: DatabaseConnection,
+    /// Its other dependencies (NATS, upstreams; [`health::Health::new`] for none); the
+    /// database is added to it.
+    pub health: health::Health,
     /// Its authenticator.
     pub auth: Arc<Authenticator>,
     /// How long in-flight calls may take after shutdown starts.
@@ -97,7 +103,7 @@ pub async fn serve(
     spec: ServerSpec,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
     // Advertise only what this server serves (health and both reflection versions included); every other type stays resolvable by symbol
     // (error details, messages of other contexts used in events).
     let advertised: Vec<String> = spec
@@ -117,34 +123,53 @@ pub async fn serve(
     let reflection = builder().build_v1()?;
     let reflection_v1alpha = builder().build_v1alpha()?;
 
-    let names = spec.grpc_services.clone();
+    let names: Vec<&'static str> = spec
+        .grpc_services
+        .iter()
+        .copied()
+        .chain([health::READINESS])
+        .collect();
+    let health = spec.health.database(spec.db.clone());
+    // Liveness: SERVING while the process answers, also while it drains.
+    reporter
+        .set_service_status(health::LIVENESS, ServingStatus::Serving)
+        .await;
     let (stop_probe, stopped) = crate::shutdown::channel();
-    let probe = tokio::spawn(probe_database(
+    let probe = tokio::spawn(probe_readiness(
         reporter.clone(),
         names.clone(),
-        spec.db.clone(),
+        health.clone(),
         stopped,
     ));
 
+    let probe_abort = probe.abort_handle();
+    let health_routes = health.router();
     let addr = listener.local_addr().ok();
     let (drain_started, drain) = crate::shutdown::channel();
     let on_shutdown = {
         let reporter = reporter.clone();
         let names = names.clone();
+        let health = health.clone();
         async move {
             shutdown.await;
-            // Health goes NOT_SERVING before the listener closes, so balancers stop sending.
+            // Health goes NOT_SERVING before the listener closes, so balancers stop sending;
+            // the probe is gone first, so no late probe result can flip it back.
             stop_probe.fire();
+            probe.abort();
+            let _ = probe.await;
+            health.start_draining();
             set_all(&reporter, &names, ServingStatus::NotServing).await;
             tracing::info!("draining in-flight calls");
             drain_started.fire();
         }
     };
-    // Prometheus scrapes over HTTP/1.1: `GET /metrics` on the gRPC port.
+    // Prometheus scrapes and HTTP probes over HTTP/1.1 on the gRPC port: `GET /metrics`,
+    // `/livez`, `/readyz`, `/health`.
     let routes = Routes::from(
         spec.routes
             .into_axum_router()
-            .route("/metrics", axum::routing::get(crate::metrics::handler)),
+            .route("/metrics", axum::routing::get(crate::metrics::handler))
+            .merge(health_routes),
     );
     let mut builder = Server::builder().accept_http1(true);
     let tls = crate::tls::current();
@@ -164,7 +189,7 @@ pub async fn serve(
         .layer(RequestLogLayer::new(spec.name))
         .layer(AuthLayer::new(spec.auth.clone()))
         .add_routes(routes)
-        .add_service(health)
+        .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming(listener), on_shutdown);
@@ -176,15 +201,15 @@ pub async fn serve(
             Ok(())
         }
     };
-    probe.abort();
+    probe_abort.abort();
     tracing::info!(service = spec.name, "stopped");
     result
 }
 
-async fn probe_database(
+async fn probe_readiness(
     reporter: HealthReporter,
     names: Vec<&'static str>,
-    db: DatabaseConnection,
+    health: health::Health,
     stopped: crate::shutdown::Shutdown,
 ) {
     let mut last = None;
@@ -192,23 +217,28 @@ async fn probe_database(
         if stopped.is_fired() {
             return;
         }
-        let status = match tokio::time::timeout(DB_PROBE_EVERY, db.ping()).await {
-            Ok(Ok(())) => ServingStatus::Serving,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "database does not answer");
-                ServingStatus::NotServing
-            }
-            Err(_) => ServingStatus::NotServing,
+        let readiness = health.readiness().await;
+        let status = if readiness.is_ready() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
         };
         if stopped.is_fired() {
             return;
         }
         if last != Some(status) {
+            // Logged on each change, not on every probe.
+            for failing in &readiness.failing {
+                tracing::warn!(dependency = %failing.name, error = %failing.detail, "not ready");
+            }
+            if status == ServingStatus::Serving && last.is_some() {
+                tracing::info!("ready again");
+            }
             set_all(&reporter, &names, status).await;
             last = Some(status);
         }
         tokio::select! {
-            () = tokio::time::sleep(DB_PROBE_EVERY) => {}
+            () = tokio::time::sleep(READINESS_PROBE_EVERY) => {}
             () = stopped.clone().wait() => return,
         }
     }

@@ -148,11 +148,19 @@ def check_process(objs, name, port, where):
     for probe in ("readinessProbe", "livenessProbe"):
         if probe not in c:
             fail(f"{where} has no {probe}")
+    # The health model (docs/operating.md, "Health"): liveness asks only that the process
+    # answers, readiness its critical dependencies; a liveness probe on readiness would restart
+    # every replica during a database or broker outage.
     if name == "gateway":
         if c["readinessProbe"].get("httpGet", {}).get("path") != "/readyz":
             fail(f"{where}'s readiness probe is not /readyz")
-    elif c["readinessProbe"].get("grpc", {}).get("port") != port or not c["readinessProbe"]["grpc"].get("service"):
-        fail(f"{where}'s readiness probe is not its gRPC health")
+        if c["livenessProbe"].get("httpGet", {}).get("path") not in ("/livez", "/healthz"):
+            fail(f"{where}'s liveness probe is not /livez")
+    else:
+        for probe, service in (("readinessProbe", "readiness"), ("livenessProbe", "liveness")):
+            grpc = c[probe].get("grpc", {})
+            if grpc.get("port") != port or grpc.get("service") != service:
+                fail(f"{where}'s {probe} is not its gRPC health name {service!r} on port {port}")
 
     for svc_name in (name, f"{name}-headless"):
         s = get(objs, "Service", svc_name, where)

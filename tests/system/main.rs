@@ -12,6 +12,7 @@ mod lifecycle;
 mod metrics;
 mod nats_auth;
 mod nats_server_check;
+mod otlp;
 mod outage;
 mod python_client;
 mod revocation;

@@ -12,6 +12,7 @@
 
 pub mod consumer;
 pub mod dlq;
+pub mod gauges;
 pub mod identity;
 pub mod outbox;
 pub mod relay;
@@ -144,6 +145,8 @@ pub struct EventBus {
     pub signal: outbox::OutboxSignal,
     discovery: crate::discovery::Discovery,
     stopped: crate::shutdown::Shutdown,
+    /// The durable consumers this process runs, sampled by [`gauges::Gauges`].
+    consumers: gauges::Consumers,
 }
 
 impl EventBus {
@@ -174,7 +177,10 @@ impl EventBus {
                 shutdown.clone(),
             ),
             stopped: shutdown.clone(),
+            consumers: gauges::Consumers::default(),
         };
+        gauges::Gauges::new(name, db.clone(), js.clone(), bus.consumers.clone())
+            .spawn(settings.events.gauge_interval(), shutdown.clone());
         let replicas = streams::Replicas::Keep(settings.nats.replicas);
         let limits = streams::Limits::of(&settings.events);
         crate::retention::Pruner::new(db.clone())
@@ -230,7 +236,8 @@ impl EventBus {
         flags
     }
 
-    /// Runs a durable consumer in the background until `shutdown`.
+    /// Runs a durable consumer in the background until `shutdown`; its pending messages are
+    /// sampled as a gauge until the bus stops.
     pub fn spawn_consumer(
         &self,
         db: sea_orm::DatabaseConnection,
@@ -238,6 +245,16 @@ impl EventBus {
         handler: std::sync::Arc<dyn consumer::Handler>,
         shutdown: crate::shutdown::Shutdown,
     ) {
+        {
+            let key = (spec.stream.clone(), spec.name.clone());
+            let mut consumers = self
+                .consumers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !consumers.contains(&key) {
+                consumers.push(key);
+            }
+        }
         tokio::spawn(consumer::run(self.js.clone(), db, spec, handler, shutdown));
     }
 }

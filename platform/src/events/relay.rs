@@ -17,6 +17,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{HEADER_ID, HEADER_TRACEPARENT, HEADER_TYPE, outbox::OutboxSignal};
 use crate::{db::placeholders, shutdown::Shutdown};
@@ -260,8 +261,22 @@ async fn publish_while(
         let payload = STANDARD
             .decode(payload)
             .map_err(|e| RelayError::Publish(format!("row {id}: {e}")))?;
+        // The publish is a span of the request's trace (the row's `traceparent`), and the
+        // message names it, so a consumer's span is its child.
+        let span = traceparent
+            .as_deref()
+            .map(|tp| publish_span(&subject, &id, tp));
+        let traceparent = span
+            .as_ref()
+            .and_then(|s| s.in_scope(crate::telemetry::current_traceparent))
+            .or(traceparent);
         let message = envelope(&id, &type_name, payload.into(), traceparent.as_deref());
-        match js.send_publish(subject, message).await {
+        let sent = js.send_publish(subject, message);
+        let sent = match span {
+            Some(span) => sent.instrument(span).await,
+            None => sent.await,
+        };
+        match sent {
             Ok(ack) => in_flight.push((id, ack)),
             Err(e) => {
                 failure = Some(RelayError::Publish(e.to_string()));
@@ -307,6 +322,19 @@ async fn publish_while(
         Some(e) if published == 0 => Err(e),
         _ => Ok(published),
     }
+}
+
+/// The span of one event's publish, continuing the trace of the request that wrote it.
+fn publish_span(subject: &str, id: &str, traceparent: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "producer",
+        subject = %subject,
+        event_id = %id,
+        trace_id = tracing::field::Empty
+    );
+    crate::telemetry::continue_trace_from(&span, Some(traceparent));
+    span
 }
 
 async fn record_failure(db: &DatabaseConnection, id: &str, error: &str) {

@@ -89,6 +89,8 @@ pub async fn serve_with_auth(
             grpc_services: vec!["polyshop.catalog.v1.CatalogService"],
             routes,
             db: conn,
+            health: server::health::Health::new("catalog", &settings.data_dir)
+                .nats(bus.js.client(), server::health::nats_critical("catalog")),
             auth,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },

@@ -107,6 +107,8 @@ pub async fn serve_with_auth(
             grpc_services: vec!["polyshop.inventory.v1.InventoryService"],
             routes,
             db: conn,
+            health: server::health::Health::new("inventory", &settings.data_dir)
+                .nats(bus.js.client(), server::health::nats_critical("inventory")),
             auth,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },

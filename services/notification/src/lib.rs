@@ -132,6 +132,10 @@ pub async fn serve_with_auth(
             grpc_services: vec!["polyshop.notification.v1.NotificationService"],
             routes,
             db: conn,
+            health: server::health::Health::new("notification", &settings.data_dir).nats(
+                bus.js.client(),
+                server::health::nats_critical("notification"),
+            ),
             auth,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },

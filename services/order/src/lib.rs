@@ -99,6 +99,8 @@ async fn serve_on(
     let (stop, stopped) = shutdown::channel();
     let bus = EventBus::start(&settings, SERVICE_NAME, conn.clone(), stopped.clone()).await?;
     bus.register("order", settings.order.url());
+    store::SagaStore::new(conn.clone())
+        .spawn_gauge(settings.events.gauge_interval(), stopped.clone());
     // Keys of user tokens come from the user service's instances as discovery finds them.
     auth.discover_keys(bus.discovery(), &settings)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -118,6 +120,11 @@ async fn serve_on(
 
     let o = &settings.order;
     let participants = GrpcParticipants::new(&settings, &auth.service_tokens(), &bus)?;
+    let health = participants.channels().iter().fold(
+        server::health::Health::new("order", &settings.data_dir)
+            .nats(bus.js.client(), server::health::nats_critical("order")),
+        |health, (context, channel)| health.upstream(context, channel.clone()),
+    );
     let events = EventStore::new(conn.clone(), o.snapshot_every);
     let timing = Timing {
         base_ms: millis(o.saga_retry_base_ms),
@@ -157,6 +164,7 @@ async fn serve_on(
             grpc_services: vec!["polyshop.order.v1.OrderService"],
             routes,
             db: conn,
+            health,
             auth,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },

@@ -37,6 +37,55 @@ async fn orders_succeed_while_nats_is_down_and_every_event_arrives_exactly_once(
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     system.nats.stop();
+    // The health model (docs/operating.md, "Health"): without NATS only notification, whose
+    // answers come from events, leaves rotation; every process stays live.
+    let unready = poll_until(Duration::from_secs(15), async || {
+        (system.health("notification", "readiness").await == 2).then_some(())
+    })
+    .await;
+    assert!(unready.is_some(), "notification is unready without NATS");
+    let (code, body) = system.http_get("notification", "/readyz").await;
+    assert_eq!(
+        (code, &body["failing"][0]["name"]),
+        (503, &"nats".into()),
+        "{body}"
+    );
+    for name in ["order", "payment", "inventory", "user", "catalog"] {
+        assert_eq!(
+            system.health(name, "readiness").await,
+            1,
+            "{name} stays ready"
+        );
+        assert_eq!(system.health(name, "").await, 1, "{name} stays ready");
+    }
+    for name in ["order", "notification"] {
+        assert_eq!(
+            system.health(name, "liveness").await,
+            1,
+            "{name} stays live"
+        );
+        assert_eq!(
+            system.http_get(name, "/livez").await.0,
+            200,
+            "{name} stays live"
+        );
+    }
+    // Order's full check: degraded, NATS down, its participants up.
+    let (code, full) = system.http_get("order", "/health").await;
+    assert_eq!((code, &full["status"]), (200, &"degraded".into()), "{full}");
+    let check = |name: &str| {
+        full["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {full}"))
+    };
+    assert_eq!(check("nats")["ok"], false, "{full}");
+    for participant in ["user", "catalog", "inventory", "payment"] {
+        let upstream = check(&format!("upstream:{participant}"));
+        assert_eq!(upstream["ok"], true, "{upstream}");
+        assert!(upstream["latencyMs"].is_number(), "{upstream}");
+    }
     let mut placed = Vec::new();
     for i in 0..3 {
         let order = system
@@ -63,6 +112,14 @@ async fn orders_succeed_while_nats_is_down_and_every_event_arrives_exactly_once(
     );
 
     system.nats.restart().await;
+    let ready = poll_until(Duration::from_secs(20), async || {
+        (system.health("notification", "readiness").await == 1).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "notification is ready again with NATS back"
+    );
     let drained = poll_until(Duration::from_secs(30), async || {
         let mut total = 0;
         for name in ["order", "payment", "inventory", "user", "catalog"] {

@@ -98,6 +98,8 @@ pub async fn serve_with_auth(
             grpc_services: vec!["polyshop.payment.v1.PaymentService"],
             routes,
             db: conn,
+            health: server::health::Health::new("payment", &settings.data_dir)
+                .nats(bus.js.client(), server::health::nats_critical("payment")),
             auth,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },

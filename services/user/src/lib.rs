@@ -126,6 +126,8 @@ pub async fn serve(
             grpc_services: vec!["polyshop.user.v1.UserService"],
             routes,
             db: conn,
+            health: server::health::Health::new("user", &settings.data_dir)
+                .nats(bus.js.client(), server::health::nats_critical("user")),
             auth: Arc::new(authenticator),
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         },

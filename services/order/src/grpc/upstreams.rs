@@ -66,6 +66,8 @@ pub struct GrpcParticipants {
     inventory: Upstream<InventoryServiceClient<Authed>>,
     payment: Upstream<PaymentServiceClient<Authed>>,
     policy: RetryPolicy,
+    /// The participants' channels by context, for the full health check.
+    channels: Vec<(&'static str, Balanced)>,
 }
 
 /// A client of participant `service` over its instances.
@@ -119,7 +121,12 @@ impl GrpcParticipants {
         let o = &settings.order;
         let timeout = Duration::from_millis(o.call_timeout_ms);
         let auth = |audience: &str| ServiceAuth::new(tokens.clone(), audience);
-        let upstream = |name: &str, url: &str| channel(bus, name, url, timeout);
+        let mut channels = Vec::new();
+        let mut upstream = |name: &'static str, url: &str| {
+            let balanced = channel(bus, name, url, timeout)?;
+            channels.push((name, balanced.clone()));
+            Ok::<_, StartError>(balanced)
+        };
         Ok(Self {
             user: Upstream::new(
                 "user",
@@ -162,7 +169,13 @@ impl GrpcParticipants {
                 attempt_timeout: timeout,
                 ..RetryPolicy::default()
             },
+            channels,
         })
+    }
+
+    /// The participants' channels by context (`user`, `catalog`, `inventory`, `payment`).
+    pub fn channels(&self) -> &[(&'static str, Balanced)] {
+        &self.channels
     }
 
     pub(super) async fn user(&self, user_id: &str) -> Result<User, CallError> {

@@ -354,4 +354,70 @@ impl SagaStore {
             })
             .collect()
     }
+
+    /// How many sagas are at each step, every step listed (0 when none).
+    ///
+    /// # Errors
+    /// `Internal` for storage errors.
+    pub async fn count_by_step(&self) -> Result<Vec<(String, i64)>, OrderError> {
+        let rows = all(
+            &self.db,
+            "SELECT step, COUNT(*) AS n FROM sagas GROUP BY step",
+            vec![],
+        )
+        .await?;
+        let mut counts: Vec<(String, i64)> = Step::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
+        for row in rows {
+            let step: String = row.try_get("", "step")?;
+            let n: i64 = row.try_get("", "n")?;
+            match counts.iter_mut().find(|(s, _)| *s == step) {
+                Some(entry) => entry.1 = n,
+                None => counts.push((step, n)),
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Sets `polyshop_sagas{state}` from [`Self::count_by_step`].
+    ///
+    /// # Errors
+    /// `Internal` for storage errors; the gauge keeps its last values.
+    pub async fn sample_gauge(&self) -> Result<(), OrderError> {
+        for (step, n) in self.count_by_step().await? {
+            #[allow(clippy::cast_precision_loss)]
+            polyshop_platform::metrics::set(
+                "polyshop_sagas",
+                "Sagas by state (the step they are at; done when finished), sampled every \
+                 events.gauge_interval_ms (5 s by default).",
+                &[("state", &step)],
+                n as f64,
+            );
+        }
+        Ok(())
+    }
+
+    /// Samples the saga gauge now and every `interval` until `shutdown`.
+    pub fn spawn_gauge(
+        self,
+        interval: std::time::Duration,
+        shutdown: polyshop_platform::shutdown::Shutdown,
+    ) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = self.sample_gauge().await {
+                            tracing::debug!(error = %e, "cannot sample the saga gauge");
+                        }
+                    }
+                    () = shutdown.clone().wait() => return,
+                }
+            }
+        });
+    }
 }

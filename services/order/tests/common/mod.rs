@@ -171,6 +171,46 @@ impl System {
         testing::channel(self.addrs[name])
     }
 
+    /// The address `name` listens on (gRPC, and HTTP/1.1 for `/metrics` and the probes).
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.addrs[name]
+    }
+
+    /// gRPC health of `name` under health name `service`: 1 SERVING, 2 NOT_SERVING, 0 when it
+    /// does not answer.
+    pub async fn health(&self, name: &str, service: &str) -> i32 {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        HealthClient::new(self.channel(name))
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map_or(0, |r| r.into_inner().status)
+    }
+
+    /// `GET path` on `name`'s port over HTTP/1.1: status code and JSON body.
+    pub async fn http_get(&self, name: &str, path: &str) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.addrs[name];
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read");
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status line");
+        // axum answers JSON with a content-length, never chunked.
+        (
+            code,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     pub fn orders(&self) -> OrderServiceClient<Channel> {
         OrderServiceClient::new(self.channel("order"))
     }

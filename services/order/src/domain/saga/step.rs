@@ -22,6 +22,17 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in the order a saga may pass them.
+    pub const ALL: [Self; 7] = [
+        Self::Reserve,
+        Self::Charge,
+        Self::Confirm,
+        Self::Compensate,
+        Self::VoidPayment,
+        Self::Cancel,
+        Self::Done,
+    ];
+
     /// Stored form.
     pub fn as_str(self) -> &'static str {
         match self {
