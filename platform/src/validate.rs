@@ -505,6 +505,8 @@ pub fn check<M: prost::Message + prost::Name>(
     }
 }
 
+pub mod layer;
+
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
