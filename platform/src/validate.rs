@@ -86,15 +86,25 @@ struct FieldPlan {
     field: FieldDescriptor,
     required: bool,
     ignore_if_zero: bool,
+    /// A singular message field: only `required` applies to it here.
+    singular_message: bool,
     /// For a list: its item count.
     list: Option<ListRule>,
     /// For a scalar, or each item of a list.
     value: Rule,
 }
 
+/// What to check of one message: its fields' rules, and the fields holding Polyshop
+/// messages, whose own rules apply under the field's path.
+#[derive(Debug, Clone, Default)]
+struct MessagePlan {
+    fields: Vec<FieldPlan>,
+    nested: Vec<FieldDescriptor>,
+}
+
 /// The plans of every Polyshop message, by full name.
 #[derive(Debug)]
-pub struct Plans(HashMap<String, Vec<FieldPlan>>);
+pub struct Plans(HashMap<String, MessagePlan>);
 
 impl Plans {
     /// Builds the plans of every `polyshop.*` message in `pool`.
@@ -111,6 +121,13 @@ impl Plans {
             .filter(|m| m.package_name().starts_with("polyshop."))
         {
             let mut fields = Vec::new();
+            let nested = message
+                .fields()
+                .filter(|f| !f.is_map())
+                .filter(|f| {
+                    matches!(f.kind(), Kind::Message(m) if m.package_name().starts_with("polyshop."))
+                })
+                .collect();
             for field in message.fields() {
                 let options = field.options();
                 if !options.has_extension(&ext) {
@@ -120,7 +137,10 @@ impl Plans {
                     fields.push(plan_field(&field, rules)?);
                 }
             }
-            plans.insert(message.full_name().to_owned(), fields);
+            plans.insert(
+                message.full_name().to_owned(),
+                MessagePlan { fields, nested },
+            );
         }
         Ok(Self(plans))
     }
@@ -133,34 +153,45 @@ impl Plans {
     }
 
     fn walk(&self, message: &DynamicMessage, prefix: &str, out: &mut Violations) {
-        let descriptor = message.descriptor();
-        let plans = self.0.get(descriptor.full_name());
-        for field in descriptor.fields() {
-            let path = format!("{prefix}{}", field.name());
-            let plan = plans.and_then(|p| p.iter().find(|p| p.field == field));
-            if let Some(plan) = plan {
-                check_field(plan, message, &path, out);
-            }
-            // Nested Polyshop messages carry rules of their own.
-            let Kind::Message(inner) = field.kind() else {
-                continue;
-            };
-            if !self.0.contains_key(inner.full_name()) || field.is_map() {
-                continue;
-            }
+        let Some(plan) = self.0.get(message.descriptor().full_name()) else {
+            return;
+        };
+        for field in &plan.fields {
+            check_field(field, message, prefix, out);
+        }
+        // Nested Polyshop messages carry rules of their own; a path is built only for those
+        // present.
+        for field in &plan.nested {
             if field.is_list() {
-                if let Value::List(items) = message.get_field(&field).as_ref() {
+                if let Value::List(items) = message.get_field(field).as_ref() {
                     for (i, item) in items.iter().enumerate() {
                         if let Value::Message(m) = item {
-                            self.walk(m, &format!("{path}[{i}]."), out);
+                            self.walk(m, &format!("{prefix}{}[{i}].", field.name()), out);
                         }
                     }
                 }
-            } else if message.has_field(&field)
-                && let Value::Message(m) = message.get_field(&field).as_ref()
+            } else if message.has_field(field)
+                && let Value::Message(m) = message.get_field(field).as_ref()
             {
-                self.walk(m, &format!("{path}."), out);
+                self.walk(m, &format!("{prefix}{}.", field.name()), out);
             }
+        }
+    }
+}
+
+/// Where a violation is: built into a path only when there is one.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    prefix: &'a str,
+    name: &'a str,
+    index: Option<usize>,
+}
+
+impl At<'_> {
+    fn path(self) -> String {
+        match self.index {
+            Some(i) => format!("{}{}[{i}]", self.prefix, self.name),
+            None => format!("{}{}", self.prefix, self.name),
         }
     }
 }
@@ -174,6 +205,7 @@ fn plan_field(field: &FieldDescriptor, rules: &DynamicMessage) -> Result<FieldPl
         field: field.clone(),
         required: false,
         ignore_if_zero: false,
+        singular_message: !field.is_list() && matches!(field.kind(), Kind::Message(_)),
         list: None,
         value: Rule::None,
     };
@@ -310,12 +342,17 @@ fn is_zero(value: &Value) -> bool {
     }
 }
 
-fn check_field(plan: &FieldPlan, message: &DynamicMessage, path: &str, out: &mut Violations) {
+fn check_field(plan: &FieldPlan, message: &DynamicMessage, prefix: &str, out: &mut Violations) {
     let field = &plan.field;
+    let at = At {
+        prefix,
+        name: field.name(),
+        index: None,
+    };
     let present = message.has_field(field);
-    if matches!(field.kind(), Kind::Message(_)) && !field.is_list() {
+    if plan.singular_message {
         if plan.required && !present {
-            out.add(path, "is required");
+            out.add(at.path(), "is required");
         }
         return;
     }
@@ -335,18 +372,22 @@ fn check_field(plan: &FieldPlan, message: &DynamicMessage, path: &str, out: &mut
         let too_few = list.min_items.is_some_and(|min| n < min);
         let too_many = list.max_items.is_some_and(|max| n > max);
         if too_few || too_many {
-            out.add(path, count_message(list));
+            out.add(at.path(), count_message(list));
             if too_many {
                 // Do not answer a flood of items with a flood of violations.
                 return;
             }
         }
         for (i, item) in items.iter().enumerate() {
-            check_value(&plan.value, field, item, &format!("{path}[{i}]"), out);
+            let at = At {
+                index: Some(i),
+                ..at
+            };
+            check_value(&plan.value, field, item, at, out);
         }
         return;
     }
-    check_value(&plan.value, field, &value, path, out);
+    check_value(&plan.value, field, &value, at, out);
 }
 
 fn count_message(list: &ListRule) -> String {
@@ -362,13 +403,13 @@ fn check_value(
     rule: &Rule,
     field: &FieldDescriptor,
     value: &Value,
-    path: &str,
+    at: At<'_>,
     out: &mut Violations,
 ) {
     match (rule, value) {
         (Rule::String(rule), Value::String(s)) => {
             if let Some(problem) = string_problem(rule, s) {
-                out.add(path, problem);
+                out.add(at.path(), problem);
             }
         }
         (Rule::Number(range), Value::I32(_) | Value::I64(_)) => {
@@ -381,7 +422,7 @@ fn check_value(
             let high = range.max.is_some_and(|max| n > max);
             if low || high {
                 out.add(
-                    path,
+                    at.path(),
                     match (range.min, range.max) {
                         (Some(min), Some(max)) => format!("must be between {min} and {max}"),
                         (Some(min), None) => format!("must be at least {min}"),
@@ -409,10 +450,10 @@ fn check_value(
             if let Some(allowed) = &rule.allowed
                 && !allowed.contains(n)
             {
-                out.add(path, format!("must be one of {}", names(allowed)));
+                out.add(at.path(), format!("must be one of {}", names(allowed)));
             } else if rule.denied.contains(n) {
                 out.add(
-                    path,
+                    at.path(),
                     if *n == 0 {
                         "is required".to_owned()
                     } else {
@@ -420,7 +461,7 @@ fn check_value(
                     },
                 );
             } else if rule.defined_only && descriptor.get_value(*n).is_none() {
-                out.add(path, "must be one of the values the contract defines");
+                out.add(at.path(), "must be one of the values the contract defines");
             }
         }
         _ => {}
@@ -504,6 +545,7 @@ pub fn constraints(field: &FieldDescriptor) -> Option<Constraints> {
     let plan = plans()
         .0
         .get(field.parent_message().full_name())?
+        .fields
         .iter()
         .find(|p| p.field == *field)?;
     let mut c = Constraints {
@@ -642,7 +684,7 @@ mod tests {
             plans
                 .0
                 .get("polyshop.catalog.v1.CreateProductRequest")
-                .is_some_and(|p| !p.is_empty()),
+                .is_some_and(|p| !p.fields.is_empty()),
             "the contracts' rules are read"
         );
     }
@@ -978,5 +1020,55 @@ mod tests {
         assert_eq!((items.max_items, items.min_length), (Some(100), Some(1)));
         assert!(!items.required);
         assert!(constraints(&field("polyshop.user.v1.LoginRequest", "login")).is_none());
+    }
+
+    /// What the walk costs per request, for the edge's 3 % budget (issue 21): run with
+    /// `cargo test --release -p polyshop-platform --lib walk_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing; meaningful only in a release build"]
+    fn walk_cost_is_printed() {
+        use polyshop::order::v1::{CreateOrderItem, CreateOrderRequest, ShippingAddress};
+        use prost::Message as _;
+        let request = CreateOrderRequest {
+            idempotency_key: "0190c0de-5e1f-7a11-9a3b-4d2c1e0f9a88".into(),
+            items: (0..3)
+                .map(|i| CreateOrderItem {
+                    product_id: format!("0190c0de-5e1f-7a11-9a3b-4d2c1e0f9a8{i}"),
+                    quantity: 2,
+                })
+                .collect(),
+            shipping_address: Some(ShippingAddress {
+                recipient: "Jane Doe".into(),
+                line1: "1 Main St".into(),
+                line2: String::new(),
+                city: "Berlin".into(),
+                region: String::new(),
+                postal_code: "10115".into(),
+                country_code: "DE".into(),
+            }),
+            payment_method_token: "tok_visa".into(),
+        };
+        let bytes = request.encode_to_vec();
+        let descriptor = contract::pool()
+            .get_message_by_name("polyshop.order.v1.CreateOrderRequest")
+            .expect("descriptor");
+        assert!(violations_of_encoded(&descriptor, &bytes).is_some_and(|v| v.is_empty()));
+        let rounds = 200_000_u32;
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            let v = violations_of_encoded(&descriptor, std::hint::black_box(&bytes));
+            std::hint::black_box(v);
+        }
+        let per = start.elapsed() / rounds;
+        let decoded = DynamicMessage::decode(descriptor.clone(), bytes.as_slice()).expect("decode");
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(plans().check(std::hint::black_box(&decoded)));
+        }
+        let walk = start.elapsed() / rounds;
+        println!(
+            "CreateOrderRequest ({} bytes): decode + walk {per:?}, walk alone {walk:?}",
+            bytes.len()
+        );
     }
 }
