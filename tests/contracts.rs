@@ -9,6 +9,8 @@ use prost_reflect::{
 
 #[path = "contracts/error_reasons.rs"]
 mod error_reasons;
+#[path = "contracts/validation.rs"]
+mod validation;
 
 const SERVICES: [&str; 7] = [
     "polyshop.user.v1.UserService",

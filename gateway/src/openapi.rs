@@ -245,7 +245,10 @@ fn query_parameters(
             _ => out.push(parameter(
                 &name,
                 "query",
-                false,
+                // A top-level field the contract requires (a nested one is required only
+                // when its parent is sent).
+                depth == 0
+                    && polyshop_platform::validate::constraints(&field).is_some_and(|c| c.required),
                 schemas.field(&field),
                 comments,
                 &field,
@@ -415,6 +418,50 @@ fn error_info_schema(comments: &Comments) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_schemas_carry_the_contracts_validation_rules() {
+        let routes = RouteTable::from_pool(polyshop_platform::contract::pool()).expect("routes");
+        let doc = document(&routes);
+        let create = &doc["paths"]["/v1/products"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(create["required"], json!(["name", "category", "price"]));
+        let name = &create["properties"]["name"];
+        assert_eq!(
+            (&name["minLength"], &name["maxLength"]),
+            (&json!(1), &json!(200))
+        );
+        assert_eq!(create["properties"]["category"]["pattern"], "^[a-z0-9-]*$");
+        let list = doc["paths"]["/v1/products"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let page_size = list
+            .iter()
+            .find(|p| p["name"] == "page_size")
+            .expect("page_size");
+        assert_eq!(page_size["schema"]["minimum"], 0);
+        assert_eq!(page_size["schema"]["maximum"], 100);
+        assert_eq!(page_size["required"], false);
+        let money = &doc["components"]["schemas"]["polyshop.api.v1.Money"];
+        assert_eq!(
+            money["properties"]["currencyCode"]["pattern"], "^$|^[A-Z]{3}$",
+            "an empty currency is left to the domain"
+        );
+        let register = &doc["paths"]["/v1/users"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(register["properties"]["email"]["format"], "email");
+        let batch = doc["paths"]["/v1/products:batchGet"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ids = batch
+            .iter()
+            .find(|p| p["name"] == "product_ids")
+            .expect("product_ids");
+        assert_eq!(ids["schema"]["maxItems"], 100);
+        assert_eq!(ids["schema"]["items"]["minLength"], 1);
+    }
 
     #[test]
     fn every_route_is_documented_with_schemas_and_security() {

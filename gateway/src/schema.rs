@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use polyshop_platform::validate::{self, Constraints};
 use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
@@ -101,11 +102,20 @@ impl<'a> Schemas<'a> {
             }
             properties.insert(field.json_name().to_owned(), schema);
         }
+        let required: Vec<String> = message
+            .fields()
+            .filter(|f| !exclude.contains(&f.name()))
+            .filter(|f| validate::constraints(f).is_some_and(|c| c.required))
+            .map(|f| f.json_name().to_owned())
+            .collect();
         let mut out = json!({
             "type": "object",
             "properties": properties,
             "additionalProperties": false,
         });
+        if !required.is_empty() {
+            out["required"] = json!(required);
+        }
         if let Some(text) = self.comments.message(message) {
             out["description"] = Value::String(text.to_owned());
         }
@@ -122,11 +132,15 @@ impl<'a> Schemas<'a> {
             return json!({ "type": "object", "additionalProperties": self.kind(&value) });
         }
         let item = self.kind(&field.kind());
-        if field.is_list() {
+        let mut out = if field.is_list() {
             json!({ "type": "array", "items": item })
         } else {
             item
+        };
+        if let Some(rules) = validate::constraints(field) {
+            constrain(&mut out, field, &rules);
         }
+        out
     }
 
     /// The schema of a value of `kind`.
@@ -173,6 +187,60 @@ impl<'a> Schemas<'a> {
             self.components.insert(name.clone(), schema);
         }
         reference(&name)
+    }
+}
+
+/// Adds the contract's `buf.validate` rules of `field` to its schema `out`: what a client
+/// generated from the document can check before sending (issue 21).
+fn constrain(out: &mut Value, field: &FieldDescriptor, rules: &Constraints) {
+    if field.is_list() {
+        if let Some(n) = rules.min_items {
+            out["minItems"] = json!(n);
+        }
+        if let Some(n) = rules.max_items {
+            out["maxItems"] = json!(n);
+        }
+    }
+    let target = if field.is_list() {
+        &mut out["items"]
+    } else {
+        out
+    };
+    match field.kind() {
+        Kind::String => {
+            if let Some(n) = rules.min_length.filter(|_| !rules.zero_allowed) {
+                target["minLength"] = json!(n);
+            }
+            if let Some(n) = rules.max_length {
+                target["maxLength"] = json!(n);
+            }
+            if let Some(p) = &rules.pattern {
+                // An ignored zero value (the empty string) is accepted whatever the pattern.
+                target["pattern"] = if rules.zero_allowed {
+                    json!(format!("^$|{p}"))
+                } else {
+                    json!(p)
+                };
+            }
+            if rules.email {
+                target["format"] = json!("email");
+            }
+        }
+        // 64-bit numbers are JSON strings; their schemas keep the digits pattern.
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            if let Some(n) = rules.minimum {
+                target["minimum"] = json!(n);
+            }
+            if let Some(n) = rules.maximum {
+                target["maximum"] = json!(n);
+            }
+        }
+        Kind::Enum(_) => {
+            if let Some(names) = &rules.enum_names {
+                *target = json!({ "allOf": [target.clone()], "enum": names });
+            }
+        }
+        _ => {}
     }
 }
 

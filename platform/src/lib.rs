@@ -24,6 +24,7 @@ pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod tls;
+pub mod validate;
 
 /// A new UUIDv7 id as a string: time-ordered, so ids sort by creation.
 pub fn new_id() -> String {
