@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Property-based API fuzzing of the edge with schemathesis, driven by its own /openapi.json.
 #   gateway/scripts/fuzz-api.sh http://127.0.0.1:8080
-# Fails on any 5xx and on any response that breaks the document (status, content type,
-# headers, schema). Fixed seed and a bounded number of examples per operation, so a run is
+# Fails on any 5xx, on any response that breaks the document (status, content type,
+# headers, schema) and on a schema-validation mismatch (data the document allows refused as
+# invalid; settings in gateway/scripts/schemathesis.toml). Fixed seed and a bounded number of examples per operation, so a run is
 # reproducible and takes a few minutes.
 #
 # Env: SEED (20261123), MAX_EXAMPLES (20), WORKERS (2), MODE (positive), TOKEN (a bearer token
@@ -48,6 +49,7 @@ mkdir -p "$report"
 # schemathesis and hypothesis keep state in the working directory: keep it out of the repo.
 cd "$report"
 args=(
+  --config-file "$root/gateway/scripts/schemathesis.toml"
   run "$url/openapi.json"
   --url "$url"
   --seed "${SEED:-20261123}"

@@ -119,6 +119,9 @@ async fn respond(
         .admit(parts.extensions.get::<ClientAddr>().copied())
         .inspect_err(|_| note.protocol = "shed")?;
     let message = transcode::request(route, vars, parts.uri.query(), &body)?;
+    if edge.settings.validate_requests {
+        rpc.check(&message)?;
+    }
     let account = ratelimit::client::account(rpc, &message);
     edge.limiter.check_account(account.as_deref())?;
     let deadline = edge.deadline(&parts.headers);
@@ -338,6 +341,7 @@ async fn remote(
             format!("{} is unavailable", rpc.upstream),
         )
     };
+    crate::upstream::count_call(&rpc.upstream);
     let Some(client) = instance.client().unary() else {
         // No lean client (TLS between services): the instance's tonic channel.
         return over_channel(instance, rpc, message, headers, deadline).await;
@@ -427,6 +431,7 @@ async fn local(
         ))
     };
     let service = edge.upstreams.get(&rpc.upstream).ok_or_else(unavailable)?;
+    crate::upstream::count_call(&rpc.upstream);
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(forwarded(headers));
     request.set_timeout(deadline);

@@ -112,6 +112,16 @@ async fn serve(
         )
     };
     let upstream = edge.upstreams.get(&rpc.upstream).ok_or_else(unavailable)?;
+    // Unary calls are read whole to be checked against the contract, so a broken one costs
+    // no upstream call; streams and compressed frames go through as they are.
+    let request = if edge.settings.validate_requests {
+        polyshop_platform::validate::layer::check_grpc(request, edge.settings.max_body_bytes)
+            .await
+            .map_err(|status| EdgeError::from(status).with_headers(&verdict.headers))?
+    } else {
+        request
+    };
+    crate::upstream::count_call(&rpc.upstream);
 
     let (mut parts, body) = request.into_parts();
     for name in &HOP_BY_HOP {

@@ -38,6 +38,26 @@ pub struct Rpc {
     pub deprecated: bool,
     /// The context serving it (`user`, `catalog`, … or `storefront`, served here).
     pub upstream: String,
+    /// How its context refuses a request that breaks the contract's rules.
+    pub invalid: Option<polyshop_platform::validate::layer::Answer>,
+}
+
+impl Rpc {
+    /// Checks `message` (this method's input) against its contract's `buf.validate` rules.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT as the context answers it (its ErrorInfo, a BadRequest).
+    pub fn check(&self, message: &DynamicMessage) -> Result<(), tonic::Status> {
+        let Some(answer) = self.invalid else {
+            return Ok(());
+        };
+        let violations = polyshop_platform::validate::plans().check(message);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(answer(&violations))
+        }
+    }
 }
 
 /// Where the HTTP body goes.
@@ -133,6 +153,7 @@ impl RouteTable {
                         .and_then(|v| v.as_bool())
                         .unwrap_or(false),
                     upstream: context.to_owned(),
+                    invalid: polyshop_platform::validate::layer::answer_for(service.package_name()),
                     method: method.clone(),
                 });
                 if let Some(ext) = &http_ext

@@ -26,6 +26,16 @@ use tower::{BoxError, ServiceExt, util::BoxCloneSyncService};
 
 use crate::unary::UnaryClient;
 
+/// Counts one call sent (or about to be sent) to `upstream`, an attempt on one instance: the
+/// figure that shows what the edge spared its contexts (a refused request is never counted).
+pub fn count_call(upstream: &str) {
+    polyshop_platform::metrics::inc(
+        "polyshop_edge_upstream_calls_total",
+        "Calls the edge sent to a context, per attempt.",
+        &[("upstream", upstream)],
+    );
+}
+
 /// A gRPC upstream as a tower service.
 pub type Service = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, UpstreamError>;
 

@@ -178,6 +178,10 @@ pub struct GatewaySettings {
     pub rate_share_ms: u64,
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
+    /// Check each JSON, grpc-web and gRPC request against its contract's `buf.validate` rules
+    /// before forwarding it, answering INVALID_ARGUMENT as the service would; off, the
+    /// services still check (their own layer), one hop later.
+    pub validate_requests: bool,
     /// PEM certificate chain (leaf first) for HTTPS on `listen`; set together with
     /// `tls_key_path`. Unset: the listener serves plaintext (h2c and HTTP/1.1).
     pub tls_cert_path: Option<PathBuf>,
@@ -210,6 +214,7 @@ impl Default for GatewaySettings {
             cors_allowed_origins: vec!["*".into()],
             tls_cert_path: None,
             tls_key_path: None,
+            validate_requests: true,
         }
     }
 }

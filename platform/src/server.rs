@@ -18,6 +18,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     auth::{AuthLayer, Authenticator},
     server::request_log::RequestLogLayer,
+    validate::layer::ValidateLayer,
 };
 
 pub mod health;
@@ -188,6 +189,8 @@ pub async fn serve(
     let server = builder
         .layer(RequestLogLayer::new(spec.name))
         .layer(AuthLayer::new(spec.auth.clone()))
+        // After auth, so an anonymous caller learns nothing of a method's rules.
+        .layer(ValidateLayer::new())
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection)

@@ -515,8 +515,7 @@ fn string_problem(rule: &StringRule, s: &str) -> Option<String> {
 /// generated from it can check before sending.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Constraints {
-    /// The field must be sent: a `required` message, or a string of `min_len` ≥ 1 without
-    /// presence or `ignore` (proto3 JSON omits an empty string, which the rule refuses).
+    /// The field must be sent: its zero value, which proto3 JSON omits, breaks its rules.
     pub required: bool,
     /// The zero value is accepted whatever the other rules say (`IGNORE_IF_ZERO_VALUE`).
     pub zero_allowed: bool,
@@ -582,13 +581,39 @@ pub fn constraints(field: &FieldDescriptor) -> Option<Constraints> {
             }
         }
     }
-    let scalar = !field.is_list() && !matches!(field.kind(), Kind::Message(_));
-    c.required = (plan.required && !field.is_list())
-        || (scalar
-            && !field.supports_presence()
-            && !plan.ignore_if_zero
-            && c.min_length.is_some_and(|n| n >= 1));
+    c.required = zero_is_refused(plan);
     Some(c)
+}
+
+/// Whether leaving the field out breaks its rules: proto3 JSON omits a zero value, so such a
+/// field must be sent (a required message; a list of `min_items` ≥ 1; a scalar without
+/// presence or `ignore` whose zero value, `""` or `0`, its rule refuses, such as an email or
+/// a country code's pattern).
+fn zero_is_refused(plan: &FieldPlan) -> bool {
+    let field = &plan.field;
+    if plan.singular_message {
+        return plan.required;
+    }
+    if plan.ignore_if_zero || field.supports_presence() {
+        return false;
+    }
+    if let Some(list) = &plan.list {
+        return list.min_items.is_some_and(|n| n >= 1);
+    }
+    let mut violations = Violations::new();
+    let at = At {
+        prefix: "",
+        name: field.name(),
+        index: None,
+    };
+    check_value(
+        &plan.value,
+        field,
+        &Value::default_value_for_field(field),
+        at,
+        &mut violations,
+    );
+    !violations.is_empty()
 }
 
 /// The plans of the embedded contracts.
@@ -1020,6 +1045,23 @@ mod tests {
         assert_eq!((items.max_items, items.min_length), (Some(100), Some(1)));
         assert!(!items.required);
         assert!(constraints(&field("polyshop.user.v1.LoginRequest", "login")).is_none());
+        // Whatever a zero value breaks must be sent: proto3 JSON leaves zeros out.
+        for (message, name) in [
+            ("polyshop.user.v1.RegisterRequest", "email"),
+            ("polyshop.order.v1.ShippingAddress", "country_code"),
+            ("polyshop.order.v1.CreateOrderRequest", "items"),
+            ("polyshop.order.v1.CreateOrderItem", "quantity"),
+            ("polyshop.order.v1.UpdateOrderStatusRequest", "status"),
+        ] {
+            let c = constraints(&field(message, name)).expect("rules");
+            assert!(c.required, "{message}.{name} must be sent");
+        }
+        let page_size = constraints(&field(
+            "polyshop.catalog.v1.ListProductsRequest",
+            "page_size",
+        ))
+        .expect("rules");
+        assert!(!page_size.required, "0 is a valid page size");
     }
 
     /// What the walk costs per request, for the edge's 3 % budget (issue 21): run with

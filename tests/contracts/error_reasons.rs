@@ -204,6 +204,21 @@ fn variant(wire: &str) -> String {
         .collect()
 }
 
+/// The context a qualified path ending just before `ErrorReason::` names
+/// (`… catalog::v1::`), if any.
+fn named_context(before: &str) -> Option<&'static str> {
+    let path = before.strip_suffix("::v1::")?;
+    let name: String = path
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    CONTEXTS.iter().copied().find(|c| *c == name)
+}
+
 /// The crates that answer calls, each with the context whose reasons it may send (`None`:
 /// it sends no `ErrorInfo` of its own).
 fn answering_crates(root: &Path) -> Vec<(PathBuf, Option<&'static str>)> {
@@ -276,6 +291,20 @@ fn servers_send_only_reasons_their_own_contract_declares() {
                     continue;
                 }
                 used += 1;
+                // A path naming its context (`catalog::v1::ErrorReason::InvalidArgument`, as
+                // the platform's validation layer answers for each context) is checked
+                // against that context's declared reasons.
+                if let Some(named) = named_context(&code[..at]) {
+                    let declared_there = reasons_of(&pool, named)
+                        .values()
+                        .any(|v| variant(v.name().trim_start_matches(ERROR_REASON_PREFIX)) == name);
+                    if !declared_there {
+                        problems.push(format!(
+                            "{shown}: ErrorReason::{name} is not declared by polyshop.{named}.v1.ErrorReason"
+                        ));
+                    }
+                    continue;
+                }
                 match context {
                     _ if name == "Unspecified" => {
                         problems.push(format!("{shown}: ErrorReason::Unspecified is never sent"))

@@ -1,5 +1,7 @@
 """register → login → browse → reserve, through Python stubs generated from proto/ at run time,
-then the JSON edge's answer to counting stock of a product the catalog never had.
+then one request the contract's buf.validate rules reject (caught by protovalidate on the client
+from the contract alone, and answered INVALID_ARGUMENT with a BadRequest by the server), then the
+JSON edge's answer to counting stock of a product the catalog never had.
 
 Run by tests/system/python_client.rs against a running `polyshop up`. Exits non-zero on the
 first failed expectation.
@@ -15,6 +17,7 @@ import urllib.request
 import uuid
 
 import grpc
+import protovalidate
 from grpc_tools import protoc
 
 try:
@@ -37,6 +40,46 @@ def generate(proto_dir: pathlib.Path) -> pathlib.Path:
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
     return out
+
+
+def violation_path(violation) -> str:
+    """A protovalidate violation's field path as the server writes it: `email`, `items[0].quantity`.
+
+    protovalidate hands back its own `buf.validate.Violation`; it is read through the stubs
+    generated from our vendored validate.proto, so the two copies must agree on the wire too.
+    """
+    from buf.validate import validate_pb2
+
+    proto = validate_pb2.Violation.FromString(violation.proto.to_binary())
+    parts = []
+    for element in proto.field.elements:
+        part = element.field_name
+        subscript = element.WhichOneof("subscript")
+        if subscript == "string_key":
+            part += f'["{element.string_key}"]'
+        elif subscript == "bool_key":
+            part += f"[{str(element.bool_key).lower()}]"
+        elif subscript is not None:
+            part += f"[{getattr(element, subscript)}]"
+        parts.append(part)
+    return ".".join(parts)
+
+
+def bad_request_fields(error: grpc.RpcError) -> list:
+    """The fields a gRPC error's google.rpc.BadRequest names (grpc-status-details-bin trailer)."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    details = [v for k, v in (error.trailing_metadata() or ()) if k == "grpc-status-details-bin"]
+    assert details, f"no google.rpc.Status details in the trailers: {error.code()} {error.details()}"
+    status = status_pb2.Status.FromString(details[0])
+    assert status.code == error.code().value[0], (status.code, error.code())
+    fields = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
 
 
 def main() -> None:
@@ -65,6 +108,35 @@ def main() -> None:
         metadata=[("authorization", f"Bearer {login.access_token}")],
     ).user
     assert me.username == name
+
+    # One broken rule, from the contract: RegisterRequest.email carries `string.email`. The
+    # client-side validator finds it from the generated descriptors alone, before anything is
+    # sent; the server, sent the same request anyway, names the same field in a BadRequest.
+    bad = user_pb2.RegisterRequest(
+        username=name + "x", email="not an email address", password="correct horse battery"
+    )
+    violations = protovalidate.collect_violations(bad)
+    assert [(violation_path(v), v.proto.rule_id) for v in violations] == [
+        ("email", "string.email")
+    ], violations
+    try:
+        protovalidate.validate(bad)
+        sys.exit("protovalidate.validate must raise for a broken rule")
+    except protovalidate.ValidationError as e:
+        assert [violation_path(v) for v in e.violations] == ["email"], e
+    try:
+        users.Register(bad)
+        sys.exit("the user service must refuse a request its contract rejects")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+        assert bad_request_fields(e) == ["email"], (e.details(), bad_request_fields(e))
+    # The same request, with the rule kept, passes the client-side check.
+    good = user_pb2.RegisterRequest()
+    good.CopyFrom(bad)
+    good.email = f"{name}x@example.com"
+    assert protovalidate.collect_violations(good) == [], protovalidate.collect_violations(good)
+
+    print("contract rule caught by protovalidate and by the server (BadRequest email): ok")
 
     # Browse: walk every page of the catalog.
     products, token = [], ""

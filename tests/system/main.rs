@@ -19,3 +19,4 @@ mod revocation;
 mod service_tokens;
 mod tls;
 mod trace_context;
+mod validation;

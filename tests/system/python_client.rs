@@ -1,6 +1,8 @@
 //! A Python client generated from proto/ (grpcio-tools in the project venv) runs
-//! register → login → browse → reserve against a running system, then asks the edge to count
-//! stock of a product the catalog never had (404, PRODUCT_NOT_FOUND).
+//! register → login → browse → reserve against a running system, shows one request that breaks a
+//! `buf.validate` rule caught by protovalidate from the contract and refused by the user service
+//! (INVALID_ARGUMENT, a BadRequest naming `email`), then asks the edge to count stock of a
+//! product the catalog never had (404, PRODUCT_NOT_FOUND).
 
 use tokio::process::Command;
 
@@ -55,6 +57,12 @@ async fn a_generated_python_client_registers_logs_in_browses_and_reserves() {
     );
     assert!(
         stdout.contains("register → login → browse → reserve: ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "contract rule caught by protovalidate and by the server (BadRequest email): ok"
+        ),
         "{stdout}"
     );
     assert!(

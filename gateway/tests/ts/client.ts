@@ -1,13 +1,18 @@
 // Drives the edge with a client generated from proto/: register, log in, browse the catalog
-// and place an order, all over grpc-web (connect-web's transport, Node's fetch).
+// and place an order, all over grpc-web (connect-web's transport, Node's fetch). One request
+// breaks a buf.validate rule of the contract: protovalidate-es catches it on the client from the
+// generated descriptors alone, and the edge, sent it anyway, names the same field in a BadRequest.
 import { create } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { CatalogService } from "./gen/polyshop/catalog/v1/catalog_pb.js";
 import { InventoryService } from "./gen/polyshop/inventory/v1/inventory_pb.js";
 import { OrderService } from "./gen/polyshop/order/v1/order_pb.js";
-import { UserService } from "./gen/polyshop/user/v1/user_pb.js";
+import { RegisterRequestSchema, UserService } from "./gen/polyshop/user/v1/user_pb.js";
 import { MoneySchema } from "./gen/polyshop/api/v1/money_pb.js";
+import { BadRequestSchema } from "./gen/google/rpc/error_details_pb.js";
 
 const baseUrl = process.env.EDGE_URL ?? "http://127.0.0.1:8080";
 let token = "";
@@ -57,6 +62,29 @@ async function main(): Promise<void> {
   const password = "typescript password 1";
   const registered = await users.register({ username: name, email: `${name}@example.com`, password });
   check(registered.user?.username === name, "register over grpc-web");
+
+  // RegisterRequest.email carries `(buf.validate.field).string.email`.
+  const bad = create(RegisterRequestSchema, { username: `${name}x`, email: "not an email address", password });
+  const result = createValidator().validate(RegisterRequestSchema, bad);
+  const caught = result.kind === "invalid" ? result.violations.map((v) => `${pathToString(v.field)} ${v.ruleId}`) : [];
+  check(
+    JSON.stringify(caught) === JSON.stringify(["email string.email"]),
+    `protovalidate catches the broken rule from the contract (${result.kind}: ${caught.join(", ")})`,
+  );
+  let refused: ConnectError | undefined;
+  try {
+    await users.register(bad);
+  } catch (e) {
+    refused = ConnectError.from(e);
+  }
+  const fields = refused?.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field)) ?? [];
+  check(
+    refused?.code === Code.InvalidArgument && JSON.stringify(fields) === JSON.stringify(["email"]),
+    `the edge refuses it: ${refused ? Code[refused.code] : "accepted"}, BadRequest fields [${fields.join(", ")}]`,
+  );
+  const good = create(RegisterRequestSchema, { ...bad, email: `${name}x@example.com` });
+  check(createValidator().validate(RegisterRequestSchema, good).kind === "valid", "the rule kept, protovalidate passes it");
+
   const login = await users.login({ login: name, password });
   token = login.accessToken;
   check(token.split(".").length === 3, "login returns a JWT");

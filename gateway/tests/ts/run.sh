@@ -9,7 +9,10 @@ root="$(cd "$here/../../.." && pwd)"
 export PATH="$root/.tools/bin:$PATH"
 cd "$here"
 command -v buf >/dev/null || { echo "ts client: buf not found (just tools)" >&2; exit 1; }
-[[ -d node_modules ]] || npm install --silent --no-audit --no-fund
+# Again when package-lock.json changed since (a dependency was added, e.g. @bufbuild/protovalidate).
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm install --silent --no-audit --no-fund
+fi
 rm -rf gen
 buf generate "$root/proto" --template buf.gen.yaml
 EDGE_URL="${1:?usage: run.sh <gateway base URL>}" npx tsx client.ts

@@ -21,45 +21,87 @@ use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
 use super::violations_of_encoded;
-use crate::{contract, status::Violations};
+use crate::{
+    contract,
+    status::{Violations, invalid_argument},
+};
 
 /// Largest request read for validation: tonic's default decoding limit plus the frame
 /// header. A larger body is refused as tonic would refuse it.
 const MAX_BODY: usize = 4 * 1024 * 1024 + 5;
 
-/// How a server answers a request that breaks its contract: INVALID_ARGUMENT with its own
-/// context's reason (`|v| status::invalid_argument(ErrorReason::InvalidArgument, v)`).
+/// How a context answers a request that breaks its contract: INVALID_ARGUMENT with its own
+/// reason (`|v| status::invalid_argument(ErrorReason::InvalidArgument, v)`).
 pub type Answer = fn(&Violations) -> Status;
 
-/// Input types of the contracts' unary methods, by gRPC path.
-fn inputs() -> &'static HashMap<String, MessageDescriptor> {
-    static INPUTS: OnceLock<HashMap<String, MessageDescriptor>> = OnceLock::new();
-    INPUTS.get_or_init(|| {
+/// How the context owning `package` (`polyshop.catalog.v1`) answers a broken contract: its
+/// own `ErrorReason::InvalidArgument`, so a client sees the same ErrorInfo whether the edge
+/// or the service refused the call. `None` for a package that serves no Polyshop RPC.
+pub fn answer_for(package: &str) -> Option<Answer> {
+    use polyshop::{catalog, inventory, notification, order, payment, storefront, user};
+    let answer: Answer = match package {
+        "polyshop.catalog.v1" => |v| invalid_argument(catalog::v1::ErrorReason::InvalidArgument, v),
+        "polyshop.inventory.v1" => {
+            |v| invalid_argument(inventory::v1::ErrorReason::InvalidArgument, v)
+        }
+        "polyshop.notification.v1" => {
+            |v| invalid_argument(notification::v1::ErrorReason::InvalidArgument, v)
+        }
+        "polyshop.order.v1" => |v| invalid_argument(order::v1::ErrorReason::InvalidArgument, v),
+        "polyshop.payment.v1" => |v| invalid_argument(payment::v1::ErrorReason::InvalidArgument, v),
+        "polyshop.storefront.v1" => {
+            |v| invalid_argument(storefront::v1::ErrorReason::InvalidArgument, v)
+        }
+        "polyshop.user.v1" => |v| invalid_argument(user::v1::ErrorReason::InvalidArgument, v),
+        _ => return None,
+    };
+    Some(answer)
+}
+
+/// What a unary method of the contracts takes, and how its context refuses a broken one.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// Its input type.
+    pub input: MessageDescriptor,
+    /// Its context's answer to violations.
+    pub answer: Answer,
+}
+
+/// The contracts' unary methods, by gRPC path (`/polyshop.catalog.v1.CatalogService/GetProduct`).
+pub fn methods() -> &'static HashMap<String, Method> {
+    static METHODS: OnceLock<HashMap<String, Method>> = OnceLock::new();
+    METHODS.get_or_init(|| {
         contract::pool()
             .services()
-            .filter(|s| s.package_name().starts_with("polyshop."))
-            .flat_map(|s| s.methods().collect::<Vec<_>>())
-            .filter(|m| !m.is_client_streaming())
-            .map(|m| {
-                (
-                    format!("/{}/{}", m.parent_service().full_name(), m.name()),
-                    m.input(),
-                )
+            .filter_map(|s| answer_for(s.package_name()).map(|answer| (s, answer)))
+            .flat_map(|(s, answer)| {
+                s.methods()
+                    .filter(|m| !m.is_client_streaming())
+                    .map(|m| {
+                        (
+                            format!("/{}/{}", s.full_name(), m.name()),
+                            Method {
+                                input: m.input(),
+                                answer,
+                            },
+                        )
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect()
     })
 }
 
 /// Checks requests against their contract; see the module docs.
-#[derive(Debug, Clone, Copy)]
-pub struct ValidateLayer(Answer);
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidateLayer;
 
 impl ValidateLayer {
-    /// A layer answering violations with `answer`.
-    pub fn new(answer: Answer) -> Self {
-        // Build the plans now, so a contract with an unsupported rule stops the start, not a call.
+    /// The layer; builds the plans now, so a contract with an unsupported rule stops the
+    /// start, not a call.
+    pub fn new() -> Self {
         let _ = super::plans();
-        Self(answer)
+        Self
     }
 }
 
@@ -67,17 +109,13 @@ impl<S> Layer<S> for ValidateLayer {
     type Service = ValidateService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ValidateService {
-            answer: self.0,
-            inner,
-        }
+        ValidateService { inner }
     }
 }
 
 /// See [`ValidateLayer`].
 #[derive(Debug, Clone)]
 pub struct ValidateService<S> {
-    answer: Answer,
     inner: S,
 }
 
@@ -106,58 +144,80 @@ where
         // The ready inner service goes with this call; a fresh clone waits for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let answer = self.answer;
-        let input = inputs().get(request.uri().path()).cloned();
-        let compressed = request
-            .headers()
-            .get("grpc-encoding")
-            .is_some_and(|e| e.as_bytes() != b"identity");
-        let Some(input) = input.filter(|_| !compressed) else {
+        if !checked(&request) {
             return Box::pin(inner.call(request));
-        };
+        }
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let bytes: Bytes = match Limited::new(body, MAX_BODY).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) => {
-                    let status = if e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        Status::resource_exhausted("request message too large")
-                    } else {
-                        Status::cancelled(format!("request body: {e}"))
-                    };
-                    return Ok(status.into_http());
-                }
-            };
-            if let Some(violations) =
-                single_frame(&bytes).and_then(|message| violations_of_encoded(&input, message))
-                && !violations.is_empty()
-            {
-                return Ok(answer(&violations).into_http());
+            match check_grpc(request, MAX_BODY).await {
+                Ok(request) => inner.call(request).await,
+                Err(status) => Ok(status.into_http()),
             }
-            inner
-                .call(http::Request::from_parts(
-                    parts,
-                    Body::new(Full::new(bytes)),
-                ))
-                .await
         })
     }
+}
+
+/// Whether [`check_grpc`] would look at `request`: a unary method of the contracts, sent
+/// uncompressed.
+pub fn checked<B>(request: &http::Request<B>) -> bool {
+    methods().contains_key(request.uri().path())
+        && request
+            .headers()
+            .get("grpc-encoding")
+            .is_none_or(|e| e.as_bytes() == b"identity")
+}
+
+/// Reads a gRPC request's body (at most `max_body` bytes) and checks its one frame against
+/// the method's contract: the request again, with the same bytes, or the context's
+/// INVALID_ARGUMENT. What [`checked`] skips, and a body that is not exactly one well-formed
+/// frame, goes on unread or unjudged for the handler's own decode to answer.
+///
+/// # Errors
+/// The context's INVALID_ARGUMENT with a BadRequest; RESOURCE_EXHAUSTED for a body over
+/// `max_body`; CANCELLED when the body fails.
+pub async fn check_grpc(
+    request: http::Request<Body>,
+    max_body: usize,
+) -> Result<http::Request<Body>, Status> {
+    let Some(Method { input, answer }) = methods()
+        .get(request.uri().path())
+        .filter(|_| checked(&request))
+        .cloned()
+    else {
+        return Ok(request);
+    };
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = match Limited::new(body, max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(Status::resource_exhausted("request message too large"));
+        }
+        Err(e) => return Err(Status::cancelled(format!("request body: {e}"))),
+    };
+    if let Some(violations) =
+        single_frame(&bytes).and_then(|message| violations_of_encoded(&input, message))
+        && !violations.is_empty()
+    {
+        return Err(answer(&violations));
+    }
+    Ok(http::Request::from_parts(
+        parts,
+        Body::new(Full::new(bytes)),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
 
-    use polyshop::catalog::v1::{CreateProductRequest, ErrorReason, GetProductRequest};
+    use polyshop::catalog::v1::{CreateProductRequest, GetProductRequest};
     use tonic::Code;
     use tonic_types::StatusExt as _;
     use tower::{ServiceExt as _, service_fn};
 
     use super::*;
-    use crate::status::invalid_argument;
 
     const CREATE: &str = "/polyshop.catalog.v1.CatalogService/CreateProduct";
     const GET: &str = "/polyshop.catalog.v1.CatalogService/GetProduct";
@@ -199,7 +259,7 @@ mod tests {
     }
 
     fn layer() -> ValidateLayer {
-        ValidateLayer::new(|v| invalid_argument(ErrorReason::InvalidArgument, v))
+        ValidateLayer::new()
     }
 
     async fn body_of(response: http::Response<Body>) -> Bytes {
@@ -282,6 +342,26 @@ mod tests {
                 body_of(response).await,
                 body,
                 "{path} compressed={compressed}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_polyshop_service_has_an_answer_in_its_own_domain() {
+        for service in contract::pool()
+            .services()
+            .filter(|s| s.package_name().starts_with("polyshop."))
+        {
+            let answer = answer_for(service.package_name())
+                .unwrap_or_else(|| panic!("no answer for {}", service.full_name()));
+            let status = answer(&Violations::new());
+            let info = status.get_error_details().error_info().cloned();
+            let domain = service.package_name().trim_end_matches(".v1");
+            assert_eq!(
+                info.map(|i| (i.reason, i.domain)),
+                Some(("INVALID_ARGUMENT".to_owned(), domain.to_owned())),
+                "{}",
+                service.full_name()
             );
         }
     }

@@ -304,9 +304,10 @@ async fn bad_input_names_every_offending_field() {
     let mut client = server.client();
     let admin = server.admin();
 
+    // Broken contract: the server's layer answers before the handler.
     let bad = pb::CreateProductRequest {
         request_id: "r".repeat(129),
-        name: "   ".into(),
+        name: "tab\there".into(),
         description: "d".repeat(5001),
         category: "Kitchen Stuff".into(),
         price: price(0, "usd"),
@@ -323,9 +324,23 @@ async fn bad_input_names_every_offending_field() {
             "name",
             "description",
             "category",
-            "price.amount_minor",
             "price.currency_code"
         ]
+    );
+    // Within the contract, broken only by the domain's rules (trimmed name, positive price,
+    // a currency the shared Money may leave empty).
+    let bad = pb::CreateProductRequest {
+        name: "   ".into(),
+        price: price(0, ""),
+        ..product("Pan", "kitchen", "")
+    };
+    let err = client
+        .create_product(bearer(bad, &admin))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violations(&err),
+        ["name", "price.amount_minor", "price.currency_code"]
     );
 
     let no_price = pb::CreateProductRequest {
@@ -359,6 +374,17 @@ async fn bad_input_names_every_offending_field() {
             "price.currency_code"
         ]
     );
+    let domain_only_update = pb::UpdateProductRequest {
+        product_id: pan.product_id.clone(),
+        name: Some(" ".into()),
+        price: price(0, "EUR"),
+        ..Default::default()
+    };
+    let err = client
+        .update_product(bearer(domain_only_update, &admin))
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["name", "price.amount_minor"]);
     assert_eq!(
         get(&mut client, &pan.product_id).await.expect("get"),
         pan,
@@ -371,8 +397,10 @@ async fn bad_input_names_every_offending_field() {
         .unwrap_err();
     assert_eq!(violations(&err), ["product_id"]);
 
-    let err = get(&mut client, "").await.unwrap_err();
-    assert_eq!(violations(&err), ["product_id"]);
+    for blank in ["", " "] {
+        let err = get(&mut client, blank).await.unwrap_err();
+        assert_eq!(violations(&err), ["product_id"], "{blank:?}");
+    }
 
     let ids = vec!["a".into(), "b".into(), "c".into(), String::new()];
     let err = client
@@ -380,6 +408,12 @@ async fn bad_input_names_every_offending_field() {
         .await
         .unwrap_err();
     assert_eq!(violations(&err), ["product_ids[3]"]);
+    let ids = vec!["a".into(), " ".into()];
+    let err = client
+        .batch_get_products(pb::BatchGetProductsRequest { product_ids: ids })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&err), ["product_ids[1]"]);
     let ids = vec!["a".to_owned(); 101];
     let err = client
         .batch_get_products(pb::BatchGetProductsRequest { product_ids: ids })
@@ -400,12 +434,20 @@ async fn bad_input_names_every_offending_field() {
         assert_eq!(violations(&err), ["page_size"], "page_size {page_size}");
     }
     let bad_list = pb::ListProductsRequest {
-        page_token: "garbage".into(),
+        page_token: "not a token".into(),
         category: "Not A Slug".into(),
+        query: "q".repeat(201),
         ..Default::default()
     };
     let err = list(&mut client, bad_list).await.unwrap_err();
-    assert_eq!(violations(&err), ["page_token", "category"]);
+    assert_eq!(violations(&err), ["page_token", "category", "query"]);
+    // In the token alphabet, but not a token the service issued.
+    let bad_list = pb::ListProductsRequest {
+        page_token: "garbage".into(),
+        ..Default::default()
+    };
+    let err = list(&mut client, bad_list).await.unwrap_err();
+    assert_eq!(violations(&err), ["page_token"]);
     server.stop().await;
 }
 

@@ -421,6 +421,8 @@ async fn bad_reservation_requests_name_every_offending_field() {
             .map(|v| v.field.clone())
             .collect()
     };
+    // Broken contract: the server's layer answers before the handler, so the duplicate
+    // product (a domain rule) is not named yet.
     let err = reserve(
         &mut client,
         &token,
@@ -435,7 +437,23 @@ async fn bad_reservation_requests_name_every_offending_field() {
             "reservation_id",
             "items[0].product_id",
             "items[1].quantity",
-            "items[2].quantity",
+            "items[2].quantity"
+        ]
+    );
+    // Within the contract, broken only by the domain's rules: blank ids, a product twice.
+    let err = reserve(
+        &mut client,
+        &token,
+        " ",
+        &[(" ", 1), ("p-1", 1), ("p-2", 10_000), ("p-1", 1)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        fields(err),
+        [
+            "reservation_id",
+            "items[0].product_id",
             "items[3].product_id"
         ]
     );

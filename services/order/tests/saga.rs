@@ -174,8 +174,15 @@ async fn insufficient_stock_rejects_the_order_without_charging() {
         RejectionReason::ProductNotFound as i32
     );
 
+    // Broken contract (the server's layer answers), then only the domain's rule (a product
+    // listed twice).
     let err = system
         .place(&token, "", &[(&mug, 0)], "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = system
+        .place(&token, "k3", &[(&mug, 1), (&mug, 1)], "tok_visa")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

@@ -135,6 +135,18 @@ async fn lists_are_newest_first_and_users_see_only_their_own() {
 async fn an_invalid_charge_names_every_bad_field_and_stores_nothing() {
     let env = Env::sqlite().await;
     let s = &env.server;
+    let fields = |err: &tonic::Status| -> Vec<String> {
+        assert_eq!(err.code(), Code::InvalidArgument);
+        err.get_error_details()
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect()
+    };
+    // Broken contract: the server's layer answers before the handler, so the unknown card
+    // (a domain rule) is not named yet.
     let mut request = charge_request("", "", "alice", "tok_amex");
     request.amount = Some(polyshop::api::v1::Money {
         amount_minor: 2500,
@@ -142,23 +154,32 @@ async fn an_invalid_charge_names_every_bad_field_and_stores_nothing() {
     });
     request.line_items[1].quantity = 0;
     let err = s.charge(request).await.expect_err("invalid");
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let fields: Vec<String> = err
-        .get_error_details()
-        .bad_request()
-        .expect("BadRequest")
-        .field_violations
-        .iter()
-        .map(|v| v.field.clone())
-        .collect();
     assert_eq!(
-        fields,
+        fields(&err),
         [
             "idempotency_key",
             "order_id",
-            "payment_method_token",
             "amount.currency_code",
             "line_items[1].quantity",
+        ]
+    );
+    // Within the contract, broken only by the domain's rules: an unknown card, a charge of
+    // nothing, a blank description, a line in another currency.
+    let mut request = charge_request("k-0", "order-0", "alice", "tok_amex");
+    request.amount = common::usd(0);
+    request.line_items[0].description = " ".into();
+    request.line_items[1].unit_price = Some(polyshop::api::v1::Money {
+        amount_minor: 500,
+        currency_code: "EUR".into(),
+    });
+    let err = s.charge(request).await.expect_err("invalid");
+    assert_eq!(
+        fields(&err),
+        [
+            "payment_method_token",
+            "amount.amount_minor",
+            "line_items[0].description",
+            "line_items[1].unit_price.currency_code",
         ]
     );
 

@@ -179,6 +179,27 @@ async fn bad_registrations_name_every_offending_field() {
         .map(|v| v.field.clone())
         .collect();
     assert_eq!(fields, ["username", "email", "password"]);
+    // Within the contract, broken only by the domain's rules: a password that is the
+    // username, an email whose domain has one label.
+    let err = client
+        .register(pb::RegisterRequest {
+            username: "janedoe-1234".into(),
+            email: "jane@localhost".into(),
+            password: "JANEDOE-1234".into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let details = err.get_error_details();
+    let fields: Vec<_> = details
+        .bad_request()
+        .expect("BadRequest detail")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    assert_eq!(fields, ["email", "password"]);
     server.stop().await;
 }
 

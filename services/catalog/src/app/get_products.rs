@@ -32,7 +32,8 @@ pub struct Batch {
 /// appears twice (in `products` or in `not_found_ids`).
 ///
 /// # Errors
-/// `Invalid` for more than 100 ids or an empty one (`product_ids[3]`), `Internal`.
+/// `Invalid` for a blank id (`product_ids[3]`; the contract refuses more than 100 ids and
+/// empty ones), `Internal`.
 pub async fn batch_get_products<R: CatalogRepository>(
     repo: &R,
     ids: Vec<String>,

@@ -1,5 +1,6 @@
-//! The catalog context's rules: what a product and its price are, what a valid name,
-//! description, category slug, price and request id look like, and what can go wrong.
+//! The catalog context's rules: what a product and its price are, the field rules the
+//! contract cannot state (a blank name after trimming, a positive price), and what can go
+//! wrong.
 //! Pure: no I/O, no generated or storage types.
 
 mod rules;

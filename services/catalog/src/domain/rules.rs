@@ -1,67 +1,24 @@
-//! Field rules for products, prices, batch reads, list filters and idempotency keys. Each
-//! check returns the description of a field violation; the callers name the field.
+//! Field rules for products, prices and batch reads that the contract cannot state (it is
+//! checked on every request before the handler). Each check returns the description of a
+//! field violation; the callers name the field.
 
 use polyshop_platform::status::Violations;
 
 use super::{Money, NewProduct, ProductChanges, ProductDraft};
 
-/// Name length bounds (characters, after trimming).
+/// Name length bounds (characters, after trimming): the contract's, for the message.
 pub const NAME_LEN: (usize, usize) = (1, 200);
-/// Longest description (characters).
-pub const DESCRIPTION_MAX: usize = 5000;
-/// Category slug length bounds.
-pub const CATEGORY_LEN: (usize, usize) = (1, 50);
-/// Longest client-chosen request id.
-pub const REQUEST_ID_MAX: usize = 128;
-/// Most ids one BatchGetProducts may ask for.
-pub const BATCH_MAX: usize = 100;
-/// Longest ListProducts text query (characters).
-pub const QUERY_MAX: usize = 200;
 
-/// A product name: 1–200 characters, no control characters.
+/// A product name, after trimming: not blank. Length and control characters are the
+/// contract's rules on the request (`CreateProductRequest.name`), which the server checks
+/// before the handler; trimming only shortens a name and removes control whitespace.
 ///
 /// # Errors
 /// What is wrong with it.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let len = name.chars().count();
-    if len < NAME_LEN.0 || len > NAME_LEN.1 {
+    // The domain trims first, so a whitespace-only name passes the contract's min_len.
+    if name.is_empty() {
         return Err(format!("must be {}–{} characters", NAME_LEN.0, NAME_LEN.1));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(())
-}
-
-/// A description: at most 5000 characters (empty is fine).
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_description(description: &str) -> Result<(), String> {
-    if description.chars().count() > DESCRIPTION_MAX {
-        return Err(format!("must be at most {DESCRIPTION_MAX} characters"));
-    }
-    Ok(())
-}
-
-/// A category slug: 1–50 of `a-z`, `0-9` and `-`.
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_category(category: &str) -> Result<(), String> {
-    let len = category.len();
-    if len < CATEGORY_LEN.0 || len > CATEGORY_LEN.1 {
-        // Only ASCII is allowed, so bytes are characters for every valid slug.
-        return Err(format!(
-            "must be {}–{} characters",
-            CATEGORY_LEN.0, CATEGORY_LEN.1
-        ));
-    }
-    if !category
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err("may contain only lower-case letters, digits and '-'".into());
     }
     Ok(())
 }
@@ -71,6 +28,7 @@ pub fn check_category(category: &str) -> Result<(), String> {
 /// # Errors
 /// What is wrong with it.
 pub fn check_amount_minor(amount_minor: i64) -> Result<(), String> {
+    // The shared `Money.amount_minor` says only `gte: 0` (a line item may be free).
     if amount_minor <= 0 {
         return Err("must be greater than 0".into());
     }
@@ -82,6 +40,7 @@ pub fn check_amount_minor(amount_minor: i64) -> Result<(), String> {
 /// # Errors
 /// What is wrong with it.
 pub fn check_currency_code(code: &str) -> Result<(), String> {
+    // The shared `Money.currency_code` ignores an empty code (IGNORE_IF_ZERO_VALUE).
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err("must be three upper-case letters, e.g. \"USD\"".into());
     }
@@ -100,34 +59,11 @@ pub fn check_price(price: &Money, prefix: &str, violations: &mut Violations) {
     );
 }
 
-/// A client-chosen request id: at most 128 characters (empty means none).
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_request_id(request_id: &str) -> Result<(), String> {
-    if request_id.chars().count() > REQUEST_ID_MAX {
-        return Err(format!("must be at most {REQUEST_ID_MAX} characters"));
-    }
-    Ok(())
-}
-
-/// A ListProducts text query: at most 200 characters (empty means no filter).
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_query(query: &str) -> Result<(), String> {
-    if query.chars().count() > QUERY_MAX {
-        return Err(format!("must be at most {QUERY_MAX} characters"));
-    }
-    Ok(())
-}
-
-/// Checks the ids of a batch read: at most 100, none empty (`product_ids[3]`).
+/// Checks the ids of a batch read: none blank (`product_ids[3]`). Their count and empty
+/// ids are the contract's rules on `BatchGetProductsRequest.product_ids`.
 pub fn check_product_ids(ids: &[String], violations: &mut Violations) {
-    if ids.len() > BATCH_MAX {
-        violations.add("product_ids", format!("must list at most {BATCH_MAX} ids"));
-    }
     for (i, id) in ids.iter().enumerate() {
+        // The contract's min_len lets a whitespace-only id through; the domain trims.
         if id.trim().is_empty() {
             violations.add(format!("product_ids[{i}]"), "must not be empty");
         }
@@ -135,7 +71,8 @@ pub fn check_product_ids(ids: &[String], violations: &mut Violations) {
 }
 
 impl ProductDraft {
-    /// Trims name, description and category, then checks every field in the proto's order.
+    /// Trims name, description and category, then checks what the contract cannot: a blank
+    /// name and the price (the layer has checked the request's shape before the handler).
     ///
     /// # Errors
     /// Every violation, named by proto field (`name`, `price.currency_code`, …).
@@ -144,12 +81,10 @@ impl ProductDraft {
         let description = self.description.trim().to_owned();
         let category = self.category.trim().to_owned();
         let mut v = Violations::new();
-        v.check("request_id", check_request_id(&self.request_id));
         v.check("name", check_name(&name));
-        v.check("description", check_description(&description));
-        v.check("category", check_category(&category));
         match &self.price {
             Some(price) => check_price(price, "price", &mut v),
+            // The contract requires it too, but a NewProduct cannot be built without one.
             None => v.add("price", "is required"),
         }
         match self.price {
@@ -167,7 +102,8 @@ impl ProductDraft {
 }
 
 impl ProductChanges {
-    /// Trims the set name, description and category, then checks every set field.
+    /// Trims the set name, description and category, then checks what the contract cannot
+    /// of the set fields: a blank name and the price.
     ///
     /// # Errors
     /// Every violation, named by proto field.
@@ -182,12 +118,6 @@ impl ProductChanges {
         let mut v = Violations::new();
         if let Some(name) = &changes.name {
             v.check("name", check_name(name));
-        }
-        if let Some(description) = &changes.description {
-            v.check("description", check_description(description));
-        }
-        if let Some(category) = &changes.category {
-            v.check("category", check_category(category));
         }
         if let Some(price) = &changes.price {
             check_price(price, "price", &mut v);
@@ -212,42 +142,9 @@ mod tests {
     }
 
     #[test]
-    fn names_need_one_to_two_hundred_printable_characters() {
-        let cases: [(&str, bool); 6] = [
-            ("Chef's knife", true),
-            ("é", true),
-            (&"x".repeat(200), true),
-            ("", false),
-            (&"x".repeat(201), false),
-            ("tab\there", false),
-        ];
-        for (name, ok) in cases {
-            assert_eq!(check_name(name).is_ok(), ok, "{name:?}");
-        }
-    }
-
-    #[test]
-    fn descriptions_may_be_empty_but_not_longer_than_five_thousand_characters() {
-        assert!(check_description("").is_ok());
-        assert!(check_description(&"ü".repeat(5000)).is_ok());
-        assert!(check_description(&"ü".repeat(5001)).is_err());
-    }
-
-    #[test]
-    fn categories_are_lower_case_slugs() {
-        let cases: [(&str, bool); 8] = [
-            ("kitchen", true),
-            ("home-office", true),
-            ("4k-tv", true),
-            (&"a".repeat(50), true),
-            ("", false),
-            ("Kitchen", false),
-            ("home office", false),
-            (&"a".repeat(51), false),
-        ];
-        for (category, ok) in cases {
-            assert_eq!(check_category(category).is_ok(), ok, "{category:?}");
-        }
+    fn a_trimmed_name_must_not_be_blank() {
+        assert!(check_name("é").is_ok());
+        assert!(check_name("").is_err());
     }
 
     #[test]
@@ -273,22 +170,11 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_are_optional_and_at_most_128_characters() {
-        assert!(check_request_id("").is_ok());
-        assert!(check_request_id(&"r".repeat(128)).is_ok());
-        assert!(check_request_id(&"r".repeat(129)).is_err());
-    }
-
-    #[test]
-    fn a_batch_names_each_empty_id_and_a_too_long_list() {
+    fn a_batch_names_each_blank_id() {
         let mut v = Violations::new();
         let ids = vec!["a".to_owned(), String::new(), "c".into(), " ".into()];
         check_product_ids(&ids, &mut v);
         assert_eq!(fields(&v), ["product_ids[1]", "product_ids[3]"]);
-
-        let mut v = Violations::new();
-        check_product_ids(&vec!["a".to_owned(); BATCH_MAX + 1], &mut v);
-        assert_eq!(fields(&v), ["product_ids"]);
     }
 
     fn draft() -> ProductDraft {
@@ -303,11 +189,9 @@ mod tests {
     }
 
     #[test]
-    fn a_draft_reports_every_violation_in_field_order() {
+    fn a_draft_reports_every_violation_the_contract_cannot_in_field_order() {
         let bad = ProductDraft {
-            request_id: "r".repeat(129),
             name: "   ".into(),
-            category: "Not A Slug".into(),
             price: Some(Money {
                 amount_minor: 0,
                 currency_code: "usd".into(),
@@ -317,13 +201,7 @@ mod tests {
         let v = bad.validate().unwrap_err();
         assert_eq!(
             fields(&v),
-            [
-                "request_id",
-                "name",
-                "category",
-                "price.amount_minor",
-                "price.currency_code"
-            ]
+            ["name", "price.amount_minor", "price.currency_code"]
         );
     }
 

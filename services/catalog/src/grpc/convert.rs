@@ -69,6 +69,7 @@ pub fn list_request(r: pb::ListProductsRequest) -> ListRequest {
 /// Get and Update name the product in `product_id`; an empty one is a field violation, not
 /// NOT_FOUND.
 pub fn product_id(id: &str) -> Result<&str, CatalogError> {
+    // The contract's min_len lets a whitespace-only id through.
     if id.trim().is_empty() {
         let mut v = Violations::new();
         v.add("product_id", "is required");

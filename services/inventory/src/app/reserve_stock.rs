@@ -11,8 +11,8 @@ use crate::domain::{
 /// returns the stored reservation unchanged (even if its items differ; that is logged).
 ///
 /// # Errors
-/// `Invalid` with every field violation (`reservation_id`, `items`, `items[i].product_id`,
-/// `items[i].quantity`), `InsufficientStock` listing the short products, `Internal`.
+/// `Invalid` with every field violation the contract leaves to the domain (`reservation_id`,
+/// `items[i].product_id`), `InsufficientStock` listing the short products, `Internal`.
 pub async fn reserve_stock<R: InventoryRepository>(
     repo: &R,
     reservation_id: &str,
@@ -21,6 +21,7 @@ pub async fn reserve_stock<R: InventoryRepository>(
     now: i64,
 ) -> Result<Reserved, InventoryError> {
     let mut v = Violations::new();
+    // Blank ids pass the contract, and duplicates are beyond it (see check_items).
     v.check("reservation_id", check_id(reservation_id));
     check_items(&items, &mut v);
     v.into_result()?;

@@ -3,7 +3,7 @@
 use polyshop_platform::status::Violations;
 
 use super::InventoryRepository;
-use crate::domain::{InventoryError, StockLevel, check_id, check_on_hand};
+use crate::domain::{InventoryError, StockLevel, check_id};
 
 /// The stock of a product; all zeros (no update time) for one without a stock row, so a
 /// reader never has to tell "unknown" from "out of stock".
@@ -15,6 +15,7 @@ pub async fn get_stock<R: InventoryRepository>(
     product_id: &str,
 ) -> Result<StockLevel, InventoryError> {
     let mut v = Violations::new();
+    // A whitespace-only id passes the contract's min_len.
     v.check("product_id", check_id(product_id));
     v.into_result()?;
     Ok(repo
@@ -28,8 +29,9 @@ pub async fn get_stock<R: InventoryRepository>(
 /// growing stock for a product nobody can order.
 ///
 /// # Errors
-/// `Invalid` (`product_id`, `quantity_on_hand`), `ProductNotFound` when the product has no
-/// stock row (never created, or its `product.created` has not arrived yet: the caller retries),
+/// `Invalid` (`product_id`; the contract checks `quantity_on_hand`), `ProductNotFound` when
+/// the product has no stock row (never created, or its `product.created` has not arrived yet:
+/// the caller retries),
 /// `BelowReserved` when more units are held by reservations than the new count, `Internal`.
 pub async fn set_stock<R: InventoryRepository>(
     repo: &R,
@@ -38,8 +40,8 @@ pub async fn set_stock<R: InventoryRepository>(
     now: i64,
 ) -> Result<StockLevel, InventoryError> {
     let mut v = Violations::new();
+    // A whitespace-only id passes the contract; the contract checks quantity_on_hand ≥ 0.
     v.check("product_id", check_id(product_id));
-    v.check("quantity_on_hand", check_on_hand(on_hand));
     v.into_result()?;
     repo.set_on_hand(product_id, on_hand, now).await
 }

@@ -1,5 +1,6 @@
 //! The inventory context's model and rules: stock levels, reservations and their life
-//! (HELD → CONFIRMED or RELEASED), and what a valid request is. Pure: no I/O.
+//! (HELD → CONFIRMED or RELEASED), and what the contract cannot say of a valid request.
+//! Pure: no I/O.
 
 mod rules;
 
@@ -77,7 +78,7 @@ impl ReservationStatus {
 pub struct ReservationItem {
     /// The product.
     pub product_id: String,
-    /// Units, 1–[`MAX_QUANTITY`].
+    /// Units, 1–10000 (the contract's `ReservationItem.quantity`).
     pub quantity: i32,
 }
 

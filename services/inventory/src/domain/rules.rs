@@ -1,4 +1,5 @@
-//! Field rules of the inventory requests and the reservation state machine.
+//! Field rules the contract cannot state (it is checked on every request before the
+//! handler), and the reservation state machine.
 
 use std::collections::HashSet;
 
@@ -8,12 +9,6 @@ use super::{InventoryError, ReservationItem, ReservationStatus, Settlement, Tran
 
 /// Longest product id and reservation id (characters).
 pub const MAX_ID_LEN: usize = 128;
-/// Item count bounds of one reservation.
-pub const ITEMS: (usize, usize) = (1, 50);
-/// Largest quantity of one item.
-pub const MAX_QUANTITY: i32 = 10_000;
-/// Longest release reason (characters).
-pub const MAX_REASON_LEN: usize = 500;
 /// The release reason the sweeper records.
 pub const HOLD_EXPIRED: &str = "hold expired";
 /// The release reason recorded when a caller gives none.
@@ -24,6 +19,8 @@ pub const RELEASED_ON_REQUEST: &str = "released on request";
 /// # Errors
 /// What is wrong with it.
 pub fn check_id(id: &str) -> Result<(), String> {
+    // Whole, because product ids also arrive in the catalog's `product.created` events
+    // (no layer checks those) and a whitespace-only id passes the contract's min_len.
     if id.trim().is_empty() {
         return Err("is required".into());
     }
@@ -36,54 +33,20 @@ pub fn check_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A quantity on hand: at least 0.
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_on_hand(quantity: i32) -> Result<(), String> {
-    if quantity < 0 {
-        Err("must be at least 0".into())
-    } else {
-        Ok(())
-    }
-}
-
-/// A release reason: at most 500 characters.
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_reason(reason: &str) -> Result<(), String> {
-    if reason.chars().count() > MAX_REASON_LEN {
-        return Err(format!("must be at most {MAX_REASON_LEN} characters"));
-    }
-    Ok(())
-}
-
-/// Checks the items of a reservation: 1–50 of them, each product at most once, each quantity
-/// 1–10000. Violations name the item as sent (`items[2].quantity`).
+/// Checks the items of a reservation for what the contract cannot state: each product at
+/// most once, and not blank. Their count (1–50) and quantities (1–10000) are the contract's.
+/// Violations name the item as sent (`items[3].product_id`).
 pub fn check_items(items: &[ReservationItem], violations: &mut Violations) {
-    if items.len() < ITEMS.0 || items.len() > ITEMS.1 {
-        violations.add("items", format!("must have {}–{} items", ITEMS.0, ITEMS.1));
-        if items.len() > ITEMS.1 {
-            // Do not answer a flood of items with a flood of violations.
-            return;
-        }
-    }
     let mut seen = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let field = format!("items[{i}].product_id");
+        // Uniqueness within a list is not a field rule; blank ids pass the contract.
         if violations
             .check(&field, check_id(&item.product_id))
             .is_some()
             && !seen.insert(item.product_id.as_str())
         {
             violations.add(field, "appears more than once; list each product once");
-        }
-        if item.quantity < 1 || item.quantity > MAX_QUANTITY {
-            violations.add(
-                format!("items[{i}].quantity"),
-                format!("must be 1–{MAX_QUANTITY}"),
-            );
         }
     }
 }
@@ -150,41 +113,17 @@ mod tests {
     }
 
     #[test]
-    fn on_hand_may_be_zero_but_not_negative() {
-        assert!(check_on_hand(0).is_ok());
-        assert!(check_on_hand(-1).is_err());
-    }
-
-    #[test]
     fn valid_items_pass() {
-        assert!(fields(&[item("a", 1), item("b", MAX_QUANTITY)]).is_empty());
+        assert!(fields(&[item("a", 1), item("b", 10_000)]).is_empty());
     }
 
     #[test]
     fn item_violations_name_the_offending_item() {
-        let items = [
-            item("", 1),
-            item("a", 0),
-            item("b", MAX_QUANTITY + 1),
-            item("a", 1),
-        ];
+        let items = [item(" ", 1), item("a", 1), item("b", 1), item("a", 1)];
         assert_eq!(
             fields(&items),
-            [
-                "items[0].product_id",
-                "items[1].quantity",
-                "items[2].quantity",
-                "items[3].product_id"
-            ]
+            ["items[0].product_id", "items[3].product_id"]
         );
-    }
-
-    #[test]
-    fn a_reservation_needs_one_to_fifty_items() {
-        assert_eq!(fields(&[]), ["items"]);
-        let many: Vec<_> = (0..=ITEMS.1).map(|i| item(&format!("p{i}"), 1)).collect();
-        assert_eq!(fields(&many), ["items"]);
-        assert!(fields(&many[..ITEMS.1]).is_empty());
     }
 
     #[test]

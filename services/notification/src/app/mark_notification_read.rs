@@ -18,6 +18,7 @@ pub async fn mark_notification_read<R: NotificationRepository>(
 ) -> Result<Notification, NotificationError> {
     let user_id = owner(caller)?;
     let id = id.trim();
+    // The contract's min_len lets a whitespace-only id through.
     if id.is_empty() {
         let mut v = Violations::new();
         v.add("notification_id", "is required");

@@ -27,6 +27,7 @@ pub struct Notified {
 }
 
 fn checked_user_id(user_id: &str) -> Result<(), NotificationError> {
+    // User ids here come from events consumed from NATS, which no contract layer checks.
     let mut v = Violations::new();
     v.check("user_id", check_user_id(user_id));
     Ok(v.into_result()?)

@@ -20,6 +20,7 @@ pub async fn update_status(
     let order = get_order(log, caller, order_id).await?;
     let event = match status {
         Some(OrderStatus::Shipped) => {
+            // "required when shipping" is a cross-field (CEL) rule the contract lacks.
             if tracking_number.trim().is_empty() {
                 let mut v = Violations::new();
                 v.add("tracking_number", "is required when shipping");
@@ -38,6 +39,7 @@ pub async fn update_status(
             }
             order.deliver()?
         }
+        // The contract refuses any other status (`in: [5, 6]`); kept so the match is total.
         _ => {
             let mut v = Violations::new();
             v.add(

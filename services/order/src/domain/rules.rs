@@ -1,15 +1,12 @@
-//! Field rules of CreateOrder.
+//! Field rules of CreateOrder that its contract cannot state (the contract is checked on
+//! every request before the handler: item count 1–50, quantities 1–1000, the key's length,
+//! a shipping address present with a country code).
 
 use std::collections::HashSet;
 
 use polyshop_platform::status::Violations;
 
 use super::ShippingAddress;
-
-/// Most lines in one order.
-pub const MAX_LINES: usize = 50;
-/// Most units of one product in one order.
-pub const MAX_QUANTITY: i32 = 1000;
 
 /// A requested line before pricing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,32 +30,22 @@ pub struct PlaceOrder {
     pub payment_method_token: String,
 }
 
-/// Every violation of a CreateOrder request, by proto field path.
+/// Every violation of a CreateOrder request the contract cannot state, by proto field path:
+/// blank (whitespace-only) strings, which pass the contract's `min_len` but not the trim, and
+/// a product listed twice.
 pub fn check_place_order(req: &PlaceOrder) -> Violations {
     let mut v = Violations::new();
-    let key = req.idempotency_key.trim();
-    if key.is_empty() {
+    // Whitespace-only passes the contract's min_len.
+    if req.idempotency_key.trim().is_empty() {
         v.add("idempotency_key", "is required");
-    } else if key.len() > 128 {
-        v.add("idempotency_key", "must be at most 128 characters");
-    }
-    if req.lines.is_empty() {
-        v.add("items", "must contain at least one item");
-    } else if req.lines.len() > MAX_LINES {
-        v.add("items", format!("must contain at most {MAX_LINES} items"));
     }
     let mut seen = HashSet::new();
     for (i, line) in req.lines.iter().enumerate() {
+        // Whitespace-only passes the contract; uniqueness within a list is beyond it.
         if line.product_id.trim().is_empty() {
             v.add(format!("items[{i}].product_id"), "is required");
         } else if !seen.insert(line.product_id.as_str()) {
             v.add(format!("items[{i}].product_id"), "appears more than once");
-        }
-        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-            v.add(
-                format!("items[{i}].quantity"),
-                format!("must be between 1 and {MAX_QUANTITY}"),
-            );
         }
     }
     let a = &req.shipping;
@@ -68,16 +55,12 @@ pub fn check_place_order(req: &PlaceOrder) -> Violations {
         ("city", &a.city),
         ("postal_code", &a.postal_code),
     ] {
+        // Whitespace-only passes the contract's min_len.
         if value.trim().is_empty() {
             v.add(format!("shipping_address.{field}"), "is required");
         }
     }
-    if a.country_code.len() != 2 || !a.country_code.chars().all(|c| c.is_ascii_uppercase()) {
-        v.add(
-            "shipping_address.country_code",
-            "must be an ISO 3166-1 alpha-2 code like \"DE\"",
-        );
-    }
+    // Whitespace-only passes the contract's min_len.
     if req.payment_method_token.trim().is_empty() {
         v.add("payment_method_token", "is required");
     }
@@ -115,12 +98,16 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         let mut r = valid();
-        r.idempotency_key = String::new();
+        r.idempotency_key = " ".into();
         r.lines.push(RequestedLine {
             product_id: "p1".into(),
-            quantity: 0,
+            quantity: 1,
         });
-        r.shipping.country_code = "Germany".into();
+        r.lines.push(RequestedLine {
+            product_id: " ".into(),
+            quantity: 1,
+        });
+        r.shipping.city = "\t".into();
         r.payment_method_token = String::new();
         let fields: Vec<String> = check_place_order(&r)
             .iter()
@@ -131,8 +118,8 @@ mod tests {
             [
                 "idempotency_key",
                 "items[1].product_id",
-                "items[1].quantity",
-                "shipping_address.country_code",
+                "items[2].product_id",
+                "shipping_address.city",
                 "payment_method_token"
             ]
         );

@@ -29,6 +29,7 @@ pub fn place_order(r: pb::CreateOrderRequest) -> PlaceOrder {
 }
 
 pub fn order_id(id: &str) -> Result<&str, OrderError> {
+    // The contract's min_len lets a whitespace-only id through.
     if id.trim().is_empty() {
         let mut v = Violations::new();
         v.add("order_id", "is required");

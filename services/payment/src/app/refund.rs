@@ -8,7 +8,7 @@ use crate::domain::{PaymentError, check_replay, validate_refund};
 /// captured is ever returned.
 ///
 /// # Errors
-/// `Invalid`; `IdempotencyKeyReused`; `PaymentNotFound`; `NotCaptured` for a declined
+/// `IdempotencyKeyReused`; `PaymentNotFound`; `NotCaptured` for a declined
 /// payment; `AlreadyRefunded`; `Internal`.
 pub async fn refund<R: PaymentRepository>(
     repo: &R,
@@ -17,7 +17,7 @@ pub async fn refund<R: PaymentRepository>(
     reason: &str,
     now: i64,
 ) -> Result<Recorded, PaymentError> {
-    let valid = validate_refund(idempotency_key, payment_id, reason)?;
+    let valid = validate_refund(idempotency_key, payment_id, reason);
     let recorded = repo
         .refund(NewRefund {
             idempotency_key: valid.idempotency_key,

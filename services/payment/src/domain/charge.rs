@@ -3,14 +3,9 @@
 use polyshop_platform::status::Violations;
 
 use super::{
-    ID_MAX, LineItem, Money, Payment, PaymentStatus, ProviderOutcome, TestCard,
-    check_currency_code, check_idempotency_key, check_required, fingerprint, provider::TEST_CARDS,
+    LineItem, Money, Payment, PaymentStatus, ProviderOutcome, TestCard, check_currency_code,
+    fingerprint, provider::TEST_CARDS,
 };
-
-/// Most lines one charge may carry.
-pub const MAX_LINE_ITEMS: usize = 100;
-/// Longest line description.
-pub const DESCRIPTION_MAX: usize = 200;
 
 /// One line as sent, before validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +35,7 @@ pub struct ChargeDraft {
     pub line_items: Vec<ChargeLine>,
 }
 
-/// A charge that passed every field rule.
+/// A charge that passed the domain's field rules (its request passed the contract's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidCharge {
     /// Idempotency key.
@@ -60,9 +55,7 @@ pub struct ValidCharge {
 }
 
 fn check_token(token: &str) -> Result<TestCard, String> {
-    if token.is_empty() {
-        return Err("is required".into());
-    }
+    // Which tokens are known is the provider's, not the contract's.
     TestCard::parse(token).ok_or_else(|| {
         let known: Vec<&str> = TEST_CARDS.iter().map(|(t, _)| *t).collect();
         format!(
@@ -74,43 +67,40 @@ fn check_token(token: &str) -> Result<TestCard, String> {
 
 fn check_amount(amount: Option<&Money>, v: &mut Violations) {
     let Some(amount) = amount else {
+        // The contract requires it too, but a ValidCharge cannot be built without one.
         v.add("amount", "is required");
         return;
     };
+    // The shared `Money.amount_minor` says only `gte: 0` (a line item may be free).
     if amount.amount_minor <= 0 {
         v.add("amount.amount_minor", "must be positive");
     }
+    // The shared `Money.currency_code` ignores an empty code (IGNORE_IF_ZERO_VALUE).
     v.check(
         "amount.currency_code",
         check_currency_code(&amount.currency_code),
     );
 }
 
-/// Validates one line; `currency` is the charge's, when valid.
+/// Validates one line for what the contract cannot state (its description's length, the
+/// quantity and a non-negative unit price are the contract's); `currency` is the charge's,
+/// when valid.
 fn check_line(i: usize, line: ChargeLine, currency: Option<&str>, v: &mut Violations) -> LineItem {
     let field = |name: &str| format!("line_items[{i}].{name}");
     let description = line.description.trim().to_owned();
-    match description.chars().count() {
-        0 => v.add(field("description"), "is required"),
-        n if n > DESCRIPTION_MAX => v.add(
-            field("description"),
-            format!("must be at most {DESCRIPTION_MAX} characters"),
-        ),
-        _ => {}
-    }
-    if line.quantity < 1 {
-        v.add(field("quantity"), "must be at least 1");
+    // The domain trims first, so a whitespace-only description passes the contract.
+    if description.is_empty() {
+        v.add(field("description"), "is required");
     }
     let unit_price = line.unit_price.unwrap_or_else(|| {
+        // The contract requires it too, but a LineItem cannot be built without one.
         v.add(field("unit_price"), "is required");
         Money {
             amount_minor: 0,
             currency_code: String::new(),
         }
     });
-    if unit_price.amount_minor < 0 {
-        v.add(field("unit_price.amount_minor"), "must not be negative");
-    }
+    // A line's currency equal to the charge's is a cross-field rule.
     if let Some(currency) = currency
         && !unit_price.currency_code.is_empty()
         && unit_price.currency_code != currency
@@ -127,7 +117,8 @@ fn check_line(i: usize, line: ChargeLine, currency: Option<&str>, v: &mut Violat
     }
 }
 
-/// Lines, when sent, must add up to the amount exactly.
+/// Lines, when sent, must add up to the amount exactly (a cross-field rule: the contract
+/// cannot state it).
 fn check_sum(lines: &[LineItem], amount_minor: i64, v: &mut Violations) {
     if lines.is_empty() {
         return;
@@ -177,30 +168,19 @@ fn fingerprint_of(
 }
 
 impl ChargeDraft {
-    /// Checks every field rule at once.
+    /// Checks, at once, every field rule the contract cannot state: the request's lengths,
+    /// patterns, item count, quantities and required fields are checked before the handler.
     ///
     /// # Errors
     /// Every violation, named by proto field (`amount.currency_code`,
     /// `line_items[1].quantity`, …).
     pub fn validate(self) -> Result<ValidCharge, Violations> {
         let mut v = Violations::new();
-        v.check(
-            "idempotency_key",
-            check_idempotency_key(&self.idempotency_key),
-        );
-        v.check("order_id", check_required(&self.order_id, ID_MAX));
-        v.check("user_id", check_required(&self.user_id, ID_MAX));
         let card = v.check(
             "payment_method_token",
             check_token(&self.payment_method_token),
         );
         check_amount(self.amount.as_ref(), &mut v);
-        if self.line_items.len() > MAX_LINE_ITEMS {
-            v.add(
-                "line_items",
-                format!("must be at most {MAX_LINE_ITEMS} lines"),
-            );
-        }
         let currency = self
             .amount
             .as_ref()

@@ -1,12 +1,8 @@
-//! Money, invoice lines, and the small field rules every request shares: currency codes,
-//! idempotency keys, and the fingerprint that tells a repeat from a different request.
+//! Money, invoice lines, the currency-code rule, and the fingerprint that tells a repeat from
+//! a different request. (Idempotency keys and ids are the contract's rules, checked before the
+//! handler.)
 
 use sha2::{Digest, Sha256};
-
-/// Longest idempotency key accepted.
-pub const KEY_MAX: usize = 128;
-/// Longest id of an order or user accepted.
-pub const ID_MAX: usize = 128;
 
 /// An amount of money: integer minor units and an ISO 4217 code, never a float.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,31 +44,6 @@ pub fn check_currency_code(code: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An idempotency key: 1–[`KEY_MAX`] characters.
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_idempotency_key(key: &str) -> Result<(), String> {
-    check_required(key, KEY_MAX)
-}
-
-/// A required identifier-like text of at most `max` characters, without control characters.
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_required(value: &str, max: usize) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("is required".into());
-    }
-    if value.chars().count() > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(())
-}
-
 /// A fingerprint of a request's parameters: SHA-256 over the length-prefixed fields, so no
 /// two different field lists (`["ab", "c"]` and `["a", "bc"]`) share a canonical form.
 pub fn fingerprint<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
@@ -104,15 +75,6 @@ mod tests {
         for (code, ok) in cases {
             assert_eq!(check_currency_code(code).is_ok(), ok, "{code:?}");
         }
-    }
-
-    #[test]
-    fn idempotency_keys_are_required_and_at_most_128_characters() {
-        assert!(check_idempotency_key("order-1").is_ok());
-        assert!(check_idempotency_key(&"k".repeat(128)).is_ok());
-        assert!(check_idempotency_key("").is_err());
-        assert!(check_idempotency_key(&"k".repeat(129)).is_err());
-        assert!(check_idempotency_key("a\nb").is_err());
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn new_refresh_token() -> String {
 
 fn presented(token: &str) -> Result<&str, UserError> {
     let token = token.trim();
+    // The contract's min_len lets a whitespace-only token through.
     if token.is_empty() {
         let mut v = Violations::new();
         v.add("refresh_token", "must not be empty");

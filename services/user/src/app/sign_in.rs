@@ -42,6 +42,9 @@ async fn create<R: UserRepository>(
     let username = reg.username.trim().to_owned();
     let email = reg.email.trim().to_owned();
     let mut v = Violations::new();
+    // All kept, because `ensure_admin` creates an account from settings, which no layer
+    // checks; and the domain trims first, its email check is stricter than the contract's in
+    // places (a single-label domain), and a password must not be the username or email.
     v.check("username", check_username(&username));
     v.check("email", check_email(&email));
     v.check("password", check_password(&reg.password, &username, &email));

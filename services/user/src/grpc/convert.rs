@@ -60,6 +60,8 @@ pub fn status_in(value: i32) -> Result<UserStatus, UserError> {
         Ok(pb::UserStatus::Active) => Ok(UserStatus::Active),
         Ok(pb::UserStatus::Inactive) => Ok(UserStatus::Inactive),
         Ok(pb::UserStatus::Suspended) => Ok(UserStatus::Suspended),
+        // The contract refuses these already (`defined_only`, `not_in: [0]`); kept so the
+        // conversion is total.
         _ => {
             let mut v = Violations::new();
             v.add(
@@ -80,6 +82,7 @@ fn role(r: Role) -> pb::Role {
 
 /// Every RPC names the user in `user_id`; an empty one is a field violation, not NOT_FOUND.
 pub fn user_id(id: &str) -> Result<&str, UserError> {
+    // The contract's min_len lets a whitespace-only id through.
     if id.trim().is_empty() {
         let mut v = Violations::new();
         v.add("user_id", "is required");
