@@ -97,6 +97,11 @@ bench-edge: tools
     cargo build --release --bin polyshop -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh gateway/scripts/bench-edge.sh
 
+# The edge with one setting changed against the defaults, interleaved in ABBA order, release build: e.g. `just bench-edge-ab POLYSHOP_GATEWAY_VALIDATE_REQUESTS=false`.
+bench-edge-ab +settings: tools
+    cargo build --release --bin polyshop -p polyshop-cli
+    POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/bench-edge-ab.sh {{settings}}
+
 # CreateOrder throughput and latency on SQLite, release build (a benchmark, not a test).
 bench-orders: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli

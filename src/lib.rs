@@ -54,6 +54,7 @@ reasons! {
     payment => "polyshop.payment",
     notification => "polyshop.notification",
     storefront => "polyshop.storefront",
+    admin => "polyshop.admin",
 }
 
 /// Google's error model (`google.rpc`), vendored for the error details.
@@ -80,11 +81,16 @@ pub mod user {
     }
 }
 
-/// Products and prices (`polyshop.catalog.v1`).
+/// Products and prices (`polyshop.catalog.v1`, and `polyshop.catalog.v2` with a price per
+/// currency, served beside it).
 pub mod catalog {
-    /// Version 1.
+    /// Version 1 (deprecated: see `v2`).
     pub mod v1 {
         tonic::include_proto!("polyshop.catalog.v1");
+    }
+    /// Version 2: a price per currency. Its errors are [`v1::ErrorReason`] values.
+    pub mod v2 {
+        tonic::include_proto!("polyshop.catalog.v2");
     }
 }
 
@@ -125,5 +131,14 @@ pub mod storefront {
     /// Version 1.
     pub mod v1 {
         tonic::include_proto!("polyshop.storefront.v1");
+    }
+}
+
+/// Governance: the platform's status and the operator's actions, served by the edge
+/// (`polyshop.admin.v1`).
+pub mod admin {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("polyshop.admin.v1");
     }
 }

@@ -12,9 +12,10 @@ mod error_reasons;
 #[path = "contracts/validation.rs"]
 mod validation;
 
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "polyshop.user.v1.UserService",
     "polyshop.catalog.v1.CatalogService",
+    "polyshop.catalog.v2.CatalogService",
     "polyshop.inventory.v1.InventoryService",
     "polyshop.order.v1.OrderService",
     "polyshop.payment.v1.PaymentService",
@@ -230,15 +231,105 @@ fn every_exposed_rpc_has_an_http_rule_and_internal_ones_have_none() {
                 "{} has an empty http rule",
                 method.full_name()
             );
+            // `polyshop.catalog.v2` routes live under `/v2/`, and so on.
+            let version = method
+                .parent_service()
+                .package_name()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             for (_, path) in routes {
                 assert!(
-                    path.starts_with("/v1/") || path.starts_with("/.well-known/"),
-                    "{}: route {path} is not versioned under /v1/",
+                    path.starts_with(&format!("/{version}/")) || path.starts_with("/.well-known/"),
+                    "{}: route {path} is not versioned under /{version}/",
                     method.full_name()
                 );
             }
         }
     }
+}
+
+/// (year, month, day) of an RFC 3339 full-date (`2027-06-30`), if it is one; the edge's own
+/// parser also refuses days a month does not have.
+fn full_date(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.split('-').map(str::parse::<u32>);
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d)), None)
+            if text.len() == 10 && (1..=12).contains(&m) && (1..=31).contains(&d) =>
+        {
+            Some((y, m, d))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn every_deprecated_service_names_its_lifecycle_and_successor() {
+    let pool = pool();
+    let ext = pool
+        .get_extension_by_name("polyshop.api.v1.lifecycle")
+        .expect("lifecycle extension is declared");
+    let mut deprecated = 0;
+    for service in pool
+        .services()
+        .filter(|s| s.package_name().starts_with("polyshop."))
+    {
+        let flag = |options: &DynamicMessage| {
+            options
+                .get_field_by_name("deprecated")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)
+        };
+        let methods_deprecated = service.methods().any(|m| flag(&m.options()));
+        let options = service.options();
+        if !flag(&options) {
+            assert!(
+                !methods_deprecated && !options.has_extension(&ext),
+                "{}: deprecate the whole service, with a lifecycle, not single methods",
+                service.full_name()
+            );
+            continue;
+        }
+        deprecated += 1;
+        let name = service.full_name();
+        let Value::Message(lifecycle) = options.get_extension(&ext).into_owned() else {
+            panic!("{name}: lifecycle is not a message");
+        };
+        let text = |field: &str| {
+            lifecycle
+                .get_field_by_name(field)
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let since = full_date(&text("deprecate_date"))
+            .unwrap_or_else(|| panic!("{name}: deprecate_date is not YYYY-MM-DD"));
+        let sunset = full_date(&text("sunset_date"))
+            .unwrap_or_else(|| panic!("{name}: sunset_date is not YYYY-MM-DD"));
+        assert!(
+            since < sunset,
+            "{name}: the sunset comes after the deprecation"
+        );
+        let successor = pool
+            .get_service_by_name(&text("successor"))
+            .unwrap_or_else(|| panic!("{name}: successor {:?} does not exist", text("successor")));
+        assert!(
+            !flag(&successor.options()),
+            "{name}: its successor is deprecated too"
+        );
+        for method in service.methods() {
+            assert!(
+                successor.methods().any(|m| m.name() == method.name()),
+                "{}: the successor has no {}",
+                name,
+                method.name()
+            );
+        }
+    }
+    assert!(
+        deprecated >= 1,
+        "expected polyshop.catalog.v1 to be deprecated"
+    );
 }
 
 #[test]

@@ -35,14 +35,24 @@ Examples:
   polyshop admin dlq redrive --sequence 42"
     )]
     Dlq(DlqCommand),
-    /// Print the effective configuration (defaults, polyshop.toml, POLYSHOP_* merged) as JSON,
-    /// secrets and the passwords in URLs shown as `<redacted>`; a bad key or value fails
-    /// before this runs.
+    /// Without a subcommand: print the effective configuration (defaults, polyshop.toml,
+    /// POLYSHOP_* merged) as JSON, secrets and the passwords in URLs shown as `<redacted>`; a
+    /// bad key or value fails before this runs. With one: read or change the runtime settings
+    /// in NATS KV (`<environment>.<service>.<setting>`), which running processes apply without
+    /// a restart.
     #[command(after_help = "\
 Examples:
   polyshop admin config
-  POLYSHOP_DATA_DIR=/tmp/shop polyshop admin config")]
-    Config,
+  POLYSHOP_DATA_DIR=/tmp/shop polyshop admin config
+  polyshop admin config get gateway
+  polyshop admin config set gateway rate_burst 20
+  polyshop admin config history gateway rate_burst
+  polyshop admin config rollback gateway rate_burst")]
+    Config {
+        /// What to do with the runtime settings.
+        #[command(subcommand)]
+        command: Option<ConfigCommand>,
+    },
     /// Create an Ed25519 signing key (PKCS#8 PEM, mode 0600) at PATH, for
     /// `auth.signing_key_path` / `auth.service_key_path`; an existing key is kept.
     #[command(after_help = "\
@@ -108,6 +118,16 @@ Examples:
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
+    /// The governance status from the edge (`GET /v1/admin/status`) as tables: every
+    /// instance with its health and uptime, breakers with their counts, dead letters, outbox
+    /// backlog, consumer lag, sagas, flags, config versions, the dependency graph and calls per
+    /// operation. Logs in as the admin (password from config or the data dir) unless
+    /// POLYSHOP_ADMIN_TOKEN holds a token.
+    #[command(after_help = "\
+Examples:
+  polyshop admin status
+  POLYSHOP_ADMIN_TOKEN=$TOKEN polyshop admin status")]
+    Status,
     /// Show or change feature flags (runtime overrides in NATS KV reach every process).
     #[command(
         subcommand,
@@ -153,6 +173,190 @@ pub enum OrdersCommand {
 Examples:
   polyshop admin orders stuck")]
     Stuck,
+}
+
+/// Runtime setting commands (environment: `environment`, POLYSHOP_ENVIRONMENT).
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// A service's runtime settings (or one of them): the value in force from NATS KV with its
+    /// revision, or `-` when the configured value applies.
+    #[command(after_help = "\
+Examples:
+  polyshop admin config get gateway
+  polyshop admin config get order log")]
+    Get {
+        /// The service: a context (user, catalog, …) or gateway.
+        service: String,
+        /// One setting; all of the service's when omitted.
+        setting: Option<String>,
+    },
+    /// Set a runtime setting of a service: checked here first (a bad value is refused with
+    /// the reason and nothing is written), then applied by every instance within moments.
+    #[command(after_help = "\
+Examples:
+  polyshop admin config set gateway rate_per_sec 20
+  polyshop admin config set gateway request_timeout_ms 3000
+  polyshop admin config set order log warn,polyshop_order=debug")]
+    Set {
+        /// The service.
+        service: String,
+        /// The setting.
+        setting: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Every revision of a setting the bucket keeps (up to 64): revision, time, value.
+    #[command(after_help = "\
+Examples:
+  polyshop admin config history gateway rate_burst")]
+    History {
+        /// The service.
+        service: String,
+        /// The setting.
+        setting: String,
+    },
+    /// Put an earlier revision's value again (a new revision): the one before the current
+    /// one, or `--revision N`; with no earlier value, back to the configured one.
+    #[command(after_help = "\
+Examples:
+  polyshop admin config rollback gateway rate_burst
+  polyshop admin config rollback gateway rate_burst --revision 12")]
+    Rollback {
+        /// The service.
+        service: String,
+        /// The setting.
+        setting: String,
+        /// The revision whose value to put again (see `history`).
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Delete a runtime setting: back to each process's configured value.
+    #[command(after_help = "\
+Examples:
+  polyshop admin config clear gateway rate_burst")]
+    Clear {
+        /// The service.
+        service: String,
+        /// The setting.
+        setting: String,
+    },
+}
+
+/// Runs a runtime setting command as the admin identity.
+async fn runtime_config(settings: &Settings, command: ConfigCommand) -> anyhow::Result<()> {
+    use polyshop_platform::runtime_config::{self as rc, RolledBack};
+    let env = settings.environment.as_str();
+    let fail = |e: String| anyhow::anyhow!("{e}");
+    // Refused before connecting: a bad name or value needs no broker to say so.
+    match &command {
+        ConfigCommand::Get {
+            service,
+            setting: None,
+        } => {
+            rc::spec_for(service, "log").map_err(fail)?;
+        }
+        ConfigCommand::Get {
+            service,
+            setting: Some(setting),
+        }
+        | ConfigCommand::History { service, setting }
+        | ConfigCommand::Rollback {
+            service, setting, ..
+        }
+        | ConfigCommand::Clear { service, setting } => {
+            rc::spec_for(service, setting).map_err(fail)?;
+        }
+        ConfigCommand::Set {
+            service,
+            setting,
+            value,
+        } => {
+            rc::validate(service, setting, value)
+                .map_err(|why| anyhow::anyhow!("refused: {why}; nothing was changed"))?;
+        }
+    }
+    let client = events::identity::connect_as(settings, "polyshop-admin").await?;
+    let js = async_nats::jetstream::new(client);
+    match command {
+        ConfigCommand::Get { service, setting } => {
+            let names: Vec<&str> = match &setting {
+                Some(s) => vec![s.as_str()],
+                None => rc::settings_of(&service).map(|s| s.name).collect(),
+            };
+            for name in names {
+                let shown = match rc::get(&js, env, &service, name).await.map_err(fail)? {
+                    Some((value, revision)) => format!("{value}\trevision {revision}"),
+                    None => "-\t(configured value)".to_owned(),
+                };
+                println!("{}\t{shown}", rc::key(env, &service, name));
+            }
+        }
+        ConfigCommand::Set {
+            service,
+            setting,
+            value,
+        } => {
+            let revision = rc::set(&js, env, &service, &setting, &value)
+                .await
+                .map_err(fail)?;
+            println!(
+                "{} = {} (revision {revision})",
+                rc::key(env, &service, &setting),
+                value.trim()
+            );
+        }
+        ConfigCommand::History { service, setting } => {
+            let revisions = rc::history(&js, env, &service, &setting)
+                .await
+                .map_err(fail)?;
+            if revisions.is_empty() {
+                println!(
+                    "{}: never set (the configured value applies)",
+                    rc::key(env, &service, &setting)
+                );
+            }
+            for r in revisions {
+                println!(
+                    "{}\t{}\t{}",
+                    r.revision,
+                    r.time,
+                    r.value.as_deref().unwrap_or("(cleared: configured value)")
+                );
+            }
+        }
+        ConfigCommand::Rollback {
+            service,
+            setting,
+            revision,
+        } => {
+            let key = rc::key(env, &service, &setting);
+            match rc::rollback(&js, env, &service, &setting, revision)
+                .await
+                .map_err(fail)?
+            {
+                RolledBack::Value {
+                    value,
+                    from,
+                    revision,
+                } => {
+                    println!("{key} = {value} (revision {revision}, the value of revision {from})")
+                }
+                RolledBack::Configured => {
+                    println!("{key} cleared: no earlier value, the configured value applies");
+                }
+            }
+        }
+        ConfigCommand::Clear { service, setting } => {
+            rc::clear(&js, env, &service, &setting)
+                .await
+                .map_err(fail)?;
+            println!(
+                "{} cleared: the configured value applies",
+                rc::key(env, &service, &setting)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Feature flag commands.
@@ -253,7 +457,10 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
                 }
             }
         }
-        AdminCommand::Config => {
+        AdminCommand::Config {
+            command: Some(command),
+        } => runtime_config(&settings, command).await?,
+        AdminCommand::Config { command: None } => {
             let mut shown = serde_json::to_value(&settings)?;
             redact_urls(&mut shown);
             println!("{}", serde_json::to_string_pretty(&shown)?);
@@ -296,6 +503,7 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
                 hosts.join(", ")
             );
         }
+        AdminCommand::Status => crate::admin_status::run(&settings).await?,
         AdminCommand::Flags(command) => {
             let client = events::identity::connect_as(&settings, "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);

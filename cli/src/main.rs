@@ -2,6 +2,7 @@
 //! completions. Every command's `--help` ends with examples.
 
 mod admin;
+mod admin_status;
 mod demo;
 mod instances;
 mod nats_nodes;

@@ -7,7 +7,7 @@
 //!
 //! | | publish | JetStream API (requests) | subscribe |
 //! |---|---|---|---|
-//! | every service | `_INBOX.>`-replies, `$JS.ACK.>`, `$JS.FC.>` | account info; info of any stream; create/update of the event streams and DLQ; create of the registry and flags buckets; consumers and direct gets on the registry and flags buckets | `_INBOX.>` |
+//! | every service | `_INBOX.>`-replies, `$JS.ACK.>`, `$JS.FC.>` | account info; info of any stream; create/update of the event streams and DLQ; create of the registry and flags buckets; consumers and direct gets on the registry and flags buckets; message gets on the DLQ | `_INBOX.>` |
 //! | context `<c>` | `polyshop.<c>.>` (its events), `$KV.polyshop_registry.<c>.>` (its instances) | consumers on the streams it consumes | |
 //! | consumers | `polyshop.dlq.>` (dead letters) | | |
 //! | gateway | `polyshop.ratelimit.admitted`, `$KV.polyshop_registry.gateway.>` | | `polyshop.ratelimit.admitted` |
@@ -27,7 +27,7 @@ use anyhow::Context;
 use polyshop_platform::{
     auth, discovery,
     events::{identity, streams},
-    flags,
+    flags, runtime_config,
 };
 use rand::Rng;
 
@@ -263,6 +263,17 @@ pub fn permissions(identity: &str) -> Option<Permissions> {
         publish.push(format!("$JS.API.CONSUMER.*.{stream}.>"));
         publish.push(format!("$JS.API.CONSUMER.*.*.{stream}.>"));
     }
+    // The runtime settings (decision 0021): watched only, never written or created. A KV
+    // watch's consumer carries its key filter in the request body, not in the subject, so
+    // the permission cannot narrow it to the identity's own keys; the values are no secret,
+    // and only `admin` may write them.
+    let config = format!("KV_{}", runtime_config::BUCKET);
+    publish.push(format!("$JS.API.CONSUMER.*.{config}"));
+    publish.push(format!("$JS.API.CONSUMER.*.{config}.>"));
+    publish.push(format!("$JS.API.CONSUMER.*.*.{config}.>"));
+    // Reading dead letters, for the gauges every process samples (their count and age per
+    // stream); a dead letter is an event some context already published to all consumers.
+    publish.push(format!("$JS.API.STREAM.MSG.GET.{}", streams::DLQ_STREAM));
     // Reading the buckets (KV get).
     for bucket in watched {
         publish.push(format!("$JS.API.DIRECT.GET.{bucket}"));
@@ -297,6 +308,9 @@ mod tests {
         );
         assert!(!p.publish.iter().any(|s| s.starts_with("polyshop.payment")
             || s.starts_with("$KV.polyshop_flags")
+            || s.starts_with("$KV.polyshop_config")
+            || s.contains("STREAM.CREATE.KV_polyshop_config")
+            || s.contains("DIRECT.GET.KV_polyshop_config")
             || s.contains("polyshop_registry.payment")
             || s.starts_with("polyshop.dlq")
             || s == ">"
@@ -305,6 +319,11 @@ mod tests {
             || s.contains("PURGE")
             || s.contains("UPDATE.KV_")));
         assert_eq!(p.subscribe, ["_INBOX.>"]);
+        // It may watch the runtime settings (a KV watch is a consumer on the bucket).
+        assert!(
+            p.publish
+                .contains(&"$JS.API.CONSUMER.*.KV_polyshop_config".to_owned())
+        );
         assert!(permissions("admin").is_none());
         // Every context that publishes events has an identity of its own.
         for context in streams::contexts() {

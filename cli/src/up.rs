@@ -153,6 +153,14 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
             }
         };
         nats_nodes::prepare_streams(&nats_url, nats_replicas, &settings, &admin).await?;
+        // The runtime settings bucket, which the services only watch (decision 0021).
+        let client = identity::connect(&nats_url, "polyshop-up", &admin).await?;
+        polyshop_platform::runtime_config::bucket_replicated(
+            &async_nats::jetstream::new(client),
+            nats_replicas,
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
     }
 
     let exe = std::env::current_exe().context("cannot find the polyshop binary")?;

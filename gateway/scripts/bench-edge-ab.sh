@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The edge with one setting changed against the edge without, interleaved round by round so
-# machine drift cancels out: each round starts a fresh system (with-system.sh) for A, then one
-# for B, and runs bench-edge.sh once on each (PEER=0). Prints every run and the median req/s
+# The edge with one setting changed against the edge without (`just bench-edge-ab VAR=value`), interleaved round by round so
+# machine drift cancels out: each round starts a fresh system (with-system.sh) for A and one
+# for B, in ABBA order, and runs bench-edge.sh once on each (PEER=0). Prints every run and the median req/s
 # and p99 of each side with B/A.
 #   gateway/scripts/bench-edge-ab.sh POLYSHOP_GATEWAY_VALIDATE_REQUESTS=false
 # A is the default configuration; B adds the given VAR=value pairs.
@@ -21,10 +21,11 @@ run() { # side, then env pairs
     grep '^edge run' | sed "s/^edge run 1/$side/" | tee -a "$out/$side"
 }
 
+# ABBA order: whichever side runs first in a round (on a machine still settling from the
+# last teardown) alternates.
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round"
-  run A
-  run B "$@"
+  if (( round % 2 )); then run A; run B "$@"; else run B "$@"; run A; fi
 done
 
 python3 - "$out" "$*" <<'EOF'

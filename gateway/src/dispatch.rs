@@ -257,6 +257,8 @@ pub fn cors(origins: &[String]) -> CorsLayer {
             "ratelimit",
             "ratelimit-policy",
             "deprecation",
+            "sunset",
+            "link",
             "www-authenticate",
         ]))
         .max_age(std::time::Duration::from_secs(600))

@@ -7,19 +7,23 @@ use std::{
     net::{IpAddr, Ipv4Addr},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use polyshop::storefront::v1::storefront_service_server::StorefrontServiceServer;
+use polyshop::{
+    admin::v1::admin_service_server::AdminServiceServer,
+    storefront::v1::storefront_service_server::StorefrontServiceServer,
+};
 use polyshop_platform::{
     auth::{Principal, UserTokenVerifier},
     config::{GatewaySettings, Settings},
     contract,
     discovery::Discovery,
+    runtime_config::{self, RuntimeConfig},
     server::{ServeError, StartError},
 };
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -31,6 +35,7 @@ use tower::{ServiceExt, util::BoxCloneSyncService};
 use crate::{
     auth::EdgeAuth,
     errors::EdgeError,
+    governance::Governance,
     openapi,
     ratelimit::{
         self, RateLimiter,
@@ -80,8 +85,10 @@ pub struct Edge {
     pub limiter: RateLimiter,
     /// Gateway settings.
     pub settings: GatewaySettings,
-    /// Deadline of one upstream call.
+    /// Deadline of one upstream call, as configured.
     pub timeout: Duration,
+    /// The deadline the runtime configuration set (`request_timeout_ms`), in ms; 0: none.
+    timeout_override_ms: AtomicU64,
     /// Requests in flight; none left means shed.
     pub in_flight: Arc<Semaphore>,
     /// Requests in flight per client address; a full address is refused with 429.
@@ -188,12 +195,25 @@ impl Edge {
             timeout.mul_f64(0.75),
         );
         let server = StorefrontServiceServer::new(storefront);
-        upstreams.set_local(BoxCloneSyncService::new(ServiceExt::<
-            http::Request<tonic::body::Body>,
-        >::map_err(
-            server,
-            |e: std::convert::Infallible| -> UpstreamError { match e {} },
-        )));
+        upstreams.set_local(
+            contract::EDGE_CONTEXT,
+            BoxCloneSyncService::new(ServiceExt::<http::Request<tonic::body::Body>>::map_err(
+                server,
+                |e: std::convert::Infallible| -> UpstreamError { match e {} },
+            )),
+        );
+        let governance = Governance::new(
+            upstreams.pools(),
+            discovery.members("gateway", &crate::edge_url(gateway.listen, false)),
+            settings.clone(),
+        );
+        upstreams.set_local(
+            "admin",
+            BoxCloneSyncService::new(ServiceExt::<http::Request<tonic::body::Body>>::map_err(
+                AdminServiceServer::new(governance),
+                |e: std::convert::Infallible| -> UpstreamError { match e {} },
+            )),
+        );
         let verifier = UserTokenVerifier::remote(
             settings.auth.issuer.clone(),
             settings.auth.audience.clone(),
@@ -203,7 +223,7 @@ impl Edge {
         let openapi = serde_json::to_vec(&openapi::document(&routes))
             .map_err(start_error)?
             .into();
-        Ok(Arc::new(Self {
+        let edge = Arc::new(Self {
             limiter: RateLimiter::new(&gateway),
             in_flight: Arc::new(Semaphore::new(gateway.max_concurrency.max(1))),
             per_ip: PerIp::new(gateway.max_concurrent_per_ip),
@@ -212,13 +232,65 @@ impl Edge {
             upstreams,
             auth: EdgeAuth::new(verifier).following_user_events(discovery),
             timeout,
+            timeout_override_ms: AtomicU64::new(0),
             openapi,
             local_grpc,
             health,
             readiness: Memo::new(READINESS_TTL),
             full_health: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
-        }))
+        });
+        if let Some(runtime) = runtime_config::process() {
+            edge.follow(&runtime);
+        }
+        Ok(edge)
+    }
+
+    /// Applies the edge's runtime settings (rate limits, the upstream deadline) as they
+    /// change, without a restart (decision 0021).
+    pub fn follow(self: &Arc<Self>, runtime: &RuntimeConfig) {
+        for spec in runtime_config::settings_of(runtime_config::GATEWAY) {
+            let edge = Arc::downgrade(self);
+            let setting = spec.name;
+            let apply: runtime_config::Applier = match setting {
+                "log" => continue,
+                "request_timeout_ms" => Arc::new(move |value| {
+                    let Some(edge) = edge.upgrade() else {
+                        return Ok(());
+                    };
+                    edge.apply_timeout(value)
+                }),
+                _ => Arc::new(move |value| {
+                    let Some(edge) = edge.upgrade() else {
+                        return Ok(());
+                    };
+                    edge.limiter.apply_setting(setting, value)
+                }),
+            };
+            runtime.on(setting, apply);
+        }
+    }
+
+    /// Sets the upstream deadline to a runtime `request_timeout_ms` (`None`: as configured).
+    ///
+    /// # Errors
+    /// A value of the wrong kind.
+    pub fn apply_timeout(&self, value: Option<&runtime_config::Value>) -> Result<(), String> {
+        let ms = match value {
+            None => 0,
+            Some(runtime_config::Value::Millis(ms)) if *ms > 0 => *ms,
+            Some(other) => return Err(format!("{other} is no request_timeout_ms")),
+        };
+        self.timeout_override_ms.store(ms, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The deadline of one upstream call now: the runtime setting, else the configured one.
+    pub fn timeout(&self) -> Duration {
+        match self.timeout_override_ms.load(Ordering::Relaxed) {
+            0 => self.timeout,
+            ms => Duration::from_millis(ms),
+        }
     }
 
     /// The upstream deadline: the configured timeout, or less if the client asks
@@ -228,7 +300,7 @@ impl Edge {
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
-            .map_or(self.timeout, |asked| asked.min(self.timeout))
+            .map_or(self.timeout(), |asked| asked.min(self.timeout()))
     }
 
     /// The rate-limit key: the user, else the client IP (an IPv6 client by its /64).

@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use polyshop_platform::{
@@ -128,11 +128,8 @@ async fn respond(
     let reply = call(edge, rpc, message, &parts.headers, principal, deadline).await?;
     let bytes = transcode::response(route, reply)?;
     let mut response = json_response(StatusCode::OK, bytes);
-    if rpc.deprecated {
-        response
-            .headers_mut()
-            .insert("deprecation", HeaderValue::from_static("true"));
-    }
+    // Deprecation, Sunset and a Link to the successor (RFC 9745, RFC 8594).
+    rpc.mark_deprecation(response.headers_mut(), Some(vars));
     Ok(response)
 }
 

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod dispatch;
 pub mod edge;
 pub mod errors;
+pub mod governance;
 pub mod json;
 pub mod openapi;
 pub mod passthrough;
@@ -55,6 +56,7 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     // Fires when the edge stops (and when this returns early): watchers and the edge's own
     // registration end with it.
+    polyshop_platform::metrics::mark_start();
     let (stop_discovery, discovery_stopped) = shutdown::channel();
     let sharing_stopped = discovery_stopped.clone();
     let admin =

@@ -48,7 +48,7 @@ pub fn document(routes: &RouteTable) -> Value {
     for route in routes.http_routes() {
         let base = format!(
             "{}_{}",
-            route.rpc.method.parent_service().name(),
+            service_label(route.rpc.method.parent_service()),
             route.rpc.method.name()
         );
         let n = seen.entry(base.clone()).or_default();
@@ -72,7 +72,7 @@ pub fn document(routes: &RouteTable) -> Value {
         .filter_map(|s| pool.get_service_by_name(s))
         .map(|s| {
             json!({
-                "name": s.name(),
+                "name": service_label(&s),
                 "description": comments.get(s.parent_file().name(), s.path()).unwrap_or_default(),
             })
         })
@@ -95,6 +95,18 @@ pub fn document(routes: &RouteTable) -> Value {
             },
         },
     })
+}
+
+/// A service's tag and operation id prefix: its name (`CatalogService`), with the version
+/// of a later package than v1 (`CatalogServiceV2`), so versions served side by side differ
+/// and v1's ids stay as they were.
+fn service_label(service: &prost_reflect::ServiceDescriptor) -> String {
+    match service.package_name().rsplit('.').next() {
+        Some(version) if version != "v1" && version.starts_with('v') => {
+            format!("{}V{}", service.name(), &version[1..])
+        }
+        _ => service.name().to_owned(),
+    }
 }
 
 fn operation(
@@ -131,7 +143,7 @@ fn operation(
     }
     let mut op = json!({
         "operationId": operation_id,
-        "tags": [method.parent_service().name()],
+        "tags": [service_label(method.parent_service())],
         "summary": doc.lines().next().unwrap_or_default(),
         "description": doc,
         "x-grpc-method": route.rpc.path,
@@ -186,6 +198,13 @@ fn operation(
     }
     if route.rpc.deprecated {
         op["deprecated"] = Value::Bool(true);
+    }
+    if let Some(sunset) = &route.rpc.sunset {
+        op["x-sunset"] = Value::String(sunset.sunset.to_str().unwrap_or_default().to_owned());
+        op["x-successor"] = json!({
+            "rpc": sunset.successor,
+            "route": sunset.successor_route,
+        });
     }
     op
 }
@@ -283,7 +302,24 @@ fn responses(output: Value, route: &HttpRoute) -> Value {
         "RateLimit": header("Remaining quota (IETF RateLimit header fields)."),
         "RateLimit-Policy": header("The quota policy (IETF RateLimit header fields)."),
     });
-    if route.rpc.deprecated {
+    if let Some(sunset) = &route.rpc.sunset {
+        let value = |v: &http::HeaderValue| v.to_str().unwrap_or_default().to_owned();
+        headers["Deprecation"] = header(&format!(
+            "RFC 9745: deprecated since {} (Unix time).",
+            value(&sunset.deprecation)
+        ));
+        headers["Sunset"] = header(&format!(
+            "RFC 8594: may stop answering from {}.",
+            value(&sunset.sunset)
+        ));
+        headers["Link"] = header(&format!(
+            "The successor, rel=\"successor-version\": {}.",
+            sunset
+                .successor_route
+                .as_deref()
+                .unwrap_or(&sunset.successor)
+        ));
+    } else if route.rpc.deprecated {
         headers["Deprecation"] = header("Set on deprecated methods.");
     }
     let mut out = Map::new();

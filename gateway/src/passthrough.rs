@@ -157,11 +157,8 @@ async fn serve(
         Ok(Ok(response)) => response,
     };
     response.headers_mut().extend(verdict.headers);
-    if rpc.deprecated {
-        response
-            .headers_mut()
-            .insert("deprecation", HeaderValue::from_static("true"));
-    }
+    // Deprecation, Sunset and a Link to the successor (RFC 9745, RFC 8594).
+    rpc.mark_deprecation(response.headers_mut(), None);
     Ok(response)
 }
 

@@ -1,10 +1,13 @@
 //! The route table, built once at start from the descriptor pool: every non-INTERNAL method of
 //! every `polyshop.*` service, with all its `google.api.http` bindings. Nothing here names a
-//! service: the upstream is the context in the package (`polyshop.<context>.v1`).
+//! service: the upstream is the context in the package (`polyshop.<context>.v1`, `.v2`, …).
+//! A service marked `deprecated = true` names its sunset and successor in
+//! `(polyshop.api.v1.lifecycle)`; its methods' responses say so in headers ([`Sunset`]).
 
 use std::{collections::HashMap, sync::Arc};
 
-use http::{Method, uri::PathAndQuery};
+use http::{HeaderMap, HeaderValue, Method, uri::PathAndQuery};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use polyshop_platform::contract::{self, Access, Idempotency};
 use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MethodDescriptor, Value};
 
@@ -34,8 +37,11 @@ pub struct Rpc {
     pub idempotency: Idempotency,
     /// Its rate-limit class.
     pub class: LimitClass,
-    /// Marked `deprecated = true` in the contract.
+    /// Marked `deprecated = true` in the contract, itself or its service.
     pub deprecated: bool,
+    /// When a deprecated method goes away and what replaces it, from its service's
+    /// `(polyshop.api.v1.lifecycle)`.
+    pub sunset: Option<Sunset>,
     /// The context serving it (`user`, `catalog`, … or `storefront`, served here).
     pub upstream: String,
     /// How its context refuses a request that breaks the contract's rules.
@@ -58,6 +64,195 @@ impl Rpc {
             Err(answer(&violations))
         }
     }
+}
+
+impl Rpc {
+    /// Adds the headers that tell a client this method is deprecated: RFC 9745 `Deprecation`
+    /// (`@<unix seconds>`), RFC 8594 `Sunset` (an HTTP-date) and an RFC 8288 `Link` to the
+    /// successor with `rel="successor-version"`. A JSON call (`vars` its path variables)
+    /// links to the successor's route with the same variables, a gRPC or grpc-web call
+    /// (`vars` None) to the successor's gRPC path. Nothing for methods not deprecated.
+    pub fn mark_deprecation(&self, headers: &mut HeaderMap, vars: Option<&[(String, String)]>) {
+        let Some(sunset) = &self.sunset else {
+            return;
+        };
+        headers.insert("deprecation", sunset.deprecation.clone());
+        headers.insert("sunset", sunset.sunset.clone());
+        let target = match vars {
+            Some(vars) => sunset
+                .successor_route
+                .as_deref()
+                .and_then(|pattern| fill(pattern, vars)),
+            None => Some(sunset.successor_grpc.clone()),
+        };
+        if let Some(link) = target
+            .and_then(|t| HeaderValue::from_str(&format!("<{t}>; rel=\"successor-version\"")).ok())
+        {
+            headers.insert(http::header::LINK, link);
+        }
+    }
+}
+
+/// A deprecated method's lifecycle, as header values built once at start.
+#[derive(Debug, Clone)]
+pub struct Sunset {
+    /// `Deprecation`: `@` and the Unix time of `deprecate_date`'s midnight UTC.
+    pub deprecation: HeaderValue,
+    /// `Sunset`: `sunset_date`'s midnight UTC as an HTTP-date.
+    pub sunset: HeaderValue,
+    /// The same-named method of the successor service: its gRPC path.
+    pub successor_grpc: String,
+    /// … and its first HTTP route pattern, if it has one.
+    pub successor_route: Option<String>,
+    /// The successor method's full name, for the OpenAPI document.
+    pub successor: String,
+}
+
+/// Characters a path variable's value keeps unescaped in a link (RFC 3986 unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `pattern` (`/v2/products/{product_id}`) with its variables taken from `vars`; None when
+/// one is missing or matches several segments.
+fn fill(pattern: &str, vars: &[(String, String)]) -> Option<String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}')? + open;
+        let inner = &rest[open + 1..close];
+        let (name, sub) = inner.split_once('=').unwrap_or((inner, "*"));
+        if sub != "*" {
+            return None;
+        }
+        let (_, value) = vars.iter().find(|(n, _)| n == name)?;
+        out.extend(utf8_percent_encode(value, SEGMENT));
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Days from 1970-01-01 to the RFC 3339 full-date `date` (`2027-06-30`).
+fn days_of(date: &str) -> Option<i64> {
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if (y.len(), m.len(), d.len()) != (4, 2, 2) {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[usize::try_from(m - 1).ok()?] {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// The IMF-fixdate (RFC 9110 HTTP-date) of midnight UTC `days` after 1970-01-01.
+fn http_date(days: i64, date: &str) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let weekday = WEEKDAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
+    // `date` is the checked `YYYY-MM-DD` the days came from.
+    let month = MONTHS[date[5..7].parse::<usize>().unwrap_or(1) - 1];
+    format!(
+        "{weekday}, {} {month} {} 00:00:00 GMT",
+        &date[8..10],
+        &date[..4]
+    )
+}
+
+/// The lifecycle of `service` (marked deprecated) for its method `method`.
+fn sunset_of(
+    pool: &DescriptorPool,
+    service: &prost_reflect::ServiceDescriptor,
+    method: &MethodDescriptor,
+) -> Result<Option<Sunset>, String> {
+    let Some(ext) = pool.get_extension_by_name("polyshop.api.v1.lifecycle") else {
+        return Ok(None);
+    };
+    if !service.options().has_extension(&ext) {
+        return Ok(None);
+    }
+    let Value::Message(lifecycle) = service.options().get_extension(&ext).into_owned() else {
+        return Ok(None);
+    };
+    let date = |name: &str| {
+        let text = text(&lifecycle, name);
+        days_of(&text)
+            .map(|days| (days, text.clone()))
+            .ok_or_else(|| format!("lifecycle {name} {text:?} is not a YYYY-MM-DD date"))
+    };
+    let (deprecated, _) = date("deprecate_date")?;
+    let (sunset, sunset_text) = date("sunset_date")?;
+    let successor_name = text(&lifecycle, "successor");
+    let successor = pool
+        .get_service_by_name(&successor_name)
+        .and_then(|s| s.methods().find(|m| m.name() == method.name()))
+        .ok_or_else(|| format!("successor {successor_name} has no method {}", method.name()))?;
+    let successor_route = pool
+        .get_extension_by_name("google.api.http")
+        .and_then(|http| {
+            let options = successor.options();
+            if !options.has_extension(&http) {
+                return None;
+            }
+            let Value::Message(rule) = options.get_extension(&http).into_owned() else {
+                return None;
+            };
+            ["get", "put", "post", "delete", "patch"]
+                .iter()
+                .find(|verb| rule.has_field_by_name(verb))
+                .map(|verb| text(&rule, verb))
+        });
+    let header = |v: String| HeaderValue::from_str(&v).map_err(|e| e.to_string());
+    Ok(Some(Sunset {
+        deprecation: header(format!("@{}", deprecated * 86_400))?,
+        sunset: header(http_date(sunset, &sunset_text))?,
+        successor_grpc: format!(
+            "/{}/{}",
+            successor.parent_service().full_name(),
+            successor.name()
+        ),
+        successor_route,
+        successor: successor.full_name().to_owned(),
+    }))
+}
+
+fn is_deprecated(options: &DynamicMessage) -> bool {
+    options
+        .get_field_by_name("deprecated")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
 }
 
 /// Where the HTTP body goes.
@@ -126,12 +321,22 @@ impl RouteTable {
             let Some(context) = context_of(service.package_name()) else {
                 continue;
             };
+            let service_deprecated = is_deprecated(&service.options());
             for method in service.methods() {
                 let rule = contract::rule_of(&method);
                 if rule.access == Access::Internal {
                     continue;
                 }
                 let path = format!("/{}/{}", service.full_name(), method.name());
+                let deprecated = service_deprecated || is_deprecated(&method.options());
+                let sunset = if deprecated {
+                    sunset_of(pool, &service, &method).map_err(|reason| RouteError {
+                        method: path.clone(),
+                        reason,
+                    })?
+                } else {
+                    None
+                };
                 let rpc = Arc::new(Rpc {
                     grpc_path: PathAndQuery::try_from(path.as_str()).map_err(|_| RouteError {
                         method: path.clone(),
@@ -147,11 +352,8 @@ impl RouteTable {
                     } else {
                         LimitClass::Standard
                     },
-                    deprecated: method
-                        .options()
-                        .get_field_by_name("deprecated")
-                        .and_then(|v| v.as_bool())
-                        .unwrap_or(false),
+                    deprecated,
+                    sunset,
                     upstream: context.to_owned(),
                     invalid: polyshop_platform::validate::layer::answer_for(service.package_name()),
                     method: method.clone(),
@@ -255,7 +457,7 @@ impl RouteTable {
     }
 }
 
-/// `polyshop.<context>.v1` → `<context>`; other packages are not ours.
+/// `polyshop.<context>.<version>` → `<context>`; other packages are not ours.
 fn context_of(package: &str) -> Option<&str> {
     let mut parts = package.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -418,8 +620,77 @@ mod tests {
     }
 
     #[test]
+    fn dates_become_unix_seconds_and_http_dates() {
+        assert_eq!(days_of("1970-01-01"), Some(0));
+        assert_eq!(
+            days_of("2026-12-01").map(|d| d * 86_400),
+            Some(1_796_083_200)
+        );
+        let days = days_of("2027-06-30").expect("date");
+        assert_eq!(
+            http_date(days, "2027-06-30"),
+            "Wed, 30 Jun 2027 00:00:00 GMT"
+        );
+        assert_eq!(
+            http_date(days_of("2024-02-29").expect("leap day"), "2024-02-29"),
+            "Thu, 29 Feb 2024 00:00:00 GMT"
+        );
+        for bad in [
+            "2027-02-29",
+            "2027-13-01",
+            "27-06-30",
+            "2027-06-30T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(days_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn successor_links_fill_path_variables() {
+        let vars = [("product_id".to_owned(), "p 1/2".to_owned())];
+        assert_eq!(
+            fill("/v2/products/{product_id}", &vars).as_deref(),
+            Some("/v2/products/p%201%2F2")
+        );
+        assert_eq!(fill("/v2/products", &vars).as_deref(), Some("/v2/products"));
+        assert_eq!(fill("/v2/orders/{order_id}", &vars), None);
+        assert_eq!(fill("/v2/{product_id=products/*}", &vars), None);
+    }
+
+    #[test]
+    fn catalog_v1_is_deprecated_with_a_sunset_and_v2_is_not() {
+        let t = table();
+        let old = t
+            .rpc("/polyshop.catalog.v1.CatalogService/GetProduct")
+            .expect("v1 exposed");
+        assert!(old.deprecated);
+        let sunset = old.sunset.as_ref().expect("lifecycle");
+        assert_eq!(sunset.sunset, "Wed, 30 Jun 2027 00:00:00 GMT");
+        assert_eq!(sunset.deprecation, "@1796083200");
+        assert_eq!(
+            sunset.successor_grpc,
+            "/polyshop.catalog.v2.CatalogService/GetProduct"
+        );
+        assert_eq!(
+            sunset.successor_route.as_deref(),
+            Some("/v2/products/{product_id}")
+        );
+        let new = t
+            .rpc("/polyshop.catalog.v2.CatalogService/GetProduct")
+            .expect("v2 exposed");
+        assert!(!new.deprecated && new.sunset.is_none());
+        assert_eq!(new.upstream, "catalog");
+        let Ok(Lookup::Found(r, _)) = t.lookup(&Method::GET, "/v2/products/p1") else {
+            panic!("v2 GetProduct route");
+        };
+        assert_eq!(r.rpc.path, "/polyshop.catalog.v2.CatalogService/GetProduct");
+    }
+
+    #[test]
     fn contexts_come_from_packages() {
         assert_eq!(context_of("polyshop.order.v1"), Some("order"));
+        assert_eq!(context_of("polyshop.catalog.v2"), Some("catalog"));
         assert_eq!(context_of("polyshop.api.v1"), None);
         assert_eq!(context_of("google.api"), None);
     }

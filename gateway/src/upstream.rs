@@ -52,9 +52,6 @@ impl UpstreamError {
     }
 }
 
-/// The context the edge serves itself.
-pub const LOCAL: &str = polyshop_platform::contract::EDGE_CONTEXT;
-
 /// When a context's circuit at the edge opens, and for how long.
 #[derive(Debug, Clone)]
 pub struct Breaker {
@@ -145,7 +142,8 @@ struct Context {
 #[derive(Clone)]
 pub struct Upstreams {
     remote: Arc<HashMap<String, Context>>,
-    local: Option<Service>,
+    /// The contexts served in this process (the storefront, governance), by name.
+    local: HashMap<String, Service>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -198,20 +196,31 @@ impl Upstreams {
         }
         Ok(Self {
             remote: Arc::new(remote),
-            local: None,
+            local: HashMap::new(),
         })
     }
 
-    /// Serves the local context with `service`.
-    pub fn set_local(&mut self, service: Service) {
-        self.local = Some(service);
+    /// Serves `context` in this process with `service`.
+    pub fn set_local(&mut self, context: &str, service: Service) {
+        self.local.insert(context.to_owned(), service);
+    }
+
+    /// Each remote context and its instances.
+    pub fn pools(&self) -> Vec<(String, Arc<Pool<Remote>>)> {
+        let mut pools: Vec<_> = self
+            .remote
+            .iter()
+            .map(|(name, c)| (name.clone(), c.pool.clone()))
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        pools
     }
 
     /// The upstream of `context`: the local service, or one balancing each call over the
     /// context's instances.
     pub fn get(&self, context: &str) -> Option<Service> {
-        if context == LOCAL {
-            return self.local.clone();
+        if let Some(local) = self.local.get(context) {
+            return Some(local.clone());
         }
         let remote = self.remote.get(context)?;
         Some(BoxCloneSyncService::new(Balance {

@@ -53,6 +53,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `tracing` filter, e.g. `info,polyshop=debug`. Env: `POLYSHOP_LOG`.
     pub log: String,
+    /// The environment this process belongs to (`dev`, `staging`, `prod`, …): the first part
+    /// of its runtime configuration keys in NATS KV (`<environment>.<service>.<setting>`, see
+    /// `runtime_config`). Env: `POLYSHOP_ENVIRONMENT`.
+    pub environment: String,
     /// `json` (default) or `pretty`.
     pub log_format: LogFormat,
     /// OTLP/gRPC collector endpoint; traces are exported only when set.
@@ -827,6 +831,7 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("data"),
             log: "info".into(),
+            environment: "dev".into(),
             log_format: LogFormat::Json,
             otlp_endpoint: None,
             shutdown_grace_secs: 10,
@@ -977,6 +982,11 @@ impl Settings {
                 "discovery: outlier_failures must be > 0, outlier_base_ejection_ms at most outlier_max_ejection_ms",
             );
         }
+        if !crate::runtime_config::valid_environment(&self.environment) {
+            return bad(
+                "environment must be 1 to 32 characters of a-z, 0-9, _ and - (it is part of the runtime configuration keys)",
+            );
+        }
         let g = &self.gateway;
         if g.body_timeout_ms == 0 || g.max_streams_per_connection == 0 {
             return bad("gateway.body_timeout_ms and max_streams_per_connection must be > 0");
@@ -1060,7 +1070,7 @@ mod tests {
     fn every_context_of_the_contracts_but_the_edges_own_has_settings() {
         let settings = Settings::default();
         for context in crate::contract::contexts() {
-            let expected = context.name != crate::contract::EDGE_CONTEXT;
+            let expected = !crate::contract::EDGE_CONTEXTS.contains(&context.name.as_str());
             assert_eq!(
                 settings.context(&context.name).is_some(),
                 expected,

@@ -117,6 +117,10 @@ pub fn contexts() -> &'static [Context] {
 /// The context the edge serves in-process, composing the others.
 pub const EDGE_CONTEXT: &str = "storefront";
 
+/// Every context the edge serves in-process: the storefront, and governance (`admin`), which
+/// reads every instance over the registry.
+pub const EDGE_CONTEXTS: [&str; 2] = [EDGE_CONTEXT, "admin"];
+
 /// The rule for a gRPC path; `None` for paths outside the contracts (health, reflection).
 pub fn rule(path: &str) -> Option<&'static MethodRule> {
     rules().get(path)
@@ -186,6 +190,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "admin",
                 "catalog",
                 "inventory",
                 "notification",

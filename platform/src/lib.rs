@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod paging;
 pub mod resilience;
 pub mod retention;
+pub mod runtime_config;
 pub mod server;
 pub mod shutdown;
 pub mod status;

@@ -222,6 +222,21 @@ pub fn observe(name: &'static str, help: &'static str, labels: &[(&str, &str)], 
     registry().observe(name, help, labels, seconds);
 }
 
+/// Name of the gauge holding when the process started.
+pub const PROCESS_START: &str = "polyshop_process_start_time_seconds";
+
+/// Records now as the process's start (`polyshop_process_start_time_seconds`, Unix seconds),
+/// for uptime in the governance status.
+pub fn mark_start() {
+    #[allow(clippy::cast_precision_loss)]
+    set(
+        PROCESS_START,
+        "When the process started serving, in Unix seconds.",
+        &[],
+        crate::now_millis() as f64 / 1000.0,
+    );
+}
+
 /// Every metric of this process in the Prometheus text format.
 pub fn render() -> String {
     registry().render()

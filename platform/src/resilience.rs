@@ -95,8 +95,27 @@ impl CircuitBreaker {
         self.lock().state
     }
 
+    /// Counts a call's outcome in `polyshop_circuit_breaker_calls_total{upstream,outcome}`:
+    /// `success`, `failure` (counted against the circuit) or `rejected` (refused while open).
+    fn count(&self, outcome: &str) {
+        crate::metrics::inc(
+            "polyshop_circuit_breaker_calls_total",
+            "Calls through a circuit breaker per upstream, by outcome: success, failure \
+             (counted against the circuit) or rejected (refused while open).",
+            &[("upstream", &self.name), ("outcome", outcome)],
+        );
+    }
+
     /// Whether a call may go out now.
     pub fn allow(&self) -> bool {
+        let allowed = self.admit();
+        if !allowed {
+            self.count("rejected");
+        }
+        allowed
+    }
+
+    fn admit(&self) -> bool {
         let mut inner = self.lock();
         match inner.state {
             BreakerState::Closed => true,
@@ -124,6 +143,7 @@ impl CircuitBreaker {
 
     /// Records the outcome of a call that was allowed.
     pub fn record(&self, success: bool) {
+        self.count(if success { "success" } else { "failure" });
         let mut inner = self.lock();
         inner.probing = false;
         if success {

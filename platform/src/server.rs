@@ -104,6 +104,7 @@ pub async fn serve(
     spec: ServerSpec,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    crate::metrics::mark_start();
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Advertise only what this server serves (health and both reflection versions included); every other type stays resolvable by symbol
     // (error details, messages of other contexts used in events).

@@ -22,6 +22,7 @@ use tracing_subscriber::{
     filter::{LevelFilter, filter_fn},
     layer::{Context, SubscriberExt},
     registry::LookupSpan,
+    reload,
     util::SubscriberInitExt,
 };
 
@@ -43,8 +44,14 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber for process `service`. Call once, inside a Tokio runtime.
+///
+/// The log filter can change while the process runs: the runtime setting `log`
+/// ([`crate::runtime_config`], `polyshop admin config set <service> log <filter>`) replaces
+/// it, and deleting that key brings `settings.log` back.
 pub fn init(service: &str, settings: &Settings) -> TelemetryGuard {
-    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let configured = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(configured);
+    follow_log_setting(service, settings, handle);
     let fmt = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -101,6 +108,30 @@ pub fn init(service: &str, settings: &Settings) -> TelemetryGuard {
         .with(otel)
         .try_init();
     TelemetryGuard(Some(provider))
+}
+
+/// Applies the runtime setting `log` of process `service` through `handle`.
+fn follow_log_setting(
+    service: &str,
+    settings: &Settings,
+    handle: reload::Handle<EnvFilter, Registry>,
+) {
+    let configured = settings.log.clone();
+    let runtime = crate::runtime_config::start(service, settings);
+    runtime.on(
+        "log",
+        std::sync::Arc::new(move |value| {
+            let text = match value {
+                Some(crate::runtime_config::Value::Filter(text)) => text.as_str(),
+                Some(other) => return Err(format!("{other} is not a log filter")),
+                None => configured.as_str(),
+            };
+            let filter = EnvFilter::try_new(text).map_err(|e| format!("{text:?}: {e}"))?;
+            handle.reload(filter).map_err(|e| e.to_string())?;
+            tracing::info!(filter = text, "log filter changed");
+            Ok(())
+        }),
+    );
 }
 
 /// Request and event spans are at `info`; finer spans (libraries' debug spans) are not traced.

@@ -12,7 +12,8 @@ use super::{leading_comment, pool};
 
 /// Every context that answers calls, and so sends errors: its `ErrorInfo.domain` is
 /// `polyshop.<context>`.
-const CONTEXTS: [&str; 7] = [
+const CONTEXTS: [&str; 8] = [
+    "admin",
     "user",
     "catalog",
     "inventory",
@@ -159,6 +160,7 @@ fn a_reason_is_sent_as_its_name_without_the_prefix_in_its_contexts_domain() {
     check_wire_names("payment", payment::v1::ErrorReason::from_str_name);
     check_wire_names("notification", notification::v1::ErrorReason::from_str_name);
     check_wire_names("storefront", storefront::v1::ErrorReason::from_str_name);
+    check_wire_names("admin", polyshop::admin::v1::ErrorReason::from_str_name);
     assert_eq!(
         order::v1::ErrorReason::OrderNotFound.wire_name(),
         "ORDER_NOT_FOUND"
@@ -224,7 +226,8 @@ fn named_context(before: &str) -> Option<&'static str> {
 fn answering_crates(root: &Path) -> Vec<(PathBuf, Option<&'static str>)> {
     let mut crates: Vec<(PathBuf, Option<&'static str>)> = CONTEXTS
         .iter()
-        .filter(|c| **c != "storefront")
+        // The edge serves these two itself.
+        .filter(|c| !["storefront", "admin"].contains(c))
         .map(|c| (root.join("services").join(c).join("src"), Some(*c)))
         .collect();
     // The edge serves the storefront itself.

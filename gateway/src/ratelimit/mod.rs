@@ -24,13 +24,13 @@ use std::{
     hash::{BuildHasher, RandomState},
     sync::{
         Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use http::{HeaderMap, HeaderValue};
-use polyshop_platform::config::GatewaySettings;
+use polyshop_platform::{config::GatewaySettings, runtime_config::Value as RuntimeValue};
 
 use crate::{errors::EdgeError, routes::LimitClass};
 
@@ -206,10 +206,62 @@ impl Shard {
     }
 }
 
+/// A class's rate and burst as one word, so a runtime change (`polyshop admin config set
+/// gateway rate_burst …`) swaps both at once and a check reads them with one relaxed load:
+/// the rate's `f32` bits high, the burst's low (`f32` holds every whole number up to 2²⁴
+/// exactly, far above any burst or rate the config accepts).
+#[derive(Debug)]
+struct PolicyCell {
+    name: &'static str,
+    bits: AtomicU64,
+}
+
+impl PolicyCell {
+    fn new(policy: Policy) -> Self {
+        Self {
+            name: policy.name,
+            bits: AtomicU64::new(Self::pack(policy.per_sec, policy.burst)),
+        }
+    }
+
+    fn pack(per_sec: f64, burst: f64) -> u64 {
+        (u64::from((per_sec as f32).to_bits()) << 32) | u64::from((burst as f32).to_bits())
+    }
+
+    fn load(&self) -> Policy {
+        let bits = self.bits.load(Ordering::Relaxed);
+        Policy {
+            name: self.name,
+            per_sec: f64::from(f32::from_bits((bits >> 32) as u32)),
+            burst: f64::from(f32::from_bits(bits as u32)),
+        }
+    }
+
+    /// Replaces the rate, the burst or both (`None` keeps it).
+    fn set(&self, per_sec: Option<f64>, burst: Option<f64>) {
+        let _ = self
+            .bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = Policy {
+                    name: self.name,
+                    per_sec: f64::from(f32::from_bits((bits >> 32) as u32)),
+                    burst: f64::from(f32::from_bits(bits as u32)),
+                };
+                Some(Self::pack(
+                    per_sec.unwrap_or(old.per_sec).max(0.0),
+                    burst.unwrap_or(old.burst).max(0.0),
+                ))
+            });
+    }
+}
+
 /// The edge's rate limiter.
 #[derive(Debug)]
 pub struct RateLimiter {
-    policies: [Policy; 3],
+    /// What the configuration says, for a runtime setting that is cleared.
+    configured: [Policy; 3],
+    /// What is in force: the configured policies, or what the runtime configuration set.
+    policies: [PolicyCell; 3],
     shards: Box<[Mutex<Shard>]>,
     /// Keys one shard may hold.
     shard_bound: usize,
@@ -236,24 +288,26 @@ impl RateLimiter {
         } else {
             1
         };
+        let configured = [
+            Policy {
+                name: "standard",
+                per_sec: f64::from(settings.rate_per_sec),
+                burst: f64::from(settings.rate_burst),
+            },
+            Policy {
+                name: "credentials",
+                per_sec: f64::from(settings.auth_rate_per_sec),
+                burst: f64::from(settings.auth_rate_burst),
+            },
+            Policy {
+                name: "account",
+                per_sec: settings.account_rate_per_sec.max(0.0),
+                burst: f64::from(settings.account_rate_burst),
+            },
+        ];
         Self {
-            policies: [
-                Policy {
-                    name: "standard",
-                    per_sec: f64::from(settings.rate_per_sec),
-                    burst: f64::from(settings.rate_burst),
-                },
-                Policy {
-                    name: "credentials",
-                    per_sec: f64::from(settings.auth_rate_per_sec),
-                    burst: f64::from(settings.auth_rate_burst),
-                },
-                Policy {
-                    name: "account",
-                    per_sec: settings.account_rate_per_sec.max(0.0),
-                    burst: f64::from(settings.account_rate_burst),
-                },
-            ],
+            configured,
+            policies: configured.map(PolicyCell::new),
             shards: (0..shards).map(|_| Mutex::new(Shard::new(now))).collect(),
             shard_bound: (settings.rate_max_keys / shards).max(1),
             hasher: RandomState::new(),
@@ -262,8 +316,42 @@ impl RateLimiter {
         }
     }
 
-    fn policy(&self, kind: Kind) -> Policy {
-        self.policies[kind.index()]
+    fn policies(&self) -> [Policy; 3] {
+        [0, 1, 2].map(|i| self.policies[i].load())
+    }
+
+    /// Applies the runtime setting `setting` (one of the edge's rate settings in
+    /// `polyshop_platform::runtime_config::KNOWN`): `None` brings the configured value back.
+    /// Buckets keep their tokens: a lower burst caps them at the next check, a higher one
+    /// lets them refill to it at the rate in force.
+    ///
+    /// # Errors
+    /// A setting this limiter does not have, or a value of the wrong kind.
+    pub fn apply_setting(&self, setting: &str, value: Option<&RuntimeValue>) -> Result<(), String> {
+        let (kind, is_rate) = match setting {
+            "rate_per_sec" => (Kind::Standard, true),
+            "rate_burst" => (Kind::Standard, false),
+            "auth_rate_per_sec" => (Kind::Credentials, true),
+            "auth_rate_burst" => (Kind::Credentials, false),
+            "account_rate_per_sec" => (Kind::Account, true),
+            "account_rate_burst" => (Kind::Account, false),
+            _ => return Err(format!("{setting} is not a rate limit")),
+        };
+        let configured = self.configured[kind.index()];
+        let number = match (value, is_rate) {
+            (None, true) => configured.per_sec,
+            (None, false) => configured.burst,
+            (Some(RuntimeValue::Rate(r)), true) if r.is_finite() && *r >= 0.0 => *r,
+            (Some(RuntimeValue::Count(n)), false) => f64::from(*n),
+            (Some(other), _) => return Err(format!("{other} is no value of {setting}")),
+        };
+        let cell = &self.policies[kind.index()];
+        if is_rate {
+            cell.set(Some(number), None);
+        } else {
+            cell.set(None, Some(number));
+        }
+        Ok(())
     }
 
     fn shard(&self, kind: Kind, key: &str) -> MutexGuard<'_, Shard> {
@@ -313,7 +401,8 @@ impl RateLimiter {
     }
 
     fn check_at(&self, kind: Kind, key: &str, now: Instant) -> Result<Verdict, EdgeError> {
-        let policy = self.policy(kind);
+        let policies = self.policies();
+        let policy = policies[kind.index()];
         if policy.is_unlimited() {
             return Ok(Verdict {
                 headers: HeaderMap::new(),
@@ -322,13 +411,12 @@ impl RateLimiter {
         let (allowed, tokens) = {
             let mut shard = self.shard(kind, key);
             if now.saturating_duration_since(shard.swept) > SWEEP_EVERY {
-                shard.drop_full(&self.policies, now);
+                shard.drop_full(&policies, now);
                 shard.swept = now;
             }
-            let verdict =
-                shard.with_bucket(kind, key, &self.policies, self.shard_bound, now, |b| {
-                    b.take(&policy, now)
-                });
+            let verdict = shard.with_bucket(kind, key, &policies, self.shard_bound, now, |b| {
+                b.take(&policy, now)
+            });
             if verdict.0 && self.counting.load(Ordering::Relaxed) {
                 let admitted = &mut shard.admitted[kind.index()];
                 match admitted.get_mut(key) {
@@ -386,12 +474,13 @@ impl RateLimiter {
 
     /// Takes `n` tokens that another edge admitted from `key`'s bucket of `kind`.
     fn debit(&self, kind: Kind, key: &str, n: u32, now: Instant) {
-        let policy = self.policy(kind);
+        let policies = self.policies();
+        let policy = policies[kind.index()];
         if policy.is_unlimited() || n == 0 {
             return;
         }
         self.shard(kind, key)
-            .with_bucket(kind, key, &self.policies, self.shard_bound, now, |b| {
+            .with_bucket(kind, key, &policies, self.shard_bound, now, |b| {
                 b.debit(&policy, f64::from(n), now);
             });
     }
@@ -436,6 +525,48 @@ mod tests {
             auth_rate_burst: 2,
             ..GatewaySettings::default()
         })
+    }
+
+    #[test]
+    fn runtime_settings_swap_rate_and_burst_and_clearing_restores_the_configured_ones() {
+        let l = limiter(100);
+        let now = Instant::now();
+        for _ in 0..10 {
+            l.check_at(Kind::Standard, "ip:1", now)
+                .expect("within burst");
+        }
+        l.apply_setting("rate_burst", Some(&RuntimeValue::Count(3)))
+            .expect("a burst");
+        l.apply_setting("rate_per_sec", Some(&RuntimeValue::Rate(0.0)))
+            .expect("a rate");
+        // The bucket's 90 tokens are capped at the new burst at the next check.
+        for _ in 0..3 {
+            l.check_at(Kind::Standard, "ip:1", now)
+                .expect("within the new burst");
+        }
+        l.check_at(Kind::Standard, "ip:1", now)
+            .expect_err("over the new burst");
+        let p = l.policies()[Kind::Standard.index()];
+        assert_eq!((p.per_sec, p.burst), (0.0, 3.0));
+        assert!(
+            l.apply_setting("rate_burst", Some(&RuntimeValue::Rate(1.0)))
+                .is_err(),
+            "a value of the wrong kind is refused"
+        );
+        assert!(l.apply_setting("nope", None).is_err());
+        assert_eq!(l.policies()[Kind::Standard.index()].burst, 3.0, "kept");
+        l.apply_setting("rate_burst", None).expect("cleared");
+        l.apply_setting("rate_per_sec", None).expect("cleared");
+        let p = l.policies()[Kind::Standard.index()];
+        assert_eq!((p.per_sec, p.burst), (1.0, 100.0), "the configured values");
+        l.apply_setting("account_rate_per_sec", Some(&RuntimeValue::Rate(0.2)))
+            .expect("a fractional rate");
+        assert!((l.policies()[Kind::Account.index()].per_sec - 0.2).abs() < 1e-6);
+        assert_eq!(
+            l.policies()[Kind::Credentials.index()].burst,
+            2.0,
+            "untouched"
+        );
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub const OUTBOX_OLDEST_AGE: &str = "polyshop_outbox_oldest_age_seconds";
 pub const CONSUMER_PENDING: &str = "polyshop_consumer_pending_messages";
 /// Name of the dead letters gauge.
 pub const DEAD_LETTERS: &str = "polyshop_dead_letters";
+/// Name of the consumer ack-pending gauge.
+pub const CONSUMER_ACK_PENDING: &str = "polyshop_consumer_ack_pending_messages";
+/// Name of the consumer redelivered gauge.
+pub const CONSUMER_REDELIVERED: &str = "polyshop_consumer_redelivered_messages";
+/// Name of the oldest dead letter's age gauge.
+pub const DEAD_LETTERS_OLDEST_AGE: &str = "polyshop_dead_letters_oldest_age_seconds";
 
 const OUTBOX_BACKLOG_HELP: &str = "Outbox rows of the service not yet acknowledged by JetStream \
      (sampled every events.gauge_interval_ms, 5 s by default).";
@@ -44,6 +50,13 @@ const CONSUMER_PENDING_HELP: &str = "Messages of the stream a durable consumer h
      delivered (JetStream num_pending; sampled every events.gauge_interval_ms, 5 s by default).";
 const DEAD_LETTERS_HELP: &str = "Messages in the dead-letter stream, per stream they were first \
      published on (sampled every events.gauge_interval_ms, 5 s by default).";
+
+const CONSUMER_ACK_PENDING_HELP: &str = "Messages delivered to a durable consumer and not yet \
+     acknowledged (JetStream num_ack_pending; sampled every events.gauge_interval_ms).";
+const CONSUMER_REDELIVERED_HELP: &str = "Messages delivered to a durable consumer more than once \
+     (JetStream num_redelivered; sampled every events.gauge_interval_ms).";
+const DEAD_LETTERS_OLDEST_AGE_HELP: &str = "Age in seconds of the oldest dead letter, per stream \
+     it was first published on, 0 when none (sampled every events.gauge_interval_ms).";
 
 /// The durable consumers (stream, durable name) a process runs, for sampling.
 pub type Consumers = Arc<Mutex<Vec<(String, String)>>>;
@@ -143,14 +156,29 @@ impl Gauges {
             .js
             .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(name, stream)
             .await?;
-        let pending = consumer.info().await?.num_pending;
+        let info = consumer.info().await?;
+        let labels = [("stream", stream), ("consumer", name)];
         #[allow(clippy::cast_precision_loss)]
-        crate::metrics::set(
-            CONSUMER_PENDING,
-            CONSUMER_PENDING_HELP,
-            &[("stream", stream), ("consumer", name)],
-            pending as f64,
-        );
+        {
+            crate::metrics::set(
+                CONSUMER_PENDING,
+                CONSUMER_PENDING_HELP,
+                &labels,
+                info.num_pending as f64,
+            );
+            crate::metrics::set(
+                CONSUMER_ACK_PENDING,
+                CONSUMER_ACK_PENDING_HELP,
+                &labels,
+                info.num_ack_pending as f64,
+            );
+            crate::metrics::set(
+                CONSUMER_REDELIVERED,
+                CONSUMER_REDELIVERED_HELP,
+                &labels,
+                info.num_redelivered as f64,
+            );
+        }
         Ok(())
     }
 
@@ -160,6 +188,7 @@ impl Gauges {
         let mut counts: BTreeMap<String, u64> = streams::contexts()
             .map(|c| (streams::stream_name(c), 0))
             .collect();
+        let mut oldest: BTreeMap<String, i64> = BTreeMap::new();
         let dlq = self.js.get_stream(DLQ_STREAM).await?;
         let subjects: Vec<(String, usize)> = dlq
             .info_with_subjects(format!("{DLQ_PREFIX}.>"))
@@ -173,7 +202,13 @@ impl Gauges {
                 .get(DLQ_SUBJECT)
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default();
-            *counts.entry(stream_of(&original)).or_default() += n as u64;
+            let stream = stream_of(&original);
+            *counts.entry(stream.clone()).or_default() += n as u64;
+            // The first letter on the subject at or after sequence 1: its oldest.
+            let first = dlq.get_first_raw_message_by_subject(&subject, 1).await?;
+            let at_ms = i64::try_from(first.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            let entry = oldest.entry(stream).or_insert(at_ms);
+            *entry = (*entry).min(at_ms);
         }
         for (stream, n) in counts {
             #[allow(clippy::cast_precision_loss)]
@@ -182,6 +217,16 @@ impl Gauges {
                 DEAD_LETTERS_HELP,
                 &[("stream", &stream)],
                 n as f64,
+            );
+            let age_ms = oldest
+                .get(&stream)
+                .map_or(0, |t| crate::now_millis().saturating_sub(*t).max(0));
+            #[allow(clippy::cast_precision_loss)]
+            crate::metrics::set(
+                DEAD_LETTERS_OLDEST_AGE,
+                DEAD_LETTERS_OLDEST_AGE_HELP,
+                &[("stream", &stream)],
+                age_ms as f64 / 1000.0,
             );
         }
         Ok(())

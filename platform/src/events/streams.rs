@@ -10,7 +10,7 @@ pub fn contexts() -> impl Iterator<Item = &'static str> {
     crate::contract::contexts()
         .iter()
         .map(|c| c.name.as_str())
-        .filter(|name| *name != crate::contract::EDGE_CONTEXT)
+        .filter(|name| !crate::contract::EDGE_CONTEXTS.contains(name))
 }
 /// The dead-letter stream.
 pub const DLQ_STREAM: &str = "POLYSHOP_DLQ";

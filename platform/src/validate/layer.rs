@@ -38,9 +38,13 @@ pub type Answer = fn(&Violations) -> Status;
 /// own `ErrorReason::InvalidArgument`, so a client sees the same ErrorInfo whether the edge
 /// or the service refused the call. `None` for a package that serves no Polyshop RPC.
 pub fn answer_for(package: &str) -> Option<Answer> {
-    use polyshop::{catalog, inventory, notification, order, payment, storefront, user};
+    use polyshop::{admin, catalog, inventory, notification, order, payment, storefront, user};
     let answer: Answer = match package {
-        "polyshop.catalog.v1" => |v| invalid_argument(catalog::v1::ErrorReason::InvalidArgument, v),
+        "polyshop.admin.v1" => |v| invalid_argument(admin::v1::ErrorReason::InvalidArgument, v),
+        // Version 2 answers with version 1's reasons: one ErrorReason per context.
+        "polyshop.catalog.v1" | "polyshop.catalog.v2" => {
+            |v| invalid_argument(catalog::v1::ErrorReason::InvalidArgument, v)
+        }
         "polyshop.inventory.v1" => {
             |v| invalid_argument(inventory::v1::ErrorReason::InvalidArgument, v)
         }
@@ -356,10 +360,12 @@ mod tests {
                 .unwrap_or_else(|| panic!("no answer for {}", service.full_name()));
             let status = answer(&Violations::new());
             let info = status.get_error_details().error_info().cloned();
-            let domain = service.package_name().trim_end_matches(".v1");
+            // Every version of a context answers in its domain: `polyshop.<context>`.
+            let context = service.package_name().split('.').nth(1).unwrap_or_default();
+            let domain = format!("polyshop.{context}");
             assert_eq!(
                 info.map(|i| (i.reason, i.domain)),
-                Some(("INVALID_ARGUMENT".to_owned(), domain.to_owned())),
+                Some(("INVALID_ARGUMENT".to_owned(), domain)),
                 "{}",
                 service.full_name()
             );

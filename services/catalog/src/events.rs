@@ -51,6 +51,7 @@ mod tests {
                 amount_minor: 250,
                 currency_code: "EUR".into(),
             },
+            other_prices: Vec::new(),
             active: true,
             created_at: 1_000,
             updated_at: 3_000,

@@ -15,7 +15,10 @@ pub mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use polyshop::catalog::v1::catalog_service_server::CatalogServiceServer;
+use polyshop::catalog::{
+    v1::catalog_service_server::CatalogServiceServer,
+    v2::catalog_service_server::CatalogServiceServer as CatalogServiceV2Server,
+};
 use polyshop_platform::{
     auth::{Authenticator, RevokedUsers},
     config::Settings,
@@ -80,13 +83,19 @@ pub async fn serve_with_auth(
         SeaCatalogRepository::new(conn.clone(), bus.signal),
         store::CACHE_TTL,
     ));
-    let routes =
-        tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(repo)));
+    // Both versions serve the same products, from the same repository and cache.
+    let routes = tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(
+        repo.clone(),
+    )))
+    .add_service(CatalogServiceV2Server::new(grpc::CatalogV2Grpc::new(repo)));
     server::serve(
         listener,
         ServerSpec {
             name: "catalog",
-            grpc_services: vec!["polyshop.catalog.v1.CatalogService"],
+            grpc_services: vec![
+                "polyshop.catalog.v1.CatalogService",
+                "polyshop.catalog.v2.CatalogService",
+            ],
             routes,
             db: conn,
             health: server::health::Health::new("catalog", &settings.data_dir)

@@ -75,6 +75,7 @@ mod tests {
                 amount_minor: 1999,
                 currency_code: "EUR".into(),
             }),
+            other_prices: Vec::new(),
             active: true,
         }
     }

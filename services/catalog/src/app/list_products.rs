@@ -72,6 +72,7 @@ mod tests {
                 amount_minor: 100,
                 currency_code: "USD".into(),
             }),
+            other_prices: Vec::new(),
             active,
         };
         create_product(repo, draft).await.expect("create").product

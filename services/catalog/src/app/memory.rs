@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use super::{CatalogRepository, ListFilter};
-use crate::domain::{CatalogError, NewProduct, Product, ProductChanges};
+use crate::domain::{CatalogError, NewProduct, Product, ProductChanges, other_prices_after};
 
 #[derive(Debug, Default)]
 pub struct MemoryRepository {
@@ -57,6 +57,7 @@ impl CatalogRepository for MemoryRepository {
             description: new.description,
             category: new.category,
             price: new.price,
+            other_prices: new.other_prices,
             active: new.active,
             created_at: now,
             updated_at: now,
@@ -116,6 +117,7 @@ impl CatalogRepository for MemoryRepository {
             .iter_mut()
             .find(|(_, p)| p.id == id)
             .ok_or(CatalogError::NotFound)?;
+        p.other_prices = other_prices_after(&p.other_prices, &changes);
         if let Some(name) = changes.name {
             p.name = name;
         }

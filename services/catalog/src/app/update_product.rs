@@ -37,6 +37,7 @@ mod tests {
                 amount_minor: 100,
                 currency_code: "USD".into(),
             }),
+            other_prices: Vec::new(),
             active: true,
         };
         let before = create_product(&repo, draft).await.expect("create").product;

@@ -29,8 +29,11 @@ pub struct Product {
     pub description: String,
     /// Lower-case slug, e.g. `kitchen`.
     pub category: String,
-    /// Unit price.
+    /// Unit price: the default one, which version 1 shows and orders are charged.
     pub price: Money,
+    /// Prices in further currencies (version 2), sorted by currency code; none is in
+    /// `price`'s currency.
+    pub other_prices: Vec<Money>,
     /// Listed and orderable when true; inactive products are still readable by id.
     pub active: bool,
     /// Epoch ms.
@@ -52,6 +55,8 @@ pub struct ProductDraft {
     pub category: String,
     /// Unit price; required.
     pub price: Option<Money>,
+    /// Prices in further currencies (version 2's `prices[1..]`); empty from version 1.
+    pub other_prices: Vec<Money>,
     /// Whether it starts active.
     pub active: bool,
 }
@@ -69,6 +74,8 @@ pub struct NewProduct {
     pub category: String,
     /// Unit price.
     pub price: Money,
+    /// Prices in further currencies, sorted by currency code, none in `price`'s.
+    pub other_prices: Vec<Money>,
     /// Whether it starts active.
     pub active: bool,
 }
@@ -82,10 +89,35 @@ pub struct ProductChanges {
     pub description: Option<String>,
     /// New category.
     pub category: Option<String>,
-    /// New price.
+    /// New price. Without `other_prices`, a stored price in its currency is dropped (version
+    /// 1 sets the one price it knows; the product keeps one price per currency).
     pub price: Option<Money>,
+    /// New prices in further currencies (version 2), replacing the stored ones.
+    pub other_prices: Option<Vec<Money>>,
     /// Activate or deactivate.
     pub active: Option<bool>,
+}
+
+impl Product {
+    /// Every price, the default first: version 2's `prices`.
+    pub fn prices(&self) -> impl Iterator<Item = &Money> {
+        std::iter::once(&self.price).chain(&self.other_prices)
+    }
+}
+
+/// The prices in further currencies a product keeps after `changes`: replaced when they are
+/// set, else the stored ones without any in a new default price's currency. Every repository
+/// applies changes with this.
+pub fn other_prices_after(stored: &[Money], changes: &ProductChanges) -> Vec<Money> {
+    match (&changes.other_prices, &changes.price) {
+        (Some(replaced), _) => replaced.clone(),
+        (None, Some(price)) => stored
+            .iter()
+            .filter(|p| p.currency_code != price.currency_code)
+            .cloned()
+            .collect(),
+        (None, None) => stored.to_vec(),
+    }
 }
 
 /// What happened to a product, published as an integration event.
@@ -165,6 +197,7 @@ mod tests {
                 amount_minor: 100,
                 currency_code: "USD".into(),
             },
+            other_prices: Vec::new(),
             active: true,
             created_at: 1_000,
             updated_at: 1_000,

@@ -59,6 +59,29 @@ pub fn check_price(price: &Money, prefix: &str, violations: &mut Violations) {
     );
 }
 
+/// Checks the prices in further currencies, recording violations under
+/// `other_prices[i]`: each valid, sorted by currency code afterwards, and none in the currency
+/// of `price` or of an earlier one (a product has one price per currency; the contract's
+/// rules are per item, so the domain checks the list).
+fn check_other_prices(price: Option<&Money>, others: &mut [Money], violations: &mut Violations) {
+    let mut seen: Vec<&str> = price
+        .map(|p| p.currency_code.as_str())
+        .into_iter()
+        .collect();
+    for (i, other) in others.iter().enumerate() {
+        let prefix = format!("other_prices[{i}]");
+        check_price(other, &prefix, violations);
+        if seen.contains(&other.currency_code.as_str()) {
+            violations.add(
+                format!("{prefix}.currency_code"),
+                "repeats the currency of an earlier price",
+            );
+        }
+        seen.push(&other.currency_code);
+    }
+    others.sort_by(|a, b| a.currency_code.cmp(&b.currency_code));
+}
+
 /// Checks the ids of a batch read: none blank (`product_ids[3]`). Their count and empty
 /// ids are the contract's rules on `BatchGetProductsRequest.product_ids`.
 pub fn check_product_ids(ids: &[String], violations: &mut Violations) {
@@ -76,7 +99,7 @@ impl ProductDraft {
     ///
     /// # Errors
     /// Every violation, named by proto field (`name`, `price.currency_code`, …).
-    pub fn validate(self) -> Result<NewProduct, Violations> {
+    pub fn validate(mut self) -> Result<NewProduct, Violations> {
         let name = self.name.trim().to_owned();
         let description = self.description.trim().to_owned();
         let category = self.category.trim().to_owned();
@@ -87,6 +110,7 @@ impl ProductDraft {
             // The contract requires it too, but a NewProduct cannot be built without one.
             None => v.add("price", "is required"),
         }
+        check_other_prices(self.price.as_ref(), &mut self.other_prices, &mut v);
         match self.price {
             Some(price) if v.is_empty() => Ok(NewProduct {
                 request_id: Some(self.request_id).filter(|r| !r.is_empty()),
@@ -94,6 +118,7 @@ impl ProductDraft {
                 description,
                 category,
                 price,
+                other_prices: self.other_prices,
                 active: self.active,
             }),
             _ => Err(v),
@@ -109,7 +134,7 @@ impl ProductChanges {
     /// Every violation, named by proto field.
     pub fn validate(self) -> Result<Self, Violations> {
         let trim = |s: String| s.trim().to_owned();
-        let changes = Self {
+        let mut changes = Self {
             name: self.name.map(trim),
             description: self.description.map(trim),
             category: self.category.map(trim),
@@ -121,6 +146,9 @@ impl ProductChanges {
         }
         if let Some(price) = &changes.price {
             check_price(price, "price", &mut v);
+        }
+        if let Some(others) = &mut changes.other_prices {
+            check_other_prices(changes.price.as_ref(), others, &mut v);
         }
         v.into_result().map(|()| changes)
     }
@@ -184,6 +212,7 @@ mod tests {
             description: "Heavy.".into(),
             category: "kitchen".into(),
             price: Some(usd(3999)),
+            other_prices: Vec::new(),
             active: true,
         }
     }

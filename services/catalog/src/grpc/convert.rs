@@ -28,7 +28,7 @@ pub fn money(m: Money) -> api::Money {
     }
 }
 
-fn money_in(m: api::Money) -> Money {
+pub fn money_in(m: api::Money) -> Money {
     Money {
         amount_minor: m.amount_minor,
         currency_code: m.currency_code,
@@ -42,6 +42,7 @@ pub fn draft(r: pb::CreateProductRequest) -> ProductDraft {
         description: r.description,
         category: r.category,
         price: r.price.map(money_in),
+        other_prices: Vec::new(),
         active: r.active,
     }
 }
@@ -53,6 +54,7 @@ pub fn changes(r: pb::UpdateProductRequest) -> ProductChanges {
         category: r.category,
         // A message field is "set" when present.
         price: r.price.map(money_in),
+        other_prices: None,
         active: r.active,
     }
 }

@@ -212,6 +212,7 @@ mod tests {
                 amount_minor: 1250,
                 currency_code: "EUR".into(),
             },
+            other_prices: Vec::new(),
             active: true,
         }
     }

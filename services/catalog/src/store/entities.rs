@@ -37,3 +37,29 @@ pub mod product {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `product_prices` table: a product's prices in further currencies (version 2), one row
+/// per currency; the default price stays in `products`.
+pub mod product_price {
+    use sea_orm::entity::prelude::*;
+
+    /// One price row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "product_prices")]
+    pub struct Model {
+        /// The product.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub product_id: String,
+        /// ISO 4217 code; one row per currency.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub currency_code: String,
+        /// Price in minor units.
+        pub amount_minor: i64,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

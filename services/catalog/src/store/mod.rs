@@ -1,4 +1,5 @@
-//! Persistence of the catalog context with sea-orm: the `products` table, its migrations, and
+//! Persistence of the catalog context with sea-orm: the `products` and `product_prices`
+//! tables, their migrations, and
 //! [`SeaCatalogRepository`], the implementation of [`crate::app::CatalogRepository`].
 //! Entities never leave this module.
 
@@ -16,10 +17,15 @@ use polyshop_platform::db::Migration;
 /// `request_id` is UNIQUE but nullable: both SQLite and PostgreSQL allow any number of NULLs,
 /// so only creates that carry a request id are deduplicated. The list indexes serve
 /// `WHERE active … ORDER BY id DESC` with and without a category.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "products",
-    sql: "CREATE TABLE products (
+///
+/// Version 2 (`polyshop.catalog.v2`, a price per currency) keeps the default price in
+/// `products`, so version 1 reads it unchanged, and a product's prices in further currencies
+/// in `product_prices`, one row per currency.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "products",
+        sql: "CREATE TABLE products (
             id TEXT PRIMARY KEY,
             request_id TEXT UNIQUE,
             name TEXT NOT NULL,
@@ -32,4 +38,14 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             updated_at BIGINT NOT NULL);
           CREATE INDEX products_active_by_id ON products (active, id);
           CREATE INDEX products_by_category ON products (category, active, id)",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "product_prices",
+        sql: "CREATE TABLE product_prices (
+            product_id TEXT NOT NULL REFERENCES products (id),
+            currency_code TEXT NOT NULL,
+            amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),
+            PRIMARY KEY (product_id, currency_code))",
+    },
+];

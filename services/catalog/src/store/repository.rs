@@ -1,19 +1,26 @@
 //! [`SeaCatalogRepository`]: the catalog repository over sea-orm (SQLite or PostgreSQL).
 //!
 //! Every write commits with its outbox events: a create with `ProductCreated`, an update with
-//! `ProductUpdated` and/or `ProductPriceChanged` for what it really changed.
+//! `ProductUpdated` and/or `ProductPriceChanged` for what it really changed. A product's
+//! prices in further currencies live in `product_prices` and are read with it, one query for
+//! all the products a read returns.
+
+use std::collections::HashMap;
 
 use polyshop_platform::events::outbox::{self, OutboxSignal};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
     sea_query::{BinOper, Expr, ExprTrait, Func},
 };
 
-use super::entities::product;
+use super::entities::{product, product_price};
 use crate::{
     app::{CatalogRepository, ListFilter},
-    domain::{CatalogError, Money, NewProduct, Product, ProductChanges, ProductEvent},
+    domain::{
+        CatalogError, Money, NewProduct, Product, ProductChanges, ProductEvent, other_prices_after,
+    },
     events,
 };
 
@@ -61,7 +68,7 @@ fn internal(e: DbErr) -> CatalogError {
     CatalogError::Internal(Box::new(e))
 }
 
-fn to_product(row: product::Model) -> Product {
+fn to_product(row: product::Model, other_prices: Vec<Money>) -> Product {
     Product {
         id: row.id,
         name: row.name,
@@ -71,10 +78,78 @@ fn to_product(row: product::Model) -> Product {
             amount_minor: row.price_amount_minor,
             currency_code: row.price_currency_code,
         },
+        other_prices,
         active: row.active,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
+}
+
+/// The prices in further currencies of the products `ids`, each product's sorted by currency
+/// code.
+async fn other_prices_of<C: ConnectionTrait>(
+    db: &C,
+    ids: &[&str],
+) -> Result<HashMap<String, Vec<Money>>, DbErr> {
+    let mut by_product: HashMap<String, Vec<Money>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(by_product);
+    }
+    let rows = product_price::Entity::find()
+        .filter(product_price::Column::ProductId.is_in(ids.iter().map(|id| (*id).to_owned())))
+        .order_by_asc(product_price::Column::CurrencyCode)
+        .all(db)
+        .await?;
+    for row in rows {
+        by_product.entry(row.product_id).or_default().push(Money {
+            amount_minor: row.amount_minor,
+            currency_code: row.currency_code,
+        });
+    }
+    Ok(by_product)
+}
+
+/// `rows` as products, with their prices in further currencies.
+async fn with_prices<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<product::Model>,
+) -> Result<Vec<Product>, CatalogError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut prices = other_prices_of(db, &ids).await.map_err(internal)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let others = prices.remove(&row.id).unwrap_or_default();
+            to_product(row, others)
+        })
+        .collect())
+}
+
+/// `row` as a product, with its prices in further currencies.
+async fn one_with_prices<C: ConnectionTrait>(
+    db: &C,
+    row: Option<product::Model>,
+) -> Result<Option<Product>, CatalogError> {
+    Ok(with_prices(db, row.into_iter().collect()).await?.pop())
+}
+
+/// Stores `prices` as product `id`'s prices in further currencies (none stored before).
+async fn insert_prices<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+    prices: &[Money],
+) -> Result<(), DbErr> {
+    if prices.is_empty() {
+        return Ok(());
+    }
+    product_price::Entity::insert_many(prices.iter().map(|p| product_price::ActiveModel {
+        product_id: Set(id.to_owned()),
+        currency_code: Set(p.currency_code.clone()),
+        amount_minor: Set(p.amount_minor),
+    }))
+    .exec(db)
+    .await?;
+    Ok(())
 }
 
 /// The escape character of [`like_pattern`]; `!` needs no quoting in either SQL dialect,
@@ -145,13 +220,16 @@ impl CatalogRepository for SeaCatalogRepository {
         };
         let txn = self.db.begin().await.map_err(internal)?;
         let inserted = match row.insert(&txn).await {
-            Ok(inserted) => to_product(inserted),
+            Ok(inserted) => to_product(inserted, new.other_prices),
             // The id is a fresh UUIDv7, so the only key that can collide is the request id.
             Err(e) if has_request_id && polyshop_platform::db::is_unique_violation(&e) => {
                 return abandon(txn, CatalogError::DuplicateRequest).await;
             }
             Err(e) => return abandon(txn, internal(e)).await,
         };
+        if let Err(e) = insert_prices(&txn, &inserted.id, &inserted.other_prices).await {
+            return abandon(txn, internal(e)).await;
+        }
         self.commit_with(txn, &[ProductEvent::Created(inserted.clone())])
             .await?;
         Ok(inserted)
@@ -162,7 +240,7 @@ impl CatalogRepository for SeaCatalogRepository {
             .one(&self.db)
             .await
             .map_err(internal)?;
-        Ok(row.map(to_product))
+        one_with_prices(&self.db, row).await
     }
 
     async fn find_by_request_id(&self, request_id: &str) -> Result<Option<Product>, CatalogError> {
@@ -171,7 +249,7 @@ impl CatalogRepository for SeaCatalogRepository {
             .one(&self.db)
             .await
             .map_err(internal)?;
-        Ok(row.map(to_product))
+        one_with_prices(&self.db, row).await
     }
 
     async fn find_many(&self, ids: &[String]) -> Result<Vec<Product>, CatalogError> {
@@ -183,7 +261,7 @@ impl CatalogRepository for SeaCatalogRepository {
             .all(&self.db)
             .await
             .map_err(internal)?;
-        Ok(rows.into_iter().map(to_product).collect())
+        with_prices(&self.db, rows).await
     }
 
     async fn list(
@@ -199,7 +277,7 @@ impl CatalogRepository for SeaCatalogRepository {
             .all(&self.db)
             .await
             .map_err(internal)?;
-        Ok(rows.into_iter().map(to_product).collect())
+        with_prices(&self.db, rows).await
     }
 
     async fn update(&self, id: &str, changes: ProductChanges) -> Result<Product, CatalogError> {
@@ -210,7 +288,11 @@ impl CatalogRepository for SeaCatalogRepository {
             Ok(None) => return abandon(txn, CatalogError::NotFound).await,
             Err(e) => return abandon(txn, internal(e)).await,
         };
-        let before = to_product(row.clone());
+        let before = match one_with_prices(&txn, Some(row.clone())).await {
+            Ok(before) => before.expect("the row read above"),
+            Err(e) => return abandon(txn, e).await,
+        };
+        let other_prices = other_prices_after(&before.other_prices, &changes);
         // Strictly increasing, so two updates within one millisecond stay ordered.
         let updated_at = std::cmp::max(polyshop_platform::now_millis(), row.updated_at + 1);
         // Only the columns set here are written; the others keep whatever is stored.
@@ -233,9 +315,22 @@ impl CatalogRepository for SeaCatalogRepository {
         }
         active.updated_at = Set(updated_at);
         let after = match active.update(&txn).await {
-            Ok(row) => to_product(row),
+            Ok(row) => to_product(row, other_prices),
             Err(e) => return abandon(txn, internal(e)).await,
         };
+        if after.other_prices != before.other_prices {
+            let replaced = product_price::Entity::delete_many()
+                .filter(product_price::Column::ProductId.eq(id))
+                .exec(&txn)
+                .await;
+            let stored = match replaced {
+                Ok(_) => insert_prices(&txn, id, &after.other_prices).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                return abandon(txn, internal(e)).await;
+            }
+        }
         self.commit_with(txn, &ProductEvent::of_update(&before, &after))
             .await?;
         Ok(after)

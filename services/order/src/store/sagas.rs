@@ -381,11 +381,41 @@ impl SagaStore {
         Ok(counts)
     }
 
-    /// Sets `polyshop_sagas{state}` from [`Self::count_by_step`].
+    /// When the oldest unfinished saga started (epoch ms), if any runs.
     ///
     /// # Errors
-    /// `Internal` for storage errors; the gauge keeps its last values.
+    /// `Internal` for storage errors.
+    pub async fn oldest_running(&self) -> Result<Option<i64>, OrderError> {
+        let rows = all(
+            &self.db,
+            "SELECT MIN(created_at) AS oldest FROM sagas WHERE step <> 'done'",
+            vec![],
+        )
+        .await?;
+        match rows.first() {
+            Some(row) => Ok(row.try_get::<Option<i64>>("", "oldest")?),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets `polyshop_sagas{state}` from [`Self::count_by_step`] and
+    /// `polyshop_saga_oldest_running_age_seconds` from [`Self::oldest_running`].
+    ///
+    /// # Errors
+    /// `Internal` for storage errors; the gauges keep their last values.
     pub async fn sample_gauge(&self) -> Result<(), OrderError> {
+        let oldest = self.oldest_running().await?;
+        let age_ms = oldest.map_or(0, |t| {
+            polyshop_platform::now_millis().saturating_sub(t).max(0)
+        });
+        #[allow(clippy::cast_precision_loss)]
+        polyshop_platform::metrics::set(
+            "polyshop_saga_oldest_running_age_seconds",
+            "Age in seconds of the oldest saga not yet done, 0 when none runs (sampled every \
+             events.gauge_interval_ms).",
+            &[],
+            age_ms as f64 / 1000.0,
+        );
         for (step, n) in self.count_by_step().await? {
             #[allow(clippy::cast_precision_loss)]
             polyshop_platform::metrics::set(
