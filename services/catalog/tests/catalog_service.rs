@@ -3,7 +3,7 @@
 //! nats-server, whose `POLYSHOP_CATALOG` stream the event tests read. Tokens come from a test
 //! issuer the server's authenticator trusts.
 
-use std::{collections::HashSet, net::SocketAddr, time::Duration};
+use std::collections::HashSet;
 
 use polyshop::{
     api::v1::Money,
@@ -13,81 +13,18 @@ use polyshop_platform::{
     config::Settings,
     db,
     events::outbox,
-    shutdown,
-    testing::{
-        self, NatsServer, TestTokens, bearer, eventually, expect_published, last_event, published,
-    },
+    testing::{self, NatsServer, bearer, eventually, expect_published, last_event, published},
 };
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
+mod common;
+
+use common::{Running, start, start_with};
+
 const CREATED: &str = "polyshop.catalog.product.created";
 const UPDATED: &str = "polyshop.catalog.product.updated";
 const PRICE_CHANGED: &str = "polyshop.catalog.product.price_changed";
-
-/// A running catalog server with the nats-server it publishes to; both stop with it.
-struct Running {
-    addr: SocketAddr,
-    tokens: TestTokens,
-    settings: Settings,
-    nats: NatsServer,
-    stop: shutdown::Trigger,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    fn client(&self) -> CatalogServiceClient<Channel> {
-        CatalogServiceClient::new(testing::channel(self.addr))
-    }
-
-    fn admin(&self) -> String {
-        self.tokens.admin("admin-1")
-    }
-
-    /// Stops the server and hands back its nats-server, still running.
-    async fn stop(self) -> NatsServer {
-        self.stop.fire();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-        self.nats
-    }
-}
-
-/// Starts the service with `settings` and a nats-server of its own.
-async fn start(settings: Settings) -> Running {
-    start_with(settings, NatsServer::start().await).await
-}
-
-/// Starts the service with `settings`, publishing to `nats`, and waits until it answers.
-async fn start_with(mut settings: Settings, nats: NatsServer) -> Running {
-    settings.nats.url = Some(nats.url());
-    let tokens = TestTokens::new(&settings);
-    let auth = tokens.authenticator(polyshop_catalog::SERVICE_NAME);
-    let (listener, addr) = testing::listener().await;
-    let (stop, stopped) = shutdown::channel();
-    let served = settings.clone();
-    let task = tokio::spawn(async move {
-        polyshop_catalog::serve_with_auth(served, listener, auth, stopped.wait())
-            .await
-            .expect("catalog service runs");
-    });
-    // The server answers once migrations ran; wait for that.
-    let mut client = CatalogServiceClient::new(testing::channel(addr));
-    eventually("the catalog server answers", async || {
-        client
-            .list_products(pb::ListProductsRequest::default())
-            .await
-            .is_ok()
-    })
-    .await;
-    Running {
-        addr,
-        tokens,
-        settings,
-        nats,
-        stop,
-        task,
-    }
-}
 
 /// Outbox rows the server has not published yet, read from its database.
 async fn pending(settings: &Settings) -> u64 {

@@ -2,8 +2,6 @@
 //! the same catalog server from the same products: what one version writes, the other reads
 //! (version 1 shows the default price), on SQLite and, when configured, PostgreSQL.
 
-use std::{net::SocketAddr, time::Duration};
-
 use polyshop::{
     api::v1::Money,
     catalog::{
@@ -11,70 +9,13 @@ use polyshop::{
         v2::{self as pb, catalog_service_client::CatalogServiceClient},
     },
 };
-use polyshop_platform::{
-    config::Settings,
-    shutdown,
-    testing::{self, NatsServer, TestTokens, bearer, eventually},
-};
+use polyshop_platform::testing::{self, bearer};
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
-/// A running catalog server and the nats-server it publishes to.
-struct Running {
-    addr: SocketAddr,
-    tokens: TestTokens,
-    _nats: NatsServer,
-    stop: shutdown::Trigger,
-    task: tokio::task::JoinHandle<()>,
-}
+mod common;
 
-impl Running {
-    fn v2(&self) -> CatalogServiceClient<Channel> {
-        CatalogServiceClient::new(testing::channel(self.addr))
-    }
-
-    fn v1(&self) -> V1Client<Channel> {
-        V1Client::new(testing::channel(self.addr))
-    }
-
-    fn admin(&self) -> String {
-        self.tokens.admin("admin-1")
-    }
-
-    async fn stop(self) {
-        self.stop.fire();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-    }
-}
-
-async fn start(mut settings: Settings) -> Running {
-    let nats = NatsServer::start().await;
-    settings.nats.url = Some(nats.url());
-    let tokens = TestTokens::new(&settings);
-    let auth = tokens.authenticator(polyshop_catalog::SERVICE_NAME);
-    let (listener, addr) = testing::listener().await;
-    let (stop, stopped) = shutdown::channel();
-    let task = tokio::spawn(async move {
-        polyshop_catalog::serve_with_auth(settings, listener, auth, stopped.wait())
-            .await
-            .expect("catalog service runs");
-    });
-    let mut client = CatalogServiceClient::new(testing::channel(addr));
-    eventually("the catalog server answers version 2", async || {
-        client
-            .list_products(pb::ListProductsRequest::default())
-            .await
-            .is_ok()
-    })
-    .await;
-    Running {
-        addr,
-        tokens,
-        _nats: nats,
-        stop,
-        task,
-    }
-}
+use common::{Running, start};
 
 fn money(amount_minor: i64, currency_code: &str) -> Money {
     Money {
@@ -120,7 +61,7 @@ async fn get_v1(client: &mut V1Client<Channel>, id: &str) -> v1pb::Product {
 
 /// Creates through version 2 and reads, lists and updates through both versions.
 async fn both_versions_share_the_products(server: &Running) {
-    let (mut v2, mut v1) = (server.v2(), server.v1());
+    let (mut v2, mut v1) = (server.v2(), server.client());
     let admin = server.admin();
     let kettle = v2
         .create_product(bearer(
