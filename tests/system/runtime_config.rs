@@ -145,7 +145,7 @@ async fn runtime_config_changes_limits_and_log_level_without_restart_and_rolls_b
     )
     .await;
     assert!(ok, "set: {err}");
-    let limited = poll_until(Duration::from_secs(15), async || {
+    let limited = poll_until(Duration::from_secs(60), async || {
         (refused_of(&edge, 10).await > 0).then_some(())
     })
     .await;
@@ -219,7 +219,9 @@ async fn runtime_config_changes_limits_and_log_level_without_restart_and_rolls_b
     .await;
     assert!(ok, "rollback: {err}");
     assert!(out.contains("configured value"), "{out}");
-    let restored = poll_until(Duration::from_secs(15), async || {
+    // Generous: under CI's parallel system tests a change and the bucket's refill can take
+    // seconds to show (one run in three missed a 15 s window).
+    let restored = poll_until(Duration::from_secs(60), async || {
         (refused_of(&edge, 20).await == 0).then_some(())
     })
     .await;
@@ -262,7 +264,7 @@ async fn runtime_config_changes_limits_and_log_level_without_restart_and_rolls_b
     )
     .await;
     assert!(ok, "set log: {err}");
-    let logged = poll_until(Duration::from_secs(15), async || {
+    let logged = poll_until(Duration::from_secs(60), async || {
         assert_eq!(
             get(&edge, "/v1/notifications", Some("not-a-token")).await,
             401
