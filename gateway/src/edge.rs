@@ -246,7 +246,8 @@ impl Edge {
         Ok(edge)
     }
 
-    /// Applies the edge's runtime settings (rate limits, the upstream deadline) as they
+    /// Applies the edge's runtime settings (rate limits, the upstream deadline, the circuits'
+    /// thresholds) as they
     /// change, without a restart (decision 0021).
     pub fn follow(self: &Arc<Self>, runtime: &RuntimeConfig) {
         for spec in runtime_config::settings_of(runtime_config::GATEWAY) {
@@ -259,6 +260,12 @@ impl Edge {
                         return Ok(());
                     };
                     edge.apply_timeout(value)
+                }),
+                "breaker_failures" | "breaker_cool_down_ms" => Arc::new(move |value| {
+                    let Some(edge) = edge.upgrade() else {
+                        return Ok(());
+                    };
+                    edge.upstreams.tune_breakers(setting, value)
                 }),
                 _ => Arc::new(move |value| {
                     let Some(edge) = edge.upgrade() else {

@@ -234,6 +234,22 @@ impl Upstreams {
         self.remote.get(context).map(|c| &c.pool)
     }
 
+    /// Applies a runtime breaker setting (`breaker_failures`, `breaker_cool_down_ms`) to every
+    /// remote context's circuit.
+    ///
+    /// # Errors
+    /// A value of the wrong kind.
+    pub fn tune_breakers(
+        &self,
+        setting: &str,
+        value: Option<&polyshop_platform::runtime_config::Value>,
+    ) -> Result<(), String> {
+        for context in self.remote.values() {
+            polyshop_platform::runtime_config::tune_breaker(&context.breaker, setting, value)?;
+        }
+        Ok(())
+    }
+
     /// The circuit of a remote context.
     pub fn breaker(&self, context: &str) -> Option<&CircuitBreaker> {
         self.remote.get(context).map(|c| c.breaker.as_ref())

@@ -1,5 +1,6 @@
-//! The metrics registry benchmark behind docs/decisions/0018: today's hand-written registry
-//! (`polyshop_platform::metrics`) against the same API built on `prometheus-client`, recording
+//! The metrics registry benchmark behind docs/decisions/0018: `polyshop_platform::metrics` (once
+//! a hand-written registry, now a facade over `prometheus-client`, so the rounds measure the
+//! facade's own cost) against the same API built directly on `prometheus-client`, recording
 //! what a served call records (`request_log`'s counter with service, method and code, and its
 //! histogram with service and method) N times over 30 series, in interleaved rounds so both
 //! see the same machine. No criterion: a plain loop, the per-record time of each round, and
@@ -177,7 +178,7 @@ fn main() {
     });
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     println!("{n} records (counter + histogram) per round, {rounds} rounds, interleaved");
-    println!("round  hand-written ns/record  prometheus-client ns/record");
+    println!("round  polyshop metrics ns/record  prometheus-client ns/record");
     for round in 0..rounds {
         // Alternate which goes first, so neither always runs on a warmer machine.
         let time_ours = || {
@@ -210,11 +211,11 @@ fn main() {
     let best = |xs: &[f64]| xs.iter().copied().fold(f64::INFINITY, f64::min);
     let (mo, mt) = (median(ours.clone()), median(theirs.clone()));
     println!(
-        "median: hand-written {mo:.1} ns, prometheus-client {mt:.1} ns ({:+.0}%)",
+        "median: polyshop metrics {mo:.1} ns, prometheus-client {mt:.1} ns ({:+.0}%)",
         (mt / mo - 1.0) * 100.0
     );
     println!(
-        "best:   hand-written {:.1} ns, prometheus-client {:.1} ns",
+        "best:   polyshop metrics {:.1} ns, prometheus-client {:.1} ns",
         best(&ours),
         best(&theirs)
     );

@@ -1,5 +1,5 @@
 //! [`TtlMap`]: the in-memory map behind the services' read-through caches. An entry is fresh
-//! for a fixed time after it was remembered and is kept after that (a caller may still serve
+//! for a set time after it was remembered (the `cache_ttl_ms` runtime setting may change it) and is kept after that (a caller may still serve
 //! it when its store fails); the map never holds more than a fixed number of entries.
 //!
 //! [`TtlMap::lookup`] refreshes a hot entry without a stampede: when it goes stale, one caller
@@ -8,14 +8,19 @@
 
 use std::{
     collections::HashMap,
-    sync::{PoisonError, RwLock},
+    sync::{
+        PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 /// Values by id, each fresh for `ttl` after it was remembered.
 #[derive(Debug)]
 pub struct TtlMap<V> {
-    ttl: Duration,
+    /// How long an entry is fresh, in ms; runtime configuration may change it.
+    ttl_ms: AtomicU64,
+    configured_ttl: Duration,
     max_entries: usize,
     entries: RwLock<HashMap<String, Entry<V>>>,
 }
@@ -51,10 +56,26 @@ impl<V: Clone> TtlMap<V> {
     /// An empty map whose entries are fresh for `ttl`, holding at most `max_entries`.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         Self {
-            ttl,
+            ttl_ms: AtomicU64::new(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            configured_ttl: ttl,
             max_entries,
             entries: RwLock::default(),
         }
+    }
+
+    /// Sets how long entries stay fresh (`None`: as configured), for runtime configuration;
+    /// it applies to entries already held too.
+    pub fn set_ttl(&self, ttl: Option<Duration>) {
+        let ttl = ttl.unwrap_or(self.configured_ttl);
+        self.ttl_ms.store(
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How long entries stay fresh now.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
     }
 
     /// The value remembered for `id`, and whether it is still fresh.
@@ -63,7 +84,7 @@ impl<V: Clone> TtlMap<V> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .map(|e| (e.value.clone(), e.fresh(self.ttl)))
+            .map(|e| (e.value.clone(), e.fresh(self.ttl())))
     }
 
     /// The value for `id` and what to do with it; see [`Lookup`]. A stale entry sends exactly
@@ -78,19 +99,19 @@ impl<V: Clone> TtlMap<V> {
             .get(id)
         {
             None => return Lookup::Load(None),
-            Some(e) if e.fresh(self.ttl) => return Lookup::Fresh(e.value.clone()),
+            Some(e) if e.fresh(self.ttl()) => return Lookup::Fresh(e.value.clone()),
             Some(_) => {}
         }
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         let Some(entry) = entries.get_mut(id) else {
             return Lookup::Load(None);
         };
-        if entry.fresh(self.ttl) {
+        if entry.fresh(self.ttl()) {
             return Lookup::Fresh(entry.value.clone());
         }
         if entry
             .refreshing
-            .is_some_and(|since| since.elapsed() < self.ttl)
+            .is_some_and(|since| since.elapsed() < self.ttl())
         {
             return Lookup::Refreshing(entry.value.clone());
         }
@@ -107,7 +128,7 @@ impl<V: Clone> TtlMap<V> {
         let values: Vec<&V> = values.into_iter().collect();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() + values.len() > self.max_entries {
-            entries.retain(|_, e| e.fresh(self.ttl));
+            entries.retain(|_, e| e.fresh(self.ttl()));
             if entries.len() + values.len() > self.max_entries {
                 entries.clear();
             }

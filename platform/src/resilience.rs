@@ -9,7 +9,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -45,8 +45,12 @@ struct Inner {
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: String,
-    threshold: u32,
-    cool_down: Duration,
+    /// Consecutive failures that open it; runtime configuration may change it.
+    threshold: AtomicU32,
+    configured_threshold: u32,
+    /// How long it stays open, in ms; runtime configuration may change it.
+    cool_down_ms: AtomicU64,
+    configured_cool_down: Duration,
     inner: Mutex<Inner>,
 }
 
@@ -56,8 +60,10 @@ impl CircuitBreaker {
     pub fn new(name: &str, threshold: u32, cool_down: Duration) -> Self {
         let breaker = Self {
             name: name.to_owned(),
-            threshold: threshold.max(1),
-            cool_down,
+            threshold: AtomicU32::new(threshold.max(1)),
+            configured_threshold: threshold.max(1),
+            cool_down_ms: AtomicU64::new(millis(cool_down)),
+            configured_cool_down: cool_down,
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 failures: 0,
@@ -67,6 +73,24 @@ impl CircuitBreaker {
         };
         breaker.report(BreakerState::Closed);
         breaker
+    }
+
+    /// Sets the consecutive failures that open the circuit (`None`: as configured), for
+    /// runtime configuration; a circuit already open stays open.
+    pub fn set_threshold(&self, failures: Option<u32>) {
+        let failures = failures.unwrap_or(self.configured_threshold).max(1);
+        self.threshold.store(failures, Ordering::Relaxed);
+    }
+
+    /// Sets how long an open circuit fails fast before a probe (`None`: as configured).
+    pub fn set_cool_down(&self, cool_down: Option<Duration>) {
+        let cool_down = cool_down.unwrap_or(self.configured_cool_down);
+        self.cool_down_ms
+            .store(millis(cool_down), Ordering::Relaxed);
+    }
+
+    fn cool_down(&self) -> Duration {
+        Duration::from_millis(self.cool_down_ms.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -122,7 +146,7 @@ impl CircuitBreaker {
             BreakerState::Open => {
                 if inner
                     .opened_at
-                    .is_some_and(|t| t.elapsed() >= self.cool_down)
+                    .is_some_and(|t| t.elapsed() >= self.cool_down())
                 {
                     inner.state = BreakerState::HalfOpen;
                     inner.probing = true;
@@ -156,7 +180,9 @@ impl CircuitBreaker {
             return;
         }
         inner.failures += 1;
-        if inner.state == BreakerState::HalfOpen || inner.failures >= self.threshold {
+        if inner.state == BreakerState::HalfOpen
+            || inner.failures >= self.threshold.load(Ordering::Relaxed)
+        {
             if inner.state != BreakerState::Open {
                 tracing::warn!(upstream = %self.name, failures = inner.failures, "circuit opened");
                 self.report(BreakerState::Open);
@@ -165,6 +191,10 @@ impl CircuitBreaker {
             inner.opened_at = Some(Instant::now());
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A bulkhead for one upstream: at most `max_concurrent` calls in flight and `max_waiting`
@@ -502,6 +532,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tuned_threshold_and_cool_down_apply_to_the_next_calls_and_revert() {
+        let breaker = CircuitBreaker::new("tuned", 5, Duration::from_secs(60));
+        breaker.set_threshold(Some(1));
+        breaker.set_cool_down(Some(Duration::from_millis(10)));
+        breaker.record(false);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "one failure opens it now"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(breaker.allow(), "the short cool-down let a probe through");
+        breaker.record(true);
+        breaker.set_threshold(None);
+        breaker.set_cool_down(None);
+        for _ in 0..4 {
+            breaker.record(false);
+        }
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "five again, as configured"
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_probe_reopens_the_breaker() {
         let breaker = CircuitBreaker::new("payment", 1, Duration::from_millis(20));
         breaker.record(false);
@@ -527,21 +583,21 @@ mod tests {
         let breaker = CircuitBreaker::new(name, 2, Duration::from_millis(20));
         assert_eq!(
             breaker_gauge(name).as_deref(),
-            Some("0"),
+            Some("0.0"),
             "closed from the start"
         );
         breaker.record(false);
         assert_eq!(
             breaker_gauge(name).as_deref(),
-            Some("0"),
+            Some("0.0"),
             "below the threshold"
         );
         breaker.record(false);
-        assert_eq!(breaker_gauge(name).as_deref(), Some("1"), "open");
+        assert_eq!(breaker_gauge(name).as_deref(), Some("1.0"), "open");
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(breaker.allow());
-        assert_eq!(breaker_gauge(name).as_deref(), Some("2"), "half-open");
+        assert_eq!(breaker_gauge(name).as_deref(), Some("2.0"), "half-open");
         breaker.record(true);
-        assert_eq!(breaker_gauge(name).as_deref(), Some("0"), "closed again");
+        assert_eq!(breaker_gauge(name).as_deref(), Some("0.0"), "closed again");
     }
 }

@@ -1,5 +1,7 @@
 //! Runtime configuration: the settings that may change while a process runs (the edge's rate
-//! limits and request deadline, every process's log filter), kept in the NATS KV bucket
+//! limits and request deadline, circuit breaker thresholds at the edge and the order service,
+//! the order saga's retry budget, the catalog's and user's cache TTLs, every process's log
+//! filter), kept in the NATS KV bucket
 //! [`BUCKET`] per environment and service with their history, watched by every process and
 //! applied without a restart (decision 0021).
 //!
@@ -63,6 +65,19 @@ pub enum Scope {
     Every,
     /// The edge only.
     Gateway,
+    /// The processes named (`gateway` or contexts).
+    Only(&'static [&'static str]),
+}
+
+impl Scope {
+    /// Whether process `service` reads a setting of this scope.
+    pub fn reads(self, service: &str) -> bool {
+        match self {
+            Self::Every => true,
+            Self::Gateway => service == GATEWAY,
+            Self::Only(services) => services.contains(&service),
+        }
+    }
 }
 
 /// A setting that may change at runtime.
@@ -120,6 +135,43 @@ fn parse_timeout(text: &str) -> Result<Value, String> {
     if !(1..=600_000).contains(&ms) {
         return Err(format!(
             "{ms} ms is out of range: from 1 to 600000 (ten minutes)"
+        ));
+    }
+    Ok(Value::Millis(ms))
+}
+
+fn parse_failures(text: &str) -> Result<Value, String> {
+    let n: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if !(1..=10_000).contains(&n) {
+        return Err(format!("{n} is out of range: from 1 to 10000"));
+    }
+    Ok(Value::Count(n))
+}
+
+fn parse_attempts(text: &str) -> Result<Value, String> {
+    let n: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if !(1..=10).contains(&n) {
+        return Err(format!(
+            "{n} is out of range: from 1 (no retry) to 10 attempts"
+        ));
+    }
+    Ok(Value::Count(n))
+}
+
+fn parse_ttl(text: &str) -> Result<Value, String> {
+    let ms: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
+    if !(1..=60_000).contains(&ms) {
+        return Err(format!(
+            "{ms} ms is out of range: from 1 to 60000 (a minute)"
         ));
     }
     Ok(Value::Millis(ms))
@@ -186,6 +238,30 @@ pub const KNOWN: &[SettingSpec] = &[
         description: "deadline of one upstream call at the edge (gateway.request_timeout_ms), 1 to 600000",
         parse: parse_timeout,
     },
+    SettingSpec {
+        name: "breaker_failures",
+        scope: Scope::Only(&[GATEWAY, "order"]),
+        description: "consecutive failures that open a circuit to an upstream (gateway.breaker_failures, order.breaker_failures), 1 to 10000",
+        parse: parse_failures,
+    },
+    SettingSpec {
+        name: "breaker_cool_down_ms",
+        scope: Scope::Only(&[GATEWAY, "order"]),
+        description: "how long an open circuit fails fast before it lets a probe through (gateway.breaker_cool_down_ms, order.breaker_cool_down_ms), 1 to 600000",
+        parse: parse_timeout,
+    },
+    SettingSpec {
+        name: "call_attempts",
+        scope: Scope::Only(&["order"]),
+        description: "the retry budget: attempts per idempotent call to a saga participant, the first included (order.call_attempts), 1 to 10",
+        parse: parse_attempts,
+    },
+    SettingSpec {
+        name: "cache_ttl_ms",
+        scope: Scope::Only(&["catalog", "user"]),
+        description: "how long a cached product (catalog) or account (user) is served before a read goes to the store, 1 to 60000",
+        parse: parse_ttl,
+    },
 ];
 
 /// The setting named `name`, if known.
@@ -208,9 +284,7 @@ pub fn services() -> Vec<&'static str> {
 
 /// The settings `service` reads.
 pub fn settings_of(service: &str) -> impl Iterator<Item = &'static SettingSpec> + '_ {
-    KNOWN
-        .iter()
-        .filter(move |s| s.scope == Scope::Every || service == GATEWAY)
+    KNOWN.iter().filter(move |s| s.scope.reads(service))
 }
 
 /// Whether `env` may be an environment name (a key part of its own).
@@ -244,12 +318,62 @@ pub fn spec_for(service: &str, setting: &str) -> Result<&'static SettingSpec, St
     }
     let spec =
         spec(setting).ok_or_else(|| format!("unknown setting {setting:?}; known: {}", names()))?;
-    if spec.scope == Scope::Gateway && service != GATEWAY {
+    if !spec.scope.reads(service) {
+        let readers = match spec.scope {
+            Scope::Every => String::new(),
+            Scope::Gateway => GATEWAY.to_owned(),
+            Scope::Only(services) => services.join(", "),
+        };
         return Err(format!(
-            "{setting} is a setting of the gateway only, not of {service}"
+            "{setting} is a setting of {readers} only, not of {service}"
         ));
     }
     Ok(spec)
+}
+
+/// Applies a runtime `breaker_failures` or `breaker_cool_down_ms` to `breaker` (`None`: as
+/// configured), for every process that keeps circuits.
+///
+/// # Errors
+/// Another setting, or a value of the wrong kind.
+pub fn tune_breaker(
+    breaker: &crate::resilience::CircuitBreaker,
+    setting: &str,
+    value: Option<&Value>,
+) -> Result<(), String> {
+    match (setting, value) {
+        ("breaker_failures", None) => breaker.set_threshold(None),
+        ("breaker_failures", Some(Value::Count(n))) => breaker.set_threshold(Some(*n)),
+        ("breaker_cool_down_ms", None) => breaker.set_cool_down(None),
+        ("breaker_cool_down_ms", Some(Value::Millis(ms))) => {
+            breaker.set_cool_down(Some(Duration::from_millis(*ms)));
+        }
+        (setting, Some(other)) => return Err(format!("{other} is no {setting}")),
+        (setting, None) => return Err(format!("{setting} is no breaker setting")),
+    }
+    Ok(())
+}
+
+/// Follows the runtime `cache_ttl_ms` of this process, if it has a runtime configuration:
+/// `set_ttl` gets each new TTL, `None` for the configured one.
+pub fn follow_cache_ttl(set_ttl: impl Fn(Option<Duration>) + Send + Sync + 'static) {
+    let Some(runtime) = process() else {
+        return;
+    };
+    runtime.on(
+        "cache_ttl_ms",
+        Arc::new(move |value| match value {
+            None => {
+                set_ttl(None);
+                Ok(())
+            }
+            Some(Value::Millis(ms)) => {
+                set_ttl(Some(Duration::from_millis(*ms)));
+                Ok(())
+            }
+            Some(other) => Err(format!("{other} is no cache_ttl_ms")),
+        }),
+    );
 }
 
 /// The key of `setting` of `service` in environment `env`.
@@ -721,6 +845,12 @@ mod tests {
             ("gateway", "log", "", "empty log filter"),
             ("gateway", "log", "info,[[", "not a log filter"),
             ("catalog", "rate_burst", "5", "gateway only"),
+            ("catalog", "breaker_failures", "5", "gateway, order only"),
+            ("order", "breaker_failures", "0", "out of range"),
+            ("order", "call_attempts", "11", "out of range"),
+            ("order", "call_attempts", "three", "not a whole number"),
+            ("user", "cache_ttl_ms", "600000", "out of range"),
+            ("gateway", "cache_ttl_ms", "50", "catalog, user only"),
             ("gateway", "no_such", "5", "unknown setting"),
             ("shop", "log", "info", "unknown service"),
         ] {
@@ -733,8 +863,22 @@ mod tests {
     fn every_process_reads_the_log_filter_and_only_the_edge_its_limits() {
         assert!(services().contains(&"order") && services().contains(&"gateway"));
         let order: Vec<_> = settings_of("order").map(|s| s.name).collect();
-        assert_eq!(order, ["log"]);
-        assert_eq!(settings_of("gateway").count(), KNOWN.len());
+        assert_eq!(
+            order,
+            [
+                "log",
+                "breaker_failures",
+                "breaker_cool_down_ms",
+                "call_attempts"
+            ]
+        );
+        let catalog: Vec<_> = settings_of("catalog").map(|s| s.name).collect();
+        assert_eq!(catalog, ["log", "cache_ttl_ms"]);
+        assert_eq!(
+            settings_of("gateway").count(),
+            KNOWN.len() - 2,
+            "all but call_attempts and cache_ttl_ms"
+        );
         assert!(valid_environment("prod-eu_1"));
         for bad in ["", "Prod", "a.b", "a>", &"x".repeat(33)] {
             assert!(!valid_environment(bad), "{bad}");
@@ -794,5 +938,45 @@ mod tests {
             }),
         );
         assert_eq!(late.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_circuit_follows_its_runtime_threshold_and_keeps_it_on_a_bad_value() {
+        use crate::resilience::{BreakerState, CircuitBreaker};
+        let config = RuntimeConfig::new("dev", "order");
+        let breaker = Arc::new(CircuitBreaker::new(
+            "runtime-tuned",
+            5,
+            Duration::from_secs(60),
+        ));
+        for setting in ["breaker_failures", "breaker_cool_down_ms"] {
+            let breaker = breaker.clone();
+            config.on(
+                setting,
+                Arc::new(move |v| tune_breaker(&breaker, setting, v)),
+            );
+        }
+        config.receive("dev.order.breaker_failures", Some("1"), 1);
+        config.receive("dev.order.breaker_failures", Some("0"), 2);
+        assert_eq!(config.current("breaker_failures"), Some(Value::Count(1)));
+        breaker.record(false);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "one failure is enough now"
+        );
+        config.receive("dev.order.breaker_cool_down_ms", Some("5"), 3);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        assert!(breaker.allow(), "probing after the runtime cool-down");
+        breaker.record(true);
+        config.receive("dev.order.breaker_failures", None, 4);
+        for _ in 0..4 {
+            breaker.record(false);
+        }
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "five again, as configured"
+        );
     }
 }

@@ -46,11 +46,11 @@ async fn services_and_the_edge_serve_prometheus_metrics() {
     let (code, content_type, body) = scrape(&system.url("USER")).await;
     assert_eq!(code, "200", "{body}");
     assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
         "{content_type}"
     );
     for line in [
-        "# TYPE polyshop_rpc_requests_total counter",
+        "# TYPE polyshop_rpc_requests counter",
         r#"polyshop_rpc_requests_total{service="user",method="/polyshop.user.v1.UserService/Register",code="Ok"} 1"#,
         r#"polyshop_rpc_requests_total{service="user",method="/polyshop.user.v1.UserService/Register",code="InvalidArgument"} 1"#,
         r#"polyshop_rpc_duration_seconds_count{service="user",method="/polyshop.user.v1.UserService/Register"} 2"#,

@@ -1,4 +1,4 @@
-//! Reading the Prometheus text exposition every process serves at `/metrics`: just the
+//! Reading the OpenMetrics (Prometheus) text exposition every process serves at `/metrics`: just the
 //! samples (`name{label="value",…} number`), which is all the status document needs.
 
 /// One sample line.

@@ -83,6 +83,12 @@ pub async fn serve_with_auth(
         SeaCatalogRepository::new(conn.clone(), bus.signal),
         store::CACHE_TTL,
     ));
+    let cache = Arc::downgrade(&repo);
+    polyshop_platform::runtime_config::follow_cache_ttl(move |ttl| {
+        if let Some(cache) = cache.upgrade() {
+            cache.set_ttl(ttl);
+        }
+    });
     // Both versions serve the same products, from the same repository and cache.
     let routes = tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(
         repo.clone(),

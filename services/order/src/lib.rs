@@ -119,7 +119,14 @@ async fn serve_on(
     );
 
     let o = &settings.order;
-    let participants = GrpcParticipants::new(&settings, &auth.service_tokens(), &bus)?;
+    let participants = Arc::new(GrpcParticipants::new(
+        &settings,
+        &auth.service_tokens(),
+        &bus,
+    )?);
+    if let Some(runtime) = polyshop_platform::runtime_config::process() {
+        participants.follow(&runtime);
+    }
     let health = participants.channels().iter().fold(
         server::health::Health::new("order", &settings.data_dir)
             .nats(bus.js.client(), server::health::nats_critical("order")),
@@ -134,7 +141,7 @@ async fn serve_on(
     let saga = Arc::new(
         SagaRunner::new(
             Arc::new(StoredSagas::new(events.clone(), bus.signal.clone())),
-            Arc::new(participants),
+            participants.clone(),
             Arc::new(UserReplica::new(conn.clone())),
         )
         .with_flags(bus.flags(&settings))

@@ -69,6 +69,12 @@ pub async fn serve(
         SeaUserRepository::new(conn.clone(), bus.signal.clone()),
         store::CACHE_TTL,
     ));
+    let cache = Arc::downgrade(&repo);
+    polyshop_platform::runtime_config::follow_cache_ttl(move |ttl| {
+        if let Some(cache) = cache.upgrade() {
+            cache.set_ttl(ttl);
+        }
+    });
 
     let hashing = Arc::new(app::Hashing::new(
         settings.user.hash_permits(),

@@ -37,6 +37,11 @@ impl<R: CatalogRepository> CachedCatalog<R> {
         }
     }
 
+    /// Sets how long entries stay fresh (`None`: as built), for the runtime `cache_ttl_ms`.
+    pub fn set_ttl(&self, ttl: Option<Duration>) {
+        self.entries.set_ttl(ttl);
+    }
+
     /// The cached product and whether it is still fresh.
     fn cached(&self, id: &str) -> Option<(Product, bool)> {
         self.entries.get(id)

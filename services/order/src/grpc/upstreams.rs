@@ -4,7 +4,13 @@
 //! discovery finds them (the configured URL in `static` mode). `participants.rs` turns their
 //! answers into domain outcomes.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use polyshop::{
     catalog::v1::{BatchGetProductsRequest, Product, catalog_service_client::CatalogServiceClient},
@@ -24,6 +30,7 @@ use polyshop_platform::{
     config::{OrderSettings, Settings},
     events::EventBus,
     resilience::{self, Bulkhead, CallError, CircuitBreaker, RetryPolicy},
+    runtime_config::{self, RuntimeConfig, Value},
     server::StartError,
 };
 use tonic::{Status, service::interceptor::InterceptedService};
@@ -66,6 +73,8 @@ pub struct GrpcParticipants {
     inventory: Upstream<InventoryServiceClient<Authed>>,
     payment: Upstream<PaymentServiceClient<Authed>>,
     policy: RetryPolicy,
+    /// Attempts per idempotent call now: `policy`'s, or the runtime `call_attempts`.
+    attempts: AtomicU32,
     /// The participants' channels by context, for the full health check.
     channels: Vec<(&'static str, Balanced)>,
 }
@@ -94,7 +103,8 @@ macro_rules! call {
             .enter()
             .await
             .map_err(CallError::NotSent)?;
-        resilience::call(&$self.$upstream.breaker, &$self.policy, $path, || {
+        let policy = $self.policy();
+        resilience::call(&$self.$upstream.breaker, &policy, $path, || {
             let mut client = $self.$upstream.client.clone();
             let request = request.clone();
             async move {
@@ -169,8 +179,53 @@ impl GrpcParticipants {
                 attempt_timeout: timeout,
                 ..RetryPolicy::default()
             },
+            attempts: AtomicU32::new(o.call_attempts.max(1)),
             channels,
         })
+    }
+
+    /// The retry policy of a call starting now.
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.attempts.load(Ordering::Relaxed),
+            ..self.policy
+        }
+    }
+
+    /// Applies the runtime settings the participants read (their circuits' thresholds and the
+    /// retry budget) as they change, without a restart (decision 0021).
+    pub fn follow(self: &Arc<Self>, runtime: &RuntimeConfig) {
+        for setting in ["breaker_failures", "breaker_cool_down_ms", "call_attempts"] {
+            let participants = Arc::downgrade(self);
+            runtime.on(
+                setting,
+                Arc::new(move |value| match participants.upgrade() {
+                    Some(p) => p.apply(setting, value),
+                    None => Ok(()),
+                }),
+            );
+        }
+    }
+
+    fn apply(&self, setting: &str, value: Option<&Value>) -> Result<(), String> {
+        if setting == "call_attempts" {
+            let attempts = match value {
+                None => self.policy.max_attempts,
+                Some(Value::Count(n)) => (*n).max(1),
+                Some(other) => return Err(format!("{other} is no call_attempts")),
+            };
+            self.attempts.store(attempts, Ordering::Relaxed);
+            return Ok(());
+        }
+        for breaker in [
+            &self.user.breaker,
+            &self.catalog.breaker,
+            &self.inventory.breaker,
+            &self.payment.breaker,
+        ] {
+            runtime_config::tune_breaker(breaker, setting, value)?;
+        }
+        Ok(())
     }
 
     /// The participants' channels by context (`user`, `catalog`, `inventory`, `payment`).

@@ -36,6 +36,11 @@ impl<R: UserRepository> CachedUsers<R> {
         }
     }
 
+    /// Sets how long entries stay fresh (`None`: as built), for the runtime `cache_ttl_ms`.
+    pub fn set_ttl(&self, ttl: Option<Duration>) {
+        self.entries.set_ttl(ttl);
+    }
+
     /// The repository behind the cache.
     pub fn inner(&self) -> &R {
         &self.inner
