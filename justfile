@@ -38,10 +38,11 @@ run-cluster *args: build
     fi
     exec "{{target_dir}}/debug/polyshop" up --replicas 2 --nats-cluster 3 "$@"
 
-# Every test: unit, service, contract and end-to-end suites, then the TypeScript grpc-web client.
+# Every test: unit, service, contract and end-to-end suites, then the TypeScript grpc-web client and the pages in Chromium.
 test: tools
     cargo test --workspace --no-fail-fast
     @just _ts-client "{{target_dir}}/debug/polyshop"
+    @just _web-browser "{{target_dir}}/debug/polyshop"
 
 # Format the code.
 fmt:
@@ -71,6 +72,7 @@ ci: tools
     just machete
     just deny
     just breaking
+    just web-check
     just test
     POLYSHOP_BIN="{{target_dir}}/debug/polyshop" gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
 
@@ -120,6 +122,34 @@ bench-orders-cluster: tools
 # A TypeScript grpc-web client generated from proto/ against a fresh system (Node >= 18).
 test-ts: build
     @just _ts-client "{{target_dir}}/debug/polyshop"
+
+# Rebuild the storefront and console bundle (web/dist, committed) from web/src and proto/ (Node >= 18).
+web-build: tools
+    web/build.sh
+
+# Check that the committed web/dist is what web/src and proto/ build to; says so when Node is missing.
+web-check: tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v npm >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 18 ? 1 : 0)' 2>/dev/null; then
+      echo "web-check: Node >= 18 with npm not found: the committed web bundle was NOT checked against its sources"
+      exit 0
+    fi
+    web/check.sh
+
+# The storefront and console in headless Chromium against a fresh system (Node >= 18, Debian's chromium).
+test-web: build
+    @just _web-browser "{{target_dir}}/debug/polyshop"
+
+# The pages' browser test against a fresh system run by the given binary; says so when Node or Chromium is missing.
+_web-browser bin:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v npm >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 18 ? 1 : 0)' 2>/dev/null; then
+      echo "test-web: Node >= 18 with npm not found: the storefront and console were NOT covered"
+      exit 0
+    fi
+    POLYSHOP_BIN="{{bin}}" gateway/scripts/with-system.sh web/tests/run.sh
 
 # The TypeScript client against a fresh system run by the given binary; says so when Node is missing.
 _ts-client bin:

@@ -247,7 +247,7 @@ pub fn render(s: &GetStatusResponse) -> String {
     table(
         &mut out,
         "Flags",
-        &["FLAG", "ENABLED", "OVERRIDDEN"],
+        &["FLAG", "ENABLED", "OVERRIDDEN", "IN FORCE"],
         &s.flags
             .iter()
             .map(|f| {
@@ -255,6 +255,7 @@ pub fn render(s: &GetStatusResponse) -> String {
                     f.name.clone(),
                     f.enabled.to_string(),
                     f.overridden.to_string(),
+                    format!("{}/{}", f.instances_in_force, f.instances_reporting),
                 ]
             })
             .collect::<Vec<_>>(),

@@ -82,6 +82,22 @@ async fn dispatch(edge: Arc<Edge>, request: Request<Incoming>) -> Response<Body>
     {
         return response;
     }
+    if kind == Kind::Json
+        && let Some((label, mut response)) = crate::web::serve(
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+            edge.settings.web_dir.as_deref(),
+        )
+        .await
+    {
+        response.extensions_mut().insert(AccessNote {
+            protocol: "http",
+            rpc: Some(label.to_owned()),
+            user: None,
+        });
+        return response;
+    }
     match kind {
         Kind::Json => json::handle(&edge, request).await,
         Kind::Grpc | Kind::GrpcWeb => grpc(edge, request, kind).await,
@@ -147,7 +163,7 @@ async fn probe(edge: &Edge, path: &str) -> Option<Response<Body>> {
     Some(response)
 }
 
-/// `GET /metrics`: every metric of this process in the Prometheus text format.
+/// `GET /metrics`: every metric of this process in the OpenMetrics text format.
 pub fn metrics() -> Response<Body> {
     let mut response = json_response(StatusCode::OK, polyshop_platform::metrics::render().into());
     response.headers_mut().insert(

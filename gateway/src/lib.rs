@@ -4,7 +4,7 @@
 //! OpenAPI document come from `polyshop::FILE_DESCRIPTOR_SET`, never from per-service code.
 //! The storefront (`polyshop.storefront.v1`) is the one service implemented here.
 //!
-//! A request: [`access_log`] (request id, one log line) → CORS → [`dispatch`] (probes, load
+//! A request: [`access_log`] (request id, one log line) → CORS → [`dispatch`] (probes, [`web`] pages, load
 //! shedding, protocol) → [`json`] (transcoding through [`routes`], [`transcode`], [`codec`],
 //! responses written from the wire by [`wire_json`]) or [`passthrough`] (gRPC, grpc-web) →
 //! [`auth`] and [`ratelimit`] → an upstream from [`upstream`] with a deadline → [`errors`] on
@@ -30,6 +30,7 @@ pub mod tls;
 pub mod transcode;
 pub mod unary;
 pub mod upstream;
+pub mod web;
 pub mod wire_json;
 
 use std::{future::Future, time::Duration};

@@ -186,6 +186,9 @@ pub struct GatewaySettings {
     /// before forwarding it, answering INVALID_ARGUMENT as the service would; off, the
     /// services still check (their own layer), one hop later.
     pub validate_requests: bool,
+    /// Serve the storefront and console pages from this directory (e.g. `web/dist`), read on
+    /// every request, instead of the copy built into the binary: for working on the pages.
+    pub web_dir: Option<PathBuf>,
     /// PEM certificate chain (leaf first) for HTTPS on `listen`; set together with
     /// `tls_key_path`. Unset: the listener serves plaintext (h2c and HTTP/1.1).
     pub tls_cert_path: Option<PathBuf>,
@@ -219,6 +222,7 @@ impl Default for GatewaySettings {
             tls_cert_path: None,
             tls_key_path: None,
             validate_requests: true,
+            web_dir: None,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct FlagSpec {
     pub description: &'static str,
 }
 
+/// The gauge of the flag values in force in a process.
+pub const FLAG_GAUGE: &str = "polyshop_feature_flag_enabled";
+
 /// Every flag; config naming any other is refused at start.
 pub const KNOWN: &[FlagSpec] = &[
     FlagSpec {
@@ -72,10 +75,25 @@ impl Flags {
             .iter()
             .map(|f| (f.name, configured.get(f.name).copied().unwrap_or(f.default)))
             .collect();
-        Self {
+        let flags = Self {
             configured: Arc::new(values),
             overrides: Arc::default(),
+        };
+        for spec in KNOWN {
+            flags.report(spec.name);
         }
+        flags
+    }
+
+    /// Publishes the value in force as `polyshop_feature_flag_enabled{flag}` (1 on, 0 off),
+    /// so the governance status can show which instances applied an override.
+    fn report(&self, name: &str) {
+        crate::metrics::set(
+            FLAG_GAUGE,
+            "Feature flag value in force in this process: 1 on, 0 off.",
+            &[("flag", name)],
+            if self.enabled(name) { 1.0 } else { 0.0 },
+        );
     }
 
     /// Whether flag `name` is on now. An unknown name is off (and a bug: names are constants).
@@ -102,6 +120,8 @@ impl Flags {
                 overrides.remove(name);
             }
         }
+        drop(overrides);
+        self.report(name);
         tracing::info!(flag = name, value = ?value, "feature flag override");
     }
 

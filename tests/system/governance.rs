@@ -252,6 +252,21 @@ async fn the_status_shows_instances_breakers_dead_letters_outbox_consumers_and_s
         "{flag}"
     );
     assert_eq!(flag["flag"]["overridden"], true);
+    // It takes effect: the order and notification processes report the new value in force.
+    status_when(
+        &edge,
+        &admin,
+        "notification_email off in force at every instance that reads it",
+        |doc| {
+            rows(doc, "flags").iter().any(|f| {
+                f["name"] == "notification_email"
+                    && !f["enabled"].as_bool().unwrap_or(false)
+                    && count(&f["instancesReporting"]) >= 2
+                    && f["instancesInForce"] == f["instancesReporting"]
+            })
+        },
+    )
+    .await;
     let (code, flag) = call(
         &edge,
         "DELETE",

@@ -190,6 +190,9 @@ impl Governance {
                     name: spec.name.to_owned(),
                     enabled: overridden.unwrap_or(configured),
                     overridden: overridden.is_some(),
+                    // Counted from the instances' metrics by the caller.
+                    instances_reporting: 0,
+                    instances_in_force: 0,
                 }
             })
             .collect())
@@ -306,7 +309,10 @@ impl AdminService for Governance {
         let routed: Vec<String> = self.pools.iter().map(|(c, _)| c.clone()).collect();
         let mut document = status::document(&scraped, &routed, polyshop_platform::now_millis());
         match flags {
-            Ok(flags) => document.flags = flags,
+            Ok(mut flags) => {
+                status::flags_in_force(&scraped, &mut flags);
+                document.flags = flags;
+            }
             Err(why) => problems.push(format!("flags: {why}")),
         }
         match config {

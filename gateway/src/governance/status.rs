@@ -356,6 +356,29 @@ fn operations(scraped: &[Scraped]) -> Vec<OperationStats> {
         .collect()
 }
 
+/// Counts, for each of `flags`, the instances that report its value in force and those whose
+/// value is the one the flag should have now.
+pub fn flags_in_force(scraped: &[Scraped], flags: &mut [polyshop::admin::v1::Flag]) {
+    for flag in flags.iter_mut() {
+        let values: Vec<bool> = scraped
+            .iter()
+            .filter_map(|s| {
+                s.metrics
+                    .iter()
+                    .find(|m| {
+                        m.name == polyshop_platform::flags::FLAG_GAUGE
+                            && m.label("flag") == Some(flag.name.as_str())
+                    })
+                    .map(|m| m.value > 0.5)
+            })
+            .collect();
+        flag.instances_reporting = i32::try_from(values.len()).unwrap_or(i32::MAX);
+        flag.instances_in_force =
+            i32::try_from(values.iter().filter(|v| **v == flag.enabled).count())
+                .unwrap_or(i32::MAX);
+    }
+}
+
 /// The status document of `scraped` at `now_ms`; flags, config versions and problems are
 /// filled in by the caller.
 pub fn document(scraped: &[Scraped], edge_calls: &[String], now_ms: i64) -> GetStatusResponse {
@@ -398,6 +421,26 @@ mod tests {
             }),
             metrics: exposition::parse(metrics),
         }
+    }
+
+    #[test]
+    fn a_flag_counts_the_instances_that_applied_its_value() {
+        let on = "polyshop_feature_flag_enabled{flag=\"notification_email\"} 1.0\n";
+        let off = "polyshop_feature_flag_enabled{flag=\"notification_email\"} 0.0\n";
+        let scraped = [
+            scraped("notification", "http://n1", Some(true), off),
+            scraped("notification", "http://n2", Some(true), on),
+            scraped("catalog", "http://c1", Some(true), ""),
+        ];
+        let mut flags = vec![polyshop::admin::v1::Flag {
+            name: "notification_email".into(),
+            enabled: false,
+            overridden: true,
+            ..Default::default()
+        }];
+        flags_in_force(&scraped, &mut flags);
+        assert_eq!(flags[0].instances_reporting, 2, "the catalog reads no flag");
+        assert_eq!(flags[0].instances_in_force, 1, "n2 has not applied it yet");
     }
 
     #[test]
