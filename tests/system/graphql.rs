@@ -224,7 +224,7 @@ async fn graphql_answers_a_profile_in_one_request_with_batched_relations_and_the
     let total = || counter(&edge, "polyshop_edge_upstream_calls_total", "");
     let before = total().await;
     let deep = "{ getUser(userId: \"x\") { user { orders { user { orders { user { orders {
-        user { orders { items { product { name } } } } } } } } } } }";
+        user { orders { items { product { name } } } } } } } } } } } }";
     let (status, refused) = graphql(&edge, Some(&token), deep, json!({})).await;
     assert_eq!(status, 400, "{refused}");
     assert_eq!(

@@ -49,7 +49,8 @@ pub struct Measure {
     pub cost: usize,
 }
 
-/// Measures `query`'s operation `name` (the only one when `None`) and checks it.
+/// Measures the operation `name` (the only one when `None`) of `request`'s query and checks
+/// it. The parse is kept in `request`, so the schema does not parse the query again.
 ///
 /// # Errors
 /// INVALID_ARGUMENT for a query that does not parse or names no operation it has (the
@@ -57,12 +58,14 @@ pub struct Measure {
 /// `QUERY_TOO_DEEP`, `QUERY_TOO_BROAD` or `QUERY_TOO_COSTLY` over a limit.
 pub fn check(
     shape: &Shape,
-    query: &str,
-    name: Option<&str>,
+    request: &mut async_graphql::Request,
     limits: Limits,
 ) -> Result<Measure, EdgeError> {
-    let document = async_graphql::parser::parse_query(query)
-        .map_err(|e| EdgeError::bad_request(format!("the query does not parse: {e}")))?;
+    let name = request.operation_name.clone();
+    let name = name.as_deref();
+    let document = request
+        .parsed_query()
+        .map_err(|e| EdgeError::bad_request(format!("the query does not parse: {}", e.message)))?;
     let operation = match (&document.operations, name) {
         (DocumentOperations::Single(op), _) => op,
         (DocumentOperations::Multiple(ops), Some(name)) => ops
@@ -83,7 +86,7 @@ pub fn check(
     };
     let mut walk = Walk {
         shape,
-        document: &document,
+        document,
         measure: Measure::default(),
         spreads: HashSet::new(),
         visited: 0,

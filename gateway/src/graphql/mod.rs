@@ -138,14 +138,9 @@ async fn serve(
     let body = json::read_body(body, &parts.headers, limits)
         .await
         .map_err(|e| e.with_headers(&verdict.headers))?;
-    let query: async_graphql::Request = serde_json::from_slice(&body)
+    let mut query: async_graphql::Request = serde_json::from_slice(&body)
         .map_err(|e| EdgeError::bad_request(format!("not a GraphQL request: {e}")))?;
-    let measure = limits::check(
-        &endpoint.shape,
-        &query.query,
-        query.operation_name.as_deref(),
-        endpoint.limits,
-    )?;
+    let measure = limits::check(&endpoint.shape, &mut query, endpoint.limits)?;
     // The first token paid for the request; the rest of its calls pay now, before any runs.
     for _ in 1..measure.cost {
         edge.limiter.check(LimitClass::Standard, &key)?;

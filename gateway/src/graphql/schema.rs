@@ -198,9 +198,7 @@ fn with_relations(
         })
         .collect();
     for relation in declared(message, routes) {
-        let Some(field) = relation.output_field() else {
-            continue;
-        };
+        let field = relation.output_field();
         let (named, leaf) = types::named_type(&field, names, false);
         info.insert(
             relation.field.clone(),

@@ -84,10 +84,9 @@ impl Relation {
         })
     }
 
-    /// The type of what it resolves to: the response field (one element of it, when keys
-    /// are batched).
-    pub fn output_field(&self) -> Option<FieldDescriptor> {
-        Some(self.response_field.clone())
+    /// The response field it reads (one element of it per parent, when keys are batched).
+    pub fn output_field(&self) -> FieldDescriptor {
+        self.response_field.clone()
     }
 
     /// Whether the field is a list for one parent (not so for a batched one).
