@@ -104,6 +104,11 @@ bench-edge-ab +settings: tools
     cargo build --release --bin polyshop -p polyshop-cli
     POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/bench-edge-ab.sh {{settings}}
 
+# The profile query through /graphql against the same data through the JSON routes, ABBA rounds, release build.
+bench-graphql: tools
+    cargo build --release --bin polyshop -p polyshop-cli
+    POLYSHOP_BIN="{{target_dir}}/release/polyshop" gateway/scripts/with-system.sh gateway/scripts/bench-graphql.sh
+
 # CreateOrder throughput and latency on SQLite, release build (a benchmark, not a test).
 bench-orders: tools
     cargo build --release --bin polyshop --example bench_orders -p polyshop-cli

@@ -118,6 +118,14 @@ Examples:
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
+    /// The edge's GraphQL schema (`/graphql`) in SDL, as built from the contracts: RPCs with
+    /// no side effects under Query, the others under Mutation, relations across contexts as
+    /// fields. `gateway/tests/graphql_schema.snap` holds it; a test fails when they differ.
+    #[command(after_help = "\
+Examples:
+  polyshop admin graphql-schema > schema.graphql
+  polyshop admin graphql-schema > gateway/tests/graphql_schema.snap   # after a contract change")]
+    GraphqlSchema,
     /// The governance status from the edge (`GET /v1/admin/status`) as tables: every
     /// instance with its health and uptime, breakers with their counts, dead letters, outbox
     /// backlog, consumer lag, sagas, flags, config versions, the dependency graph and calls per
@@ -504,6 +512,12 @@ pub async fn run(command: AdminCommand, settings: Settings) -> anyhow::Result<()
             );
         }
         AdminCommand::Status => crate::admin_status::run(&settings).await?,
+        AdminCommand::GraphqlSchema => {
+            print!(
+                "{}",
+                polyshop_gateway::graphql::sdl().map_err(anyhow::Error::msg)?
+            );
+        }
         AdminCommand::Flags(command) => {
             let client = events::identity::connect_as(&settings, "polyshop-admin").await?;
             let js = async_nats::jetstream::new(client);

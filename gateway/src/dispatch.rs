@@ -98,6 +98,9 @@ async fn dispatch(edge: Arc<Edge>, request: Request<Incoming>) -> Response<Body>
         });
         return response;
     }
+    if kind == Kind::Json && request.uri().path() == crate::graphql::PATH {
+        return crate::graphql::handle(edge, request).await;
+    }
     match kind {
         Kind::Json => json::handle(&edge, request).await,
         Kind::Grpc | Kind::GrpcWeb => grpc(edge, request, kind).await,

@@ -95,6 +95,8 @@ pub struct Edge {
     pub per_ip: Arc<PerIp>,
     /// `GET /openapi.json`.
     pub openapi: Bytes,
+    /// `/graphql`: the schema built from the same routes.
+    pub graphql: crate::graphql::Endpoint,
     /// Reflection and health, served by the edge.
     pub local_grpc: upstream::Service,
     /// The edge's own health status.
@@ -223,7 +225,10 @@ impl Edge {
         let openapi = serde_json::to_vec(&openapi::document(&routes))
             .map_err(start_error)?
             .into();
+        let graphql = crate::graphql::Endpoint::build(&routes, contract::pool(), &gateway)
+            .map_err(start_error)?;
         let edge = Arc::new(Self {
+            graphql,
             limiter: RateLimiter::new(&gateway),
             in_flight: Arc::new(Semaphore::new(gateway.max_concurrency.max(1))),
             per_ip: PerIp::new(gateway.max_concurrent_per_ip),

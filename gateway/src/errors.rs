@@ -136,6 +136,20 @@ impl EdgeError {
         self.status.code()
     }
 
+    /// The message sent to the client.
+    pub fn message(&self) -> &str {
+        self.status.message()
+    }
+
+    /// The `google.rpc` details in proto3 JSON form, as the JSON error shape carries them.
+    pub fn details_json(&self) -> Vec<Value> {
+        self.status
+            .get_error_details_vec()
+            .iter()
+            .filter_map(detail_json)
+            .collect()
+    }
+
     /// The HTTP status this error is answered with over JSON.
     pub fn http_status(&self) -> StatusCode {
         self.http.unwrap_or_else(|| http_status(self.status.code()))

@@ -135,14 +135,19 @@ async fn respond(
 
 /// How much of a body is read, and for how long.
 #[derive(Debug, Clone, Copy)]
-struct BodyLimits {
-    bytes: usize,
-    time: Duration,
+pub struct BodyLimits {
+    /// Most bytes (413 above).
+    pub bytes: usize,
+    /// Longest wait for all of them (408 after).
+    pub time: Duration,
 }
 
 /// Reads the body, refusing more than `limits.bytes` (413) or taking longer than
-/// `limits.time` (408).
-async fn read_body(
+/// `limits.time` (408). A body whose content type is not JSON is refused (415).
+///
+/// # Errors
+/// As above, or INVALID_ARGUMENT when it cannot be read.
+pub async fn read_body(
     body: Incoming,
     headers: &HeaderMap,
     limits: BodyLimits,

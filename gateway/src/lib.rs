@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod edge;
 pub mod errors;
 pub mod governance;
+pub mod graphql;
 pub mod json;
 pub mod openapi;
 pub mod passthrough;

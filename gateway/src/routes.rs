@@ -431,6 +431,11 @@ impl RouteTable {
         self.rpcs.get(path)
     }
 
+    /// Every exposed RPC, in no particular order.
+    pub fn rpcs(&self) -> impl Iterator<Item = &Arc<Rpc>> {
+        self.rpcs.values()
+    }
+
     /// Every HTTP route, most specific first.
     pub fn http_routes(&self) -> &[HttpRoute] {
         &self.http

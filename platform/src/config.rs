@@ -194,6 +194,15 @@ pub struct GatewaySettings {
     pub tls_cert_path: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_path`.
     pub tls_key_path: Option<PathBuf>,
+    /// GraphQL: deepest selection a query may nest (refused before any upstream call).
+    pub graphql_max_depth: usize,
+    /// GraphQL: most fields one selection set may ask for.
+    pub graphql_max_breadth: usize,
+    /// GraphQL: most upstream calls one query may make, counted from the query before it
+    /// runs and again as it runs; each call also takes a token from the caller's bucket.
+    pub graphql_max_cost: usize,
+    /// GraphQL: whether the schema answers introspection (`__schema`, `__type`).
+    pub graphql_introspection: bool,
 }
 
 impl Default for GatewaySettings {
@@ -223,6 +232,10 @@ impl Default for GatewaySettings {
             tls_key_path: None,
             validate_requests: true,
             web_dir: None,
+            graphql_max_depth: 10,
+            graphql_max_breadth: 50,
+            graphql_max_cost: 20,
+            graphql_introspection: true,
         }
     }
 }

@@ -7,6 +7,7 @@ mod crash;
 mod deploy;
 mod discovery;
 mod governance;
+mod graphql;
 mod harness;
 mod help_and_completions;
 mod lifecycle;

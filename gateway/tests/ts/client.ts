@@ -2,6 +2,7 @@
 // and place an order, all over grpc-web (connect-web's transport, Node's fetch). One request
 // breaks a buf.validate rule of the contract: protovalidate-es catches it on the client from the
 // generated descriptors alone, and the edge, sent it anyway, names the same field in a BadRequest.
+// Then one query and one mutation over GraphQL (`POST /graphql`, plain fetch).
 import { create } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
@@ -25,6 +26,20 @@ const users = createClient(UserService, transport);
 const catalog = createClient(CatalogService, transport);
 const inventory = createClient(InventoryService, transport);
 const orders = createClient(OrderService, transport);
+
+/** One GraphQL request as the signed-in user: its `data`, or the first error's message and code. */
+async function graphql(query: string, variables: Record<string, unknown>): Promise<any> {
+  const response = await fetch(`${baseUrl}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const answer = await response.json();
+  if (answer.errors?.length) {
+    throw new Error(`graphql: ${answer.errors[0].message} (${answer.errors[0].extensions?.code})`);
+  }
+  return answer.data;
+}
 
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`failed: ${what}`);
@@ -90,6 +105,16 @@ async function main(): Promise<void> {
   check(token.split(".").length === 3, "login returns a JWT");
   const me = await users.getUser({ userId: registered.user!.userId });
   check(me.user?.userId === registered.user!.userId, "authenticated GetUser");
+
+  const profile = await graphql("query($id: String) { getUser(userId: $id) { user { username roles } } }", {
+    id: registered.user!.userId,
+  });
+  check(profile.getUser.user.username === name, "GraphQL query: getUser with proto3 JSON names");
+  const added = await graphql(
+    "mutation($id: String, $a: AddressInput) { addAddress(userId: $id, address: $a) { address { addressId city } } }",
+    { id: registered.user!.userId, a: { recipient: name, line1: "Main St 1", city: "Berlin", postalCode: "10115", countryCode: "DE" } },
+  );
+  check(added.addAddress.address.city === "Berlin", "GraphQL mutation: addAddress");
 
   const productId = await ensureProduct();
   const product = await catalog.getProduct({ productId });
