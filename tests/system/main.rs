@@ -10,6 +10,7 @@ mod governance;
 mod harness;
 mod help_and_completions;
 mod lifecycle;
+mod load;
 mod metrics;
 mod nats_auth;
 mod nats_server_check;
