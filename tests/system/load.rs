@@ -124,10 +124,10 @@ async fn a_load_run_reports_every_order_it_created_and_renders_its_charts() {
     assert_eq!(html.matches("</svg>").count(), 2);
     assert!(!html.contains("<script"), "the report needs no JavaScript");
 
-    screenshot(
-        &report_dir.join("report.html"),
-        &report_dir.join("report.png"),
-    )
-    .await;
+    // Kept after the test under the target dir, so the rendering can be looked at.
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("load-report");
+    std::fs::create_dir_all(&kept).expect("screenshot dir");
+    std::fs::copy(report_dir.join("report.html"), kept.join("report.html")).expect("copy html");
+    screenshot(&kept.join("report.html"), &kept.join("report.png")).await;
     assert!(system.stop().await, "polyshop up exits cleanly");
 }

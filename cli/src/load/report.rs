@@ -270,3 +270,45 @@ fn round2(v: f64) -> f64 {
 fn f64_of(n: u64) -> f64 {
     n as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{html, markdown, summary};
+    use crate::load::{
+        drive::{Model, Plan},
+        journey::{DEFAULT_MIX, Journey, Mix},
+        stats::Recorder,
+    };
+
+    #[test]
+    fn the_report_has_totals_errors_by_step_and_two_charts() {
+        let rec = Recorder::new();
+        let now = Instant::now();
+        rec.request(
+            Journey::Checkout,
+            "CreateOrder",
+            now,
+            Some(tonic::Code::ResourceExhausted),
+        );
+        rec.request(Journey::Browse, "ListProducts", now, None);
+        rec.journey(Journey::Checkout, now, false);
+        let plan = Plan {
+            model: Model::Open { rate: 10.0 },
+            duration: Duration::from_secs(2),
+            ramp_up: Duration::ZERO,
+            drain: Duration::ZERO,
+            max_in_flight: 1,
+            mix: Mix::parse(DEFAULT_MIX).expect("mix"),
+        };
+        let doc = summary("http://edge", &plan, &rec.snapshot());
+        assert_eq!(doc["totals"]["requests"], 2);
+        assert_eq!(doc["errors_by_status"]["RESOURCE_EXHAUSTED"], 1);
+        let md = markdown(&doc);
+        assert!(md.contains("| checkout/CreateOrder | 1 |"), "{md}");
+        let page = html(&doc);
+        assert_eq!(page.matches("<svg").count(), 2);
+        assert!(page.contains("<td>checkout/CreateOrder</td>"));
+    }
+}
