@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{
-    journey::{Mix, Shop},
+    journey::Shop,
+    mix::Mix,
     stats::{Recorder, percentile_ms},
 };
 

@@ -13,6 +13,7 @@
 mod chart;
 mod drive;
 mod journey;
+mod mix;
 mod report;
 mod stats;
 
@@ -24,7 +25,8 @@ use tonic::transport::Endpoint;
 
 use self::{
     drive::{Model, Plan},
-    journey::{DEFAULT_MIX, Journey, Mix, Shop},
+    journey::{Journey, Shop},
+    mix::{DEFAULT_MIX, Mix},
     stats::Recorder,
 };
 

@@ -278,7 +278,8 @@ mod tests {
     use super::{html, markdown, summary};
     use crate::load::{
         drive::{Model, Plan},
-        journey::{DEFAULT_MIX, Journey, Mix},
+        journey::Journey,
+        mix::{DEFAULT_MIX, Mix},
         stats::Recorder,
     };
 
