@@ -38,6 +38,11 @@ run-cluster *args: build
     fi
     exec "{{target_dir}}/debug/polyshop" up --replicas 2 --nats-cluster 3 "$@"
 
+# Mixed shopper journeys against an edge, report in --report DIR (e.g. `just load --rate 100 --duration 20s`); against `just run`, lift the edge's rate limits first (docs/development.md).
+load *args:
+    cargo build --bin polyshop -p polyshop-cli
+    "{{target_dir}}/debug/polyshop" load "$@"
+
 # Every test: unit, service, contract and end-to-end suites, then the TypeScript grpc-web client and the pages in Chromium.
 test: tools
     cargo test --workspace --no-fail-fast

@@ -5,6 +5,7 @@ mod admin;
 mod admin_status;
 mod demo;
 mod instances;
+mod load;
 mod nats_nodes;
 mod nats_server;
 mod nats_users;
@@ -93,6 +94,21 @@ Examples:
 They read the same configuration as `polyshop up` (polyshop.toml, POLYSHOP_*)."
     )]
     Admin(admin::AdminCommand),
+    /// Load an edge with mixed shopper journeys and write a report (JSON, Markdown, HTML).
+    ///
+    /// Browse, search, product page, sign up, log in, check out (tok_visa), list orders and
+    /// read notifications, weighted by --mix; open loop (--rate journeys per second) or closed
+    /// loop (--users shoppers). The edge's rate limits must be lifted for a real load, or its
+    /// 429s (RESOURCE_EXHAUSTED) dominate the report: see docs/development.md.
+    #[command(after_help = "\
+Examples:
+  polyshop load --rate 100 --duration 20s --report target/load
+                                  100 journeys/s for 20 s against http://127.0.0.1:8080
+  polyshop load --users 50 --ramp-up 10s --duration 1m
+                                  50 shoppers, each starting a journey when the last ends
+  polyshop load --url http://10.0.0.5:8080 --rate 20 --mix browse=70,checkout=30
+                                  only browsing and checking out, 70:30")]
+    Load(load::LoadArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = "\
 Examples:
@@ -215,6 +231,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up::run(args, settings).await,
             Command::ExecSupervised { .. } | Command::Completions { .. } => Ok(()),
             Command::Admin(command) => admin::run(command, settings).await,
+            Command::Load(args) => load::run(args).await,
         }
     });
     match result {

@@ -11,6 +11,7 @@ mod graphql;
 mod harness;
 mod help_and_completions;
 mod lifecycle;
+mod load;
 mod metrics;
 mod nats_auth;
 mod nats_server_check;
