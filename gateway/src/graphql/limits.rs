@@ -10,6 +10,7 @@ use async_graphql::parser::{
     Positioned,
     types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet},
 };
+use polyshop::storefront::v1::ErrorReason;
 use polyshop_platform::config::GatewaySettings;
 use tonic::Code;
 
@@ -95,26 +96,31 @@ pub fn check(
     if walk.visited > MAX_FIELDS {
         return Err(refused(
             format!("the query selects more than {MAX_FIELDS} fields"),
-            "QUERY_TOO_BROAD",
+            ErrorReason::QueryTooBroad,
         ));
     }
     let m = walk.measure;
-    let over = |what: &str, reason: &str, value: usize, limit: usize| {
+    let over = |what: &str, reason: ErrorReason, value: usize, limit: usize| {
         Err(refused(
             format!("the query's {what} is {value}, over the limit of {limit}"),
             reason,
         ))
     };
     if m.depth > limits.depth {
-        return over("depth", "QUERY_TOO_DEEP", m.depth, limits.depth);
+        return over("depth", ErrorReason::QueryTooDeep, m.depth, limits.depth);
     }
     if m.breadth > limits.breadth {
-        return over("breadth", "QUERY_TOO_BROAD", m.breadth, limits.breadth);
+        return over(
+            "breadth",
+            ErrorReason::QueryTooBroad,
+            m.breadth,
+            limits.breadth,
+        );
     }
     if m.cost > limits.cost {
         return over(
             "cost (upstream calls)",
-            "QUERY_TOO_COSTLY",
+            ErrorReason::QueryTooCostly,
             m.cost,
             limits.cost,
         );
@@ -122,19 +128,13 @@ pub fn check(
     Ok(m)
 }
 
-/// RESOURCE_EXHAUSTED with an ErrorInfo `reason` in the edge's domain.
-fn refused(message: String, reason: &str) -> EdgeError {
-    let details = tonic_types::ErrorDetails::with_error_info(
-        reason,
-        "gateway.polyshop",
-        std::collections::HashMap::new(),
-    );
-    use tonic_types::StatusExt;
+/// RESOURCE_EXHAUSTED with the storefront contract's `reason` (the edge's own reasons).
+fn refused(message: String, reason: ErrorReason) -> EdgeError {
     // Not a 429: the same query is refused again however long the client waits.
-    EdgeError::from(tonic::Status::with_error_details(
+    EdgeError::from(polyshop_platform::status::with_reason(
         Code::ResourceExhausted,
+        reason,
         message,
-        details,
     ))
     .with_http(http::StatusCode::BAD_REQUEST)
 }
