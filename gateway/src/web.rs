@@ -26,7 +26,7 @@ struct Asset {
 impl Asset {
     fn new(name: &str, body: Bytes) -> Self {
         let digest = Sha256::digest(&body);
-        let etag = format!("\"{}\"", hex(&digest[..12]));
+        let etag = format!("\"{}\"", hex::encode(&digest[..12]));
         let gzip = gzip(&body).filter(|z| z.len() < body.len());
         Self {
             content_type: content_type(name),
@@ -212,10 +212,6 @@ fn gzip(body: &[u8]) -> Option<Bytes> {
     encoder.finish().ok().map(Bytes::from)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,23 +283,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::create_dir(dir.path().join("assets")).expect("assets");
         std::fs::write(dir.path().join("assets/app.css"), "body{}").expect("write");
-        let (_, first) = serve(
-            &Method::GET,
-            "/assets/app.css",
-            &HeaderMap::new(),
-            Some(dir.path()),
-        )
-        .await
-        .expect("served");
+        let fetch = || async {
+            serve(
+                &Method::GET,
+                "/assets/app.css",
+                &HeaderMap::new(),
+                Some(dir.path()),
+            )
+            .await
+            .expect("served")
+            .1
+        };
+        let first = fetch().await;
         std::fs::write(dir.path().join("assets/app.css"), "body{color:red}").expect("write");
-        let (_, second) = serve(
-            &Method::GET,
-            "/assets/app.css",
-            &HeaderMap::new(),
-            Some(dir.path()),
-        )
-        .await
-        .expect("served");
+        let second = fetch().await;
         assert_eq!(second.status(), StatusCode::OK);
         assert_ne!(
             first.headers()[header::ETAG],

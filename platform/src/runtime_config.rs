@@ -127,54 +127,71 @@ fn parse_rate(text: &str) -> Result<Value, String> {
     Ok(Value::Rate(r))
 }
 
-fn parse_timeout(text: &str) -> Result<Value, String> {
-    let ms: u64 = text
+/// A whole number of `unit` (`""` for a plain count) within `range`, the range named as
+/// `range_text` in the refusal: the parse every bounded setting shares.
+fn whole_in(
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+    range_text: &str,
+) -> Result<u64, String> {
+    let of_unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" of {unit}")
+    };
+    let n: u64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
-    if !(1..=600_000).contains(&ms) {
-        return Err(format!(
-            "{ms} ms is out of range: from 1 to 600000 (ten minutes)"
-        ));
+        .map_err(|_| format!("{text:?} is not a whole number{of_unit}"))?;
+    if !range.contains(&n) {
+        let shown = if unit == "milliseconds" {
+            format!("{n} ms")
+        } else {
+            n.to_string()
+        };
+        return Err(format!("{shown} is out of range: {range_text}"));
     }
-    Ok(Value::Millis(ms))
+    Ok(n)
+}
+
+/// A count within `range`, as a [`Value::Count`].
+fn whole_count(
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+    range_text: &str,
+) -> Result<Value, String> {
+    let n = whole_in(text, range, "", range_text)?;
+    // The ranges are far below u32::MAX.
+    Ok(Value::Count(u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+fn parse_timeout(text: &str) -> Result<Value, String> {
+    whole_in(
+        text,
+        1..=600_000,
+        "milliseconds",
+        "from 1 to 600000 (ten minutes)",
+    )
+    .map(Value::Millis)
 }
 
 fn parse_failures(text: &str) -> Result<Value, String> {
-    let n: u32 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number"))?;
-    if !(1..=10_000).contains(&n) {
-        return Err(format!("{n} is out of range: from 1 to 10000"));
-    }
-    Ok(Value::Count(n))
+    whole_count(text, 1..=10_000, "from 1 to 10000")
 }
 
 fn parse_attempts(text: &str) -> Result<Value, String> {
-    let n: u32 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number"))?;
-    if !(1..=10).contains(&n) {
-        return Err(format!(
-            "{n} is out of range: from 1 (no retry) to 10 attempts"
-        ));
-    }
-    Ok(Value::Count(n))
+    whole_count(text, 1..=10, "from 1 (no retry) to 10 attempts")
 }
 
 fn parse_ttl(text: &str) -> Result<Value, String> {
-    let ms: u64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
-    if !(1..=60_000).contains(&ms) {
-        return Err(format!(
-            "{ms} ms is out of range: from 1 to 60000 (a minute)"
-        ));
-    }
-    Ok(Value::Millis(ms))
+    whole_in(
+        text,
+        1..=60_000,
+        "milliseconds",
+        "from 1 to 60000 (a minute)",
+    )
+    .map(Value::Millis)
 }
 
 fn parse_filter(text: &str) -> Result<Value, String> {
