@@ -99,6 +99,23 @@ gen-clients: tools
 fuzz-api: build
     gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
 
+# Every benchmark and its peers in one run, interleaved round by round (edge vs the Node peer and the axum ceiling, CreateOrder on SQLite and PostgreSQL, event -> notification, load, cold start, idle RSS, growth to 10^6 rows): bench/run.py; report in target/bench/<time>.
+bench: tools _wrk
+    cargo build --release --bin polyshop --example bench_orders --example bench_growth -p polyshop-cli
+    POLYSHOP_BIN="{{target_dir}}/release/polyshop" BENCH_EXAMPLES="{{target_dir}}/release/examples" CARGO_TARGET_DIR="{{target_dir}}" bench/run.py
+
+# wrk (Debian's package) for the benchmarks: installed when this is a root Debian box without it.
+_wrk:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v wrk >/dev/null && exit 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "bench: installing wrk (apt-get)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    else
+      echo "bench: wrk not found: apt-get install -y wrk" >&2; exit 1
+    fi
+
 # wrk against the edge: authenticated GET /v1/products/{id}, release build (a benchmark, not a test).
 bench-edge: tools
     cargo build --release --bin polyshop -p polyshop-cli

@@ -6,6 +6,11 @@
 //! concurrency and duration from BENCH_CONCURRENCY (32) and BENCH_SECONDS (10). With
 //! SYSTEM_PID (set by `gateway/scripts/with-system.sh`: the `polyshop up` process) it also
 //! prints the CPU each of its child processes spent per order during the measured window.
+//! With BENCH_RATE (orders/s) it is an open loop instead: an order every 1/rate seconds, the
+//! shoppers taking turns, whatever the answers. Either way it ends with the event →
+//! notification stored latency of the run's events, from the notification service's
+//! `polyshop_event_lag_seconds` histogram (bucket-interpolated p50/p99, and the share within
+//! 50 ms, exact as 50 ms is a bucket bound).
 
 use std::time::{Duration, Instant};
 
@@ -136,69 +141,34 @@ async fn main() -> anyhow::Result<()> {
     let system = std::env::var("SYSTEM_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok());
+    let rate = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|r| *r > 0.0);
+    let notification_url = service_url("NOTIFICATION", 50056);
+    let lag_before = event_lag(&notification_url).await;
     let cpu_before = system.map(cpu_of_children);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (worker, token) in tokens.into_iter().enumerate() {
-        let mut orders = order_clients[worker % order_clients.len()].clone();
-        let product_id = product.product_id.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut confirmed = 0u64;
-            let mut failures = Vec::new();
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                n += 1;
-                let request = CreateOrderRequest {
-                    idempotency_key: format!("bench-{worker}-{n}"),
-                    items: vec![CreateOrderItem {
-                        product_id: product_id.clone(),
-                        quantity: 1,
-                    }],
-                    shipping_address: Some(ShippingAddress {
-                        recipient: "Bench".into(),
-                        line1: "Main St 1".into(),
-                        city: "Berlin".into(),
-                        postal_code: "10115".into(),
-                        country_code: "DE".into(),
-                        ..Default::default()
-                    }),
-                    payment_method_token: "tok_visa".into(),
-                };
-                let t = Instant::now();
-                let result = orders.create_order(authed(request, &token)).await;
-                latencies.push(t.elapsed());
-                match result.map(|r| r.into_inner().order) {
-                    Ok(Some(o)) if o.status == OrderStatus::Confirmed as i32 => confirmed += 1,
-                    Ok(Some(o)) => failures.push(format!(
-                        "order {} ended {:?}: {}",
-                        o.order_id,
-                        OrderStatus::try_from(o.status).unwrap_or_default(),
-                        o.status_detail
-                    )),
-                    Ok(None) => failures.push("an answer without an order".into()),
-                    Err(s) => failures.push(format!("{:?}: {}", s.code(), s.message())),
-                }
-            }
-            (latencies, confirmed, failures)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut confirmed = 0;
-    let mut failures = Vec::new();
-    for task in tasks {
-        let (l, c, f) = task.await?;
-        latencies.extend(l);
-        confirmed += c;
-        failures.extend(f);
-    }
+    let calls = Calls {
+        clients: order_clients,
+        tokens,
+        product_id: product.product_id.clone(),
+        deadline: started + Duration::from_secs(seconds),
+    };
+    let (mut latencies, confirmed, failures) = match rate {
+        Some(rate) => open_loop(calls, rate).await?,
+        None => closed_loop(calls).await?,
+    };
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
     let pct =
         |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+    let load = rate.map_or_else(
+        || format!("{concurrency} clients"),
+        |r| format!("{r} orders/s offered by {concurrency} shoppers"),
+    );
     println!(
-        "bench-orders: {} CreateOrder calls in {elapsed:.1}s with {concurrency} clients: {:.0} orders/s, {} confirmed, p50 {:.1} ms, p99 {:.1} ms",
+        "bench-orders: {} CreateOrder calls in {elapsed:.1}s with {load}: {:.0} orders/s, {} confirmed, p50 {:.1} ms, p99 {:.1} ms",
         latencies.len(),
         latencies.len() as f64 / elapsed,
         confirmed,
@@ -217,7 +187,251 @@ async fn main() -> anyhow::Result<()> {
             "bench-orders: no SYSTEM_PID, so no CPU per process (run through with-system.sh)"
         ),
     }
+    print_notification_lag(&notification_url, &lag_before).await;
     Ok(())
+}
+
+/// What the order loops need: the order service(s), the shoppers' tokens, what to order, and
+/// when to stop.
+struct Calls {
+    clients: Vec<OrderServiceClient<tonic::transport::Channel>>,
+    tokens: Vec<String>,
+    product_id: String,
+    deadline: Instant,
+}
+
+/// Latencies, orders confirmed, and every call that did not confirm one.
+type Outcome = (Vec<Duration>, u64, Vec<String>);
+
+fn order_request(key: String, product_id: &str) -> CreateOrderRequest {
+    CreateOrderRequest {
+        idempotency_key: key,
+        items: vec![CreateOrderItem {
+            product_id: product_id.to_owned(),
+            quantity: 1,
+        }],
+        shipping_address: Some(ShippingAddress {
+            recipient: "Bench".into(),
+            line1: "Main St 1".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country_code: "DE".into(),
+            ..Default::default()
+        }),
+        payment_method_token: "tok_visa".into(),
+    }
+}
+
+/// One CreateOrder: its latency, and `Err` with why when it did not confirm an order.
+async fn place(
+    orders: &mut OrderServiceClient<tonic::transport::Channel>,
+    request: CreateOrderRequest,
+    token: &str,
+) -> (Duration, Result<(), String>) {
+    let t = Instant::now();
+    let result = orders.create_order(authed(request, token)).await;
+    let latency = t.elapsed();
+    let verdict = match result.map(|r| r.into_inner().order) {
+        Ok(Some(o)) if o.status == OrderStatus::Confirmed as i32 => Ok(()),
+        Ok(Some(o)) => Err(format!(
+            "order {} ended {:?}: {}",
+            o.order_id,
+            OrderStatus::try_from(o.status).unwrap_or_default(),
+            o.status_detail
+        )),
+        Ok(None) => Err("an answer without an order".into()),
+        Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+    };
+    (latency, verdict)
+}
+
+/// Closed loop: each shopper orders again as soon as its last order is answered.
+async fn closed_loop(calls: Calls) -> anyhow::Result<Outcome> {
+    let mut tasks = Vec::new();
+    for (worker, token) in calls.tokens.into_iter().enumerate() {
+        let mut orders = calls.clients[worker % calls.clients.len()].clone();
+        let product_id = calls.product_id.clone();
+        let deadline = calls.deadline;
+        tasks.push(tokio::spawn(async move {
+            let mut outcome: Outcome = (Vec::new(), 0, Vec::new());
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let request = order_request(format!("bench-{worker}-{n}"), &product_id);
+                let (latency, verdict) = place(&mut orders, request, &token).await;
+                outcome.0.push(latency);
+                match verdict {
+                    Ok(()) => outcome.1 += 1,
+                    Err(why) => outcome.2.push(why),
+                }
+            }
+            outcome
+        }));
+    }
+    let mut all: Outcome = (Vec::new(), 0, Vec::new());
+    for task in tasks {
+        let (l, c, f) = task.await?;
+        all.0.extend(l);
+        all.1 += c;
+        all.2.extend(f);
+    }
+    Ok(all)
+}
+
+/// Orders in flight at most in the open loop; an arrival beyond it is reported, not queued.
+const MAX_IN_FLIGHT: usize = 2048;
+
+/// Open loop: an order every 1/`rate` seconds whatever the answers, the shoppers taking turns.
+async fn open_loop(calls: Calls, rate: f64) -> anyhow::Result<Outcome> {
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut dropped = 0u64;
+    let mut n = 0usize;
+    while Instant::now() < calls.deadline {
+        ticks.tick().await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            dropped += 1;
+            continue;
+        };
+        n += 1;
+        let mut orders = calls.clients[n % calls.clients.len()].clone();
+        let token = calls.tokens[n % calls.tokens.len()].clone();
+        let request = order_request(format!("bench-open-{n}"), &calls.product_id);
+        tasks.spawn(async move {
+            let answer = place(&mut orders, request, &token).await;
+            drop(permit);
+            answer
+        });
+    }
+    let mut all: Outcome = (Vec::new(), 0, Vec::new());
+    while let Some(answer) = tasks.join_next().await {
+        let (latency, verdict) = answer?;
+        all.0.push(latency);
+        match verdict {
+            Ok(()) => all.1 += 1,
+            Err(why) => all.2.push(why),
+        }
+    }
+    if dropped > 0 {
+        all.2.push(format!(
+            "{dropped} arrivals dropped: {MAX_IN_FLIGHT} orders already in flight"
+        ));
+    }
+    Ok(all)
+}
+
+/// The notification service's `polyshop_event_lag_seconds` histogram, summed over its
+/// consumers: (upper bound, cumulative count) per bucket, `+Inf` last. Empty when the service
+/// cannot be asked.
+async fn event_lag(notification_url: &str) -> Vec<(f64, f64)> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let Ok(uri) = format!("{notification_url}/metrics").parse() else {
+        return Vec::new();
+    };
+    let Ok(response) = client.get(uri).await else {
+        return Vec::new();
+    };
+    let Ok(body) = response.into_body().collect().await else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(labels) = line.strip_prefix("polyshop_event_lag_seconds_bucket{") else {
+            continue;
+        };
+        if !labels.contains("consumer=\"notification") {
+            continue;
+        }
+        let le = labels
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(|v| {
+                if v == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    v.parse().unwrap_or(f64::NAN)
+                }
+            });
+        let count = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok());
+        if let (Some(le), Some(count)) = (le, count) {
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, c)) => *c += count,
+                None => buckets.push((le, count)),
+            }
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The `q` quantile of a cumulative histogram, interpolated linearly inside its bucket.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |(_, c)| *c);
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(bound, count) in buckets {
+        if count >= rank {
+            if bound.is_infinite() {
+                return f64::INFINITY;
+            }
+            let share = if count > below {
+                (rank - below) / (count - below)
+            } else {
+                1.0
+            };
+            return lower + (bound - lower) * share;
+        }
+        (lower, below) = (bound, count);
+    }
+    f64::NAN
+}
+
+/// Waits until the notification service has stored what the run caused (its lag histogram
+/// stops growing), then prints the event → notification stored latency of the run's events.
+async fn print_notification_lag(notification_url: &str, before: &[(f64, f64)]) {
+    let mut last = f64::NAN;
+    let mut delta = Vec::new();
+    for _ in 0..60 {
+        let now = event_lag(notification_url).await;
+        delta = now
+            .iter()
+            .map(|(le, c)| {
+                let earlier = before
+                    .iter()
+                    .find(|(b, _)| b == le)
+                    .map_or(0.0, |(_, c)| *c);
+                (*le, c - earlier)
+            })
+            .collect::<Vec<_>>();
+        let total = delta.last().map_or(0.0, |(_, c)| *c);
+        if total > 0.0 && total == last {
+            break;
+        }
+        last = total;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let total = delta.last().map_or(0.0, |(_, c)| *c);
+    if total == 0.0 {
+        println!(
+            "bench-orders: no event → notification figures (no lag histogram at {notification_url})"
+        );
+        return;
+    }
+    let within_50ms = delta
+        .iter()
+        .find(|(le, _)| (*le - 0.05).abs() < 1e-9)
+        .map_or(f64::NAN, |(_, c)| c / total * 100.0);
+    println!(
+        "bench-orders: event → notification stored: {total:.0} events, p50 {:.1} ms, p99 {:.1} ms, {within_50ms:.1}% within 50 ms",
+        quantile(&delta, 0.5) * 1000.0,
+        quantile(&delta, 0.99) * 1000.0
+    );
 }
 
 /// CPU time (clock ticks) of every child of process `root`, by name: the service a

@@ -181,6 +181,7 @@ pub async fn wait_serving(
                 None => bail!("{name} did not become ready at {url}"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Short: `up` waits on this for every context, and a start is a few hundred ms.
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -171,11 +171,16 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         nats_replicas,
         args.replicas > 1,
     );
+    // Every context's first instance starts at once (they find each other through the
+    // registry, whenever each arrives), then the other instances: a first instance migrates
+    // its context's shared database before another opens it. Started one after another, the
+    // seven took 3.5 s to ready on two cores; at once, see docs/performance.md.
     let mut started: Vec<Instance> = Vec::new();
+    let mut replicas = Vec::new();
     for service in Service::ALL {
         let planned = instances::plan(service, &settings, usize::from(args.replicas), &mut ports)?;
         let mut group = Group::new(service.as_str());
-        for instance in &planned {
+        let mut specs = planned.iter().map(|instance| {
             let mut env = base_env.clone();
             env.extend(instance.env.iter().cloned());
             if let Some(users) = &nats_users {
@@ -191,7 +196,7 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
                     admin_password.clone(),
                 ));
             }
-            group.spawn(Spec {
+            Spec {
                 name: instance.name(),
                 program: exe.clone(),
                 args: vec![
@@ -200,30 +205,39 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
                     "--supervised".into(),
                 ],
                 env,
-            });
-            // The first instance migrates the shared database; the others start after it.
-            if instance.index == 0 {
-                supervise::wait_serving(
-                    &instance.name(),
-                    service.grpc_name(),
-                    &instance.url,
-                    &service.dial(&settings),
-                )
-                .await?;
             }
+        });
+        if let Some(first) = specs.next() {
+            group.spawn(first);
         }
-        for instance in &planned[1..] {
-            supervise::wait_serving(
-                &instance.name(),
-                service.grpc_name(),
-                &instance.url,
-                &service.dial(&settings),
-            )
-            .await?;
-        }
-        groups.push(group);
+        replicas.push((group, specs.collect::<Vec<_>>()));
         started.extend(planned);
     }
+    let dial = |service: Service| service.dial(&settings);
+    for instance in started.iter().filter(|i| i.index == 0) {
+        supervise::wait_serving(
+            &instance.name(),
+            instance.service.grpc_name(),
+            &instance.url,
+            &dial(instance.service),
+        )
+        .await?;
+    }
+    for (group, specs) in &mut replicas {
+        for spec in specs.drain(..) {
+            group.spawn(spec);
+        }
+    }
+    for instance in started.iter().filter(|i| i.index > 0) {
+        supervise::wait_serving(
+            &instance.name(),
+            instance.service.grpc_name(),
+            &instance.url,
+            &dial(instance.service),
+        )
+        .await?;
+    }
+    groups.extend(replicas.into_iter().map(|(group, _)| group));
 
     if fresh {
         if !args.no_demo {

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs a command against a fresh Polyshop system with the edge on it:
 #   gateway/scripts/with-system.sh gateway/scripts/fuzz-api.sh
-# Starts `polyshop up --no-demo` on a temporary data dir and free ports (so it runs beside a
+# Starts `polyshop up --no-demo` (unless DEMO=1) on a temporary data dir and free ports (so it runs beside a
 # `just run`), with a known admin password and the edge's rate limits lifted (fuzzers and
 # benchmarks are one client sending a lot), waits until the edge is ready, runs the command
 # with the edge's URL appended (admin credentials in ADMIN_LOGIN/ADMIN_PASSWORD, every
 # service's address in POLYSHOP_<SERVICE>_LISTEN, the `polyshop up` pid in SYSTEM_PID), then
 # stops everything.
 # Env: POLYSHOP_BIN (else $CARGO_TARGET_DIR/debug/polyshop or target/debug/polyshop),
-# READY_TIMEOUT (120 s), UP_ARGS (more arguments for `polyshop up`, e.g. "--replicas 2
+# READY_TIMEOUT (120 s), DEMO (1: the demo catalog, which `polyshop load` needs), UP_ARGS
+# (more arguments for `polyshop up`, e.g. "--replicas 2
 # --nats-cluster 3"; then every order instance's URL is in BENCH_ORDER_URLS).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,10 +36,14 @@ export POLYSHOP_NATS_EMBEDDED_PORT="${ports[7]}"
 url="http://$POLYSHOP_GATEWAY_LISTEN"
 export POLYSHOP_GATEWAY_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_RATE_BURST=1000000
 export POLYSHOP_GATEWAY_AUTH_RATE_PER_SEC=1000000 POLYSHOP_GATEWAY_AUTH_RATE_BURST=1000000
+# Logins per account too (`polyshop load` logs its shoppers in again and again).
+export POLYSHOP_GATEWAY_ACCOUNT_RATE_BURST=0
 # The load comes from one address: no cap on its requests in flight either.
 export POLYSHOP_GATEWAY_MAX_CONCURRENT_PER_IP=0
+demo=--no-demo
+[[ "${DEMO:-0}" == 1 ]] && demo=
 # shellcheck disable=SC2086 # UP_ARGS is a list of words
-"$bin" up --no-demo ${UP_ARGS:-} >"$data/up.log" 2>&1 &
+"$bin" up $demo ${UP_ARGS:-} >"$data/up.log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true

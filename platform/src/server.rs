@@ -34,6 +34,10 @@ pub const LOCAL_SERVICES: [&str; 3] = [
 
 /// How often the critical dependencies are asked for readiness.
 const READINESS_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// The first re-probe after a failing one; it doubles up to [`READINESS_PROBE_EVERY`]. A
+/// process that starts while its NATS connection is still being made is ready a few ms
+/// later: waiting the whole period for that cost every cold start 2 s.
+const READINESS_RETRY_FIRST: Duration = Duration::from_millis(25);
 
 /// What a service hands the bootstrap.
 pub struct ServerSpec {
@@ -217,6 +221,7 @@ async fn probe_readiness(
     stopped: crate::shutdown::Shutdown,
 ) {
     let mut last = None;
+    let mut retry = READINESS_RETRY_FIRST;
     loop {
         if stopped.is_fired() {
             return;
@@ -241,8 +246,15 @@ async fn probe_readiness(
             set_all(&reporter, &names, status).await;
             last = Some(status);
         }
+        let next = if status == ServingStatus::Serving {
+            retry = READINESS_RETRY_FIRST;
+            READINESS_PROBE_EVERY
+        } else {
+            retry = (retry * 2).min(READINESS_PROBE_EVERY);
+            retry / 2
+        };
         tokio::select! {
-            () = tokio::time::sleep(READINESS_PROBE_EVERY) => {}
+            () = tokio::time::sleep(next) => {}
             () = stopped.clone().wait() => return,
         }
     }

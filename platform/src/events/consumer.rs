@@ -167,6 +167,9 @@ async fn process_all(
             Ok(()) => {
                 for message in messages {
                     count_outcome(spec, "ok");
+                    if let Some(event) = received(message) {
+                        observe_lag(spec, &event.id);
+                    }
                     message.ack().await?;
                 }
                 return Ok(());
@@ -217,6 +220,35 @@ fn count_outcome(spec: &ConsumerSpec, outcome: &str) {
         "Event deliveries a consumer handled, by outcome (ok, poison, retry).",
         &[("consumer", &spec.name), ("outcome", outcome)],
     );
+}
+
+/// Records how long after its creation an event's effects committed here: the event ids are
+/// UUIDv7s minted when the event was written to its outbox, so this is outbox → relay →
+/// broker → this consumer's commit, what a user waits for between an action and its
+/// consequence in another context (e.g. an order confirmed → its notification stored).
+/// Ids without a timestamp (not v7) are not counted; clocks are the same machine's or
+/// NTP-synchronised, so the figure is meaningful down to a millisecond or so.
+fn observe_lag(spec: &ConsumerSpec, event_id: &str) {
+    if let Some(lag) = lag_seconds(event_id, crate::now_millis()) {
+        crate::metrics::observe(
+            "polyshop_event_lag_seconds",
+            "Time from an event's creation (its UUIDv7 id) to its effects committing, by consumer.",
+            &[("consumer", &spec.name)],
+            lag,
+        );
+    }
+}
+
+/// Seconds from the creation of the event with `event_id` (a UUIDv7) to `now_ms`; `None` for
+/// an id without a timestamp. A clock that stepped back counts as no lag.
+fn lag_seconds(event_id: &str, now_ms: i64) -> Option<f64> {
+    let (seconds, nanos) = uuid::Uuid::parse_str(event_id)
+        .ok()?
+        .get_timestamp()?
+        .to_unix();
+    let created_ms = i64::try_from(seconds).ok()?.checked_mul(1000)? + i64::from(nanos / 1_000_000);
+    #[allow(clippy::cast_precision_loss)]
+    Some((now_ms - created_ms).max(0) as f64 / 1000.0)
 }
 
 /// Every message's effects and inbox row in one transaction; the first failure aborts it.
@@ -277,7 +309,10 @@ async fn process(
         },
     );
     match outcome {
-        Ok(()) => message.ack().await,
+        Ok(()) => {
+            observe_lag(spec, &event.id);
+            message.ack().await
+        }
         Err(HandlerError::Poison(reason)) => {
             tracing::error!(consumer = %spec.name, event_id = %event.id, %reason, "poison event; dead-lettered");
             dead_letter(js, spec, message, &reason).await?;
@@ -389,4 +424,36 @@ async fn dead_letter(
     .await?
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_seconds;
+
+    #[test]
+    fn lag_runs_from_the_time_inside_a_v7_event_id() {
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_700_000_000,
+            250_000_000,
+        ))
+        .to_string();
+        assert_eq!(lag_seconds(&id, 1_700_000_000_250 + 42), Some(0.042));
+        // A clock behind the event's is no lag rather than a negative one.
+        assert_eq!(lag_seconds(&id, 1_700_000_000_000), Some(0.0));
+    }
+
+    #[test]
+    fn ids_without_a_time_are_not_measured() {
+        assert_eq!(
+            lag_seconds(
+                &uuid::Builder::from_random_bytes([7; 16])
+                    .into_uuid()
+                    .to_string(),
+                1
+            ),
+            None
+        );
+        assert_eq!(lag_seconds("not-a-uuid", 1), None);
+    }
 }
