@@ -8,8 +8,8 @@
 //! them straight into the services' SQLite files (the API would take an hour for a million
 //! orders; the rows are what the services themselves write, built from the contracts' types),
 //! then times through the services' gRPC API, BENCH_CALLS (100) calls per case:
-//! the first catalog page, a category, a search matching one product in eight, a search
-//! matching ten products (the oldest ten: the worst case for a newest-first scan), page 20 of
+//! the first catalog page, a category, a search matching one product in eight, one matching
+//! one in a thousand, one matching ten products (the oldest ten: the worst case for a newest-first scan), page 20 of
 //! the catalog reached by tokens, and the first page of one shopper's orders (a hundredth of
 //! all) and of everybody's (as admin). Prints a table, and a `RESULT` line of JSON for
 //! `bench/run.py`.
@@ -43,6 +43,9 @@ const CATEGORIES: usize = 20;
 /// The word in exactly [`RARE_COUNT`] product names, all among the oldest rows.
 const RARE_WORD: &str = "zircon";
 const RARE_COUNT: usize = 10;
+/// The word in one product name in [`SOME_EVERY`].
+const SOME_WORD: &str = "walnut";
+const SOME_EVERY: usize = 1000;
 
 fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut r = Request::new(message);
@@ -117,6 +120,8 @@ fn product_row(i: usize, now: i64) -> Vec<Value> {
     let noun = NOUNS[(i / ADJECTIVES.len()) % NOUNS.len()];
     let name = if i < RARE_COUNT {
         format!("{RARE_WORD} {noun} {i}")
+    } else if i % SOME_EVERY == SOME_EVERY / 2 {
+        format!("{SOME_WORD} {noun} {i}")
     } else {
         format!("{adjective} {noun} {i}")
     };
@@ -291,10 +296,11 @@ impl Clients {
 }
 
 /// The cases timed at each size, by name.
-const CASES: [&str; 7] = [
+const CASES: [&str; 8] = [
     "catalog first page",
     "catalog category",
     "search (1 in 8 match)",
+    "search (1 in 1000 match)",
     "search (10 match, oldest)",
     "catalog page 20 by token",
     "orders, one shopper",
@@ -317,6 +323,7 @@ async fn measure(clients: &Clients, calls: usize) -> anyhow::Result<Vec<Vec<Dura
         time(calls, || products("", "", &first)).await?,
         time(calls, || products("", "category-7", &first)).await?,
         time(calls, || products("lamp", "", &first)).await?,
+        time(calls, || products(SOME_WORD, "", &first)).await?,
         time(calls, || products(RARE_WORD, "", &first)).await?,
         time(calls, || products("", "", token)).await?,
         time(calls, || clients.orders(false)).await?,

@@ -63,6 +63,9 @@ pub async fn serve_with_auth(
 ) -> Result<(), StartError> {
     let conn = db::connect(&settings.data_dir, "catalog", &settings.catalog).await?;
     db::migrate(&conn, &[store::MIGRATIONS, outbox::MIGRATIONS].concat()).await?;
+    let search_index = store::search::install(&conn)
+        .await
+        .map_err(|e| StartError::Other(format!("product search index: {e}")))?;
 
     // The trigger lives in the server's shutdown future: it fires with `shutdown`, and is
     // dropped (which also stops the relay) if the server returns early.
@@ -79,10 +82,11 @@ pub async fn serve_with_auth(
         stop_bus.fire();
     };
 
-    let repo = Arc::new(CachedCatalog::new(
-        SeaCatalogRepository::new(conn.clone(), bus.signal),
-        store::CACHE_TTL,
-    ));
+    let mut products = SeaCatalogRepository::new(conn.clone(), bus.signal);
+    if search_index {
+        products = products.with_search_index(store::SCAN_FIRST);
+    }
+    let repo = Arc::new(CachedCatalog::new(products, store::CACHE_TTL));
     let cache = Arc::downgrade(&repo);
     polyshop_platform::runtime_config::follow_cache_ttl(move |ttl| {
         if let Some(cache) = cache.upgrade() {

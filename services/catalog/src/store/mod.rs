@@ -6,9 +6,10 @@
 mod cache;
 mod entities;
 mod repository;
+pub mod search;
 
 pub use cache::{CachedCatalog, TTL as CACHE_TTL};
-pub use repository::SeaCatalogRepository;
+pub use repository::{SCAN_FIRST, SeaCatalogRepository};
 
 use polyshop_platform::db::Migration;
 
