@@ -200,13 +200,23 @@ pub async fn ready(edge: &Edge) -> Response<Body> {
             Bytes::from_static(b"{\"status\":\"draining\"}"),
         );
     }
-    let (status, body) = edge
+    let (status, body, _) = edge
         .readiness
-        .get(async {
-            let probes = edge.upstreams.probe().await;
-            let (status, body) = readiness(&probes);
-            (status, Bytes::from(body.to_string()))
-        })
+        .get_for(
+            async {
+                let probes = edge.upstreams.probe().await;
+                let (status, body) = readiness(&probes);
+                let all = probes.iter().all(|(_, ok)| *ok);
+                (status, Bytes::from(body.to_string()), all)
+            },
+            |(_, _, all)| {
+                if *all {
+                    crate::edge::READINESS_TTL
+                } else {
+                    crate::edge::DEGRADED_READINESS_TTL
+                }
+            },
+        )
         .await;
     json_response(status, body)
 }

@@ -101,8 +101,8 @@ pub struct Edge {
     pub local_grpc: upstream::Service,
     /// The edge's own health status.
     pub health: HealthReporter,
-    /// `/readyz`'s last answer.
-    pub readiness: Memo<(StatusCode, Bytes)>,
+    /// `/readyz`'s last answer, and whether every context served.
+    pub readiness: Memo<(StatusCode, Bytes, bool)>,
     /// The full health check (`GET /health`), set once the edge runs
     /// ([`crate::server::full_health`]).
     pub full_health: std::sync::OnceLock<polyshop_platform::server::health::Health>,
@@ -112,13 +112,17 @@ pub struct Edge {
 /// How long one readiness answer is reused: a probe fans out a health RPC to every context,
 /// and nothing stops a client from probing in a loop.
 pub const READINESS_TTL: Duration = Duration::from_secs(1);
+/// How long an answer with a context not serving is reused: a starting system's contexts
+/// arrive within milliseconds of each other, and a degraded answer kept a whole second made
+/// every cold start a second longer (`just bench`, docs/performance.md).
+pub const DEGRADED_READINESS_TTL: Duration = Duration::from_millis(50);
 
 /// A value computed at most once per `ttl`; callers that arrive while it is being computed
 /// wait for that computation and share its result.
 #[derive(Debug)]
 pub struct Memo<T> {
     ttl: Duration,
-    last: Mutex<Option<(Instant, T)>>,
+    last: Mutex<Option<(Instant, Duration, T)>>,
 }
 
 impl<T: Clone> Memo<T> {
@@ -132,15 +136,25 @@ impl<T: Clone> Memo<T> {
 
     /// The value, computed by `compute` when the last one is older than the ttl.
     pub async fn get(&self, compute: impl Future<Output = T>) -> T {
+        self.get_for(compute, |_| self.ttl).await
+    }
+
+    /// The value, computed by `compute` when the last one is older than what `ttl_of` said
+    /// for it.
+    pub async fn get_for(
+        &self,
+        compute: impl Future<Output = T>,
+        ttl_of: impl FnOnce(&T) -> Duration,
+    ) -> T {
         // Held across `compute`, so concurrent callers queue here and find the fresh value.
         let mut last = self.last.lock().await;
-        if let Some((at, value)) = last.as_ref()
-            && at.elapsed() < self.ttl
+        if let Some((at, ttl, value)) = last.as_ref()
+            && at.elapsed() < *ttl
         {
             return value.clone();
         }
         let value = compute.await;
-        *last = Some((Instant::now(), value.clone()));
+        *last = Some((Instant::now(), ttl_of(&value), value.clone()));
         value
     }
 }
@@ -474,6 +488,12 @@ mod tests {
         assert_eq!(memo.get(compute()).await, 1, "still fresh");
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(memo.get(compute()).await, 2, "stale: computed again");
+        // A value may say how long it keeps: this one only 10 ms.
+        let short = |_: &u32| Duration::from_millis(10);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(memo.get_for(compute(), short).await, 3);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(memo.get(compute()).await, 4, "its own ttl, not the memo's");
     }
 
     #[test]
