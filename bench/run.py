@@ -233,26 +233,25 @@ def free_ports(n):
     return ports
 
 
-def rss_mib(pid):
+def status_mib(path, field):
+    """A `Field:  N kB` line of a /proc file, in MiB; None when the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def rss_mib(pid):
+    return status_mib(f"/proc/{pid}/status", "VmRSS")
 
 
 def pss_mib(pid):
     """Proportional set size: pages shared with other processes (the one binary all seven
     run, its libraries) divided among them, so the figures of a system add up."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    return status_mib(f"/proc/{pid}/smaps_rollup", "Pss")
 
 
 def children(pid):

@@ -14,6 +14,9 @@
 //! all) and of everybody's (as admin). Prints a table, and a `RESULT` line of JSON for
 //! `bench/run.py`.
 
+mod common;
+
+use common::{authed, service_url};
 use std::time::{Duration, Instant};
 
 use polyshop::{
@@ -26,7 +29,7 @@ use polyshop::{
 };
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 /// Rows per INSERT statement (SQLite allows 32,766 bound values).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -46,21 +49,6 @@ const RARE_COUNT: usize = 10;
 /// The word in one product name in [`SOME_EVERY`].
 const SOME_WORD: &str = "walnut";
 const SOME_EVERY: usize = 1000;
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    r
-}
-
-fn service_url(service: &str, default_port: u16) -> String {
-    let addr = std::env::var(format!("POLYSHOP_{service}_LISTEN"))
-        .unwrap_or_else(|_| format!("127.0.0.1:{default_port}"));
-    format!("http://{addr}")
-}
 
 async fn open(service: &str) -> anyhow::Result<DatabaseConnection> {
     let dir = std::env::var("POLYSHOP_DATA_DIR")

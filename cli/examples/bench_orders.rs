@@ -12,6 +12,9 @@
 //! `polyshop_event_lag_seconds` histogram (bucket-interpolated p50/p99, and the share within
 //! 50 ms, exact as 50 ms is a bucket bound).
 
+mod common;
+
+use common::{authed, service_url};
 use std::time::{Duration, Instant};
 
 use polyshop::{
@@ -24,23 +27,6 @@ use polyshop::{
     },
     user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
 };
-use tonic::Request;
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    r
-}
-
-/// The URL of a service: its POLYSHOP_<SERVICE>_LISTEN address, else the default port.
-fn service_url(service: &str, default_port: u16) -> String {
-    let addr = std::env::var(format!("POLYSHOP_{service}_LISTEN"))
-        .unwrap_or_else(|_| format!("127.0.0.1:{default_port}"));
-    format!("http://{addr}")
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

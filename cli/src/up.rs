@@ -213,30 +213,13 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         replicas.push((group, specs.collect::<Vec<_>>()));
         started.extend(planned);
     }
-    let dial = |service: Service| service.dial(&settings);
-    for instance in started.iter().filter(|i| i.index == 0) {
-        supervise::wait_serving(
-            &instance.name(),
-            instance.service.grpc_name(),
-            &instance.url,
-            &dial(instance.service),
-        )
-        .await?;
-    }
+    wait_serving(started.iter().filter(|i| i.index == 0), &settings).await?;
     for (group, specs) in &mut replicas {
         for spec in specs.drain(..) {
             group.spawn(spec);
         }
     }
-    for instance in started.iter().filter(|i| i.index > 0) {
-        supervise::wait_serving(
-            &instance.name(),
-            instance.service.grpc_name(),
-            &instance.url,
-            &dial(instance.service),
-        )
-        .await?;
-    }
+    wait_serving(started.iter().filter(|i| i.index > 0), &settings).await?;
     groups.extend(replicas.into_iter().map(|(group, _)| group));
 
     if fresh {
@@ -285,6 +268,23 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
 }
 
 /// What every service child's environment adds.
+/// Waits until every one of `instances` serves.
+async fn wait_serving<'a>(
+    instances: impl Iterator<Item = &'a Instance>,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    for instance in instances {
+        supervise::wait_serving(
+            &instance.name(),
+            instance.service.grpc_name(),
+            &instance.url,
+            &instance.service.dial(settings),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 fn child_env(
     settings: &Settings,
     data: &Path,
