@@ -189,6 +189,15 @@ struct Calls {
 /// Latencies, orders confirmed, and every call that did not confirm one.
 type Outcome = (Vec<Duration>, u64, Vec<String>);
 
+/// Adds one call's latency and verdict to `outcome`.
+fn record(outcome: &mut Outcome, (latency, verdict): (Duration, Result<(), String>)) {
+    outcome.0.push(latency);
+    match verdict {
+        Ok(()) => outcome.1 += 1,
+        Err(why) => outcome.2.push(why),
+    }
+}
+
 fn order_request(key: String, product_id: &str) -> CreateOrderRequest {
     CreateOrderRequest {
         idempotency_key: key,
@@ -244,12 +253,7 @@ async fn closed_loop(calls: Calls) -> anyhow::Result<Outcome> {
             while Instant::now() < deadline {
                 n += 1;
                 let request = order_request(format!("bench-{worker}-{n}"), &product_id);
-                let (latency, verdict) = place(&mut orders, request, &token).await;
-                outcome.0.push(latency);
-                match verdict {
-                    Ok(()) => outcome.1 += 1,
-                    Err(why) => outcome.2.push(why),
-                }
+                record(&mut outcome, place(&mut orders, request, &token).await);
             }
             outcome
         }));
@@ -293,12 +297,7 @@ async fn open_loop(calls: Calls, rate: f64) -> anyhow::Result<Outcome> {
     }
     let mut all: Outcome = (Vec::new(), 0, Vec::new());
     while let Some(answer) = tasks.join_next().await {
-        let (latency, verdict) = answer?;
-        all.0.push(latency);
-        match verdict {
-            Ok(()) => all.1 += 1,
-            Err(why) => all.2.push(why),
-        }
+        record(&mut all, answer?);
     }
     if dropped > 0 {
         all.2.push(format!(
