@@ -2,49 +2,14 @@
 //! context uses: every instance of a context shares the context's one database (its SQLite
 //! file under the data dir, or `<prefix><service>` on the `--postgres` server).
 
-use std::{
-    collections::HashSet,
-    net::{SocketAddr, TcpListener},
-};
+use std::net::SocketAddr;
 
 use anyhow::Context;
 use polyshop_platform::config::Settings;
+pub use polyshop_platform::ports::FreePorts;
 use sea_orm::ConnectionTrait;
 
 use crate::services::Service;
-
-/// Ports free at start, none handed out twice. A child that must report its URL cannot bind
-/// port 0, so the parent binds `127.0.0.1:0`, reads the port and lets it go; the child binds
-/// it moments later.
-#[derive(Debug, Default)]
-pub struct FreePorts {
-    given: HashSet<u16>,
-}
-
-impl FreePorts {
-    /// Hands out free ports, never one of `taken`.
-    pub fn new(taken: impl IntoIterator<Item = u16>) -> Self {
-        Self {
-            given: taken.into_iter().collect(),
-        }
-    }
-
-    /// The next free port.
-    ///
-    /// # Errors
-    /// If the OS hands out no port.
-    pub fn pick(&mut self) -> anyhow::Result<u16> {
-        loop {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .context("cannot find a free port")?
-                .port();
-            if self.given.insert(port) {
-                return Ok(port);
-            }
-        }
-    }
-}
 
 /// One process of a service.
 #[derive(Debug, Clone)]
@@ -195,6 +160,8 @@ pub async fn postgres_databases(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]

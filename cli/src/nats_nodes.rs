@@ -53,14 +53,14 @@ pub async fn start(
             if i == 0 {
                 Ok(settings.nats.embedded_port)
             } else {
-                ports.pick()
+                Ok(ports.pick()?)
             }
         })
         .collect::<anyhow::Result<_>>()?;
     let route_ports: Vec<u16> = if count > 1 {
         (0..count)
             .map(|_| ports.pick())
-            .collect::<anyhow::Result<_>>()?
+            .collect::<std::io::Result<_>>()?
     } else {
         Vec::new()
     };

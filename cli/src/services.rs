@@ -133,6 +133,8 @@ impl Dial {
 pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     // One TLS identity per process, for its server and every channel it dials.
     polyshop_platform::tls::install(&settings.tls)?;
+    // Before the port opens, so a SIGTERM from anyone who saw it open is a graceful stop.
+    let stop = shutdown::signal();
     let addr = service.listen(&settings);
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -140,7 +142,6 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
             service.as_str()
         )
     })?;
-    let stop = shutdown::signal();
     let result = match service {
         Service::User => polyshop_user::serve(settings, listener, stop).await,
         Service::Catalog => polyshop_catalog::serve(settings, listener, stop).await,

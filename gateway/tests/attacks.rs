@@ -85,10 +85,10 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A port nothing listens on now: bound and let go.
+/// A port nothing listens on now, from below the ephemeral range (see `ports`).
 fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    let port = polyshop_platform::ports::free_port().expect("a free port");
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Every value of label `name` in the exposition `text`.

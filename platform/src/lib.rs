@@ -15,6 +15,7 @@ pub mod events;
 pub mod flags;
 pub mod metrics;
 pub mod paging;
+pub mod ports;
 pub mod resilience;
 pub mod retention;
 pub mod runtime_config;

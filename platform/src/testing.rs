@@ -215,11 +215,8 @@ impl NatsServer {
     /// # Panics
     /// If it cannot be started: run `just tools`.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        // Below the ephemeral range, so a restart finds the port free (see `ports`).
+        let port = crate::ports::free_port().expect("a free port");
         let store = tempfile::tempdir().expect("tempdir");
         let mut server = Self {
             child: None,

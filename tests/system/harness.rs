@@ -3,7 +3,6 @@
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -63,22 +62,9 @@ fn path_with_tools() -> String {
 
 /// A port free now and never handed to another test of this binary: the tests run in
 /// parallel, and a port one system picked but had not bound yet could otherwise go to another.
+/// From below the ephemeral range, so no client connection of another test can hold it.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+    polyshop_platform::ports::free_port().expect("a free port")
 }
 
 /// A running `polyshop up`.

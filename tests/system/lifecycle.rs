@@ -1,13 +1,13 @@
 //! Start, stop and restart: data survives, SIGTERM drains and exits 0 after NOT_SERVING.
 
-use std::{process::Stdio, time::Duration};
+use std::{collections::HashMap, process::Stdio, time::Duration};
 
 use polyshop::{
     catalog::v1::{ListProductsRequest, catalog_service_client::CatalogServiceClient},
     user::v1::{LoginRequest, RegisterRequest, user_service_client::UserServiceClient},
 };
 use polyshop_platform::testing::eventually_some;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -28,6 +28,17 @@ async fn product_count(url: String) -> usize {
         .into_inner()
         .products
         .len()
+}
+
+/// `polyshop serve catalog` alone, on the ports and data dir of `env`.
+fn serve_catalog(env: &HashMap<String, String>) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_polyshop"))
+        .args(["serve", "catalog"])
+        .envs(env)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start catalog")
 }
 
 /// `grpcurl list` against a service: what its reflection advertises.
@@ -147,13 +158,7 @@ async fn sigterm_turns_health_not_serving_then_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = System::environment(dir.path());
     let url = format!("http://{}", env["POLYSHOP_CATALOG_LISTEN"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polyshop"))
-        .args(["serve", "catalog"])
-        .envs(&env)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start catalog");
+    let mut child = serve_catalog(&env);
 
     let mut health = eventually_some(
         "catalog to report SERVING",
@@ -208,4 +213,36 @@ async fn sigterm_turns_health_not_serving_then_exits_zero() {
         .expect("exits after draining")
         .expect("wait");
     assert_eq!(status.code(), Some(0), "a SIGTERM-ed service exits 0");
+}
+
+/// A SIGTERM that arrives while a service is still starting (its port open, its database
+/// still opening) is a graceful stop too: exit 0, not death by the signal.
+#[tokio::test]
+async fn sigterm_while_starting_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = System::environment(dir.path());
+    let addr = env["POLYSHOP_CATALOG_LISTEN"].clone();
+    let mut child = serve_catalog(&env);
+    // The port opens before the database and the broker connection: signal at once.
+    eventually_some(
+        "the catalog's port to open",
+        Duration::from_secs(60),
+        async || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("polyshop serve catalog exited early with {status}");
+            }
+            tokio::net::TcpStream::connect(&addr).await.ok()
+        },
+    )
+    .await;
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit 0, not killed by SIGTERM: {status}"
+    );
 }
