@@ -28,6 +28,23 @@ impl From<Status> for EdgeError {
     }
 }
 
+/// Adds `headers` to an answer, whether it is a response or an error.
+///
+/// # Errors
+/// `answer`'s error, with the headers.
+pub fn with_headers<B>(
+    answer: Result<http::Response<B>, EdgeError>,
+    headers: HeaderMap,
+) -> Result<http::Response<B>, EdgeError> {
+    match answer {
+        Ok(mut response) => {
+            response.headers_mut().extend(headers);
+            Ok(response)
+        }
+        Err(e) => Err(e.with_headers(&headers)),
+    }
+}
+
 impl EdgeError {
     /// An error with `code` and `message`.
     pub fn new(code: Code, message: impl Into<String>) -> Self {

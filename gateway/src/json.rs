@@ -24,7 +24,7 @@ use tonic::{Code, Status, body::Body};
 use crate::{
     codec::{DynamicCodec, RawCodec},
     edge::{AccessNote, ClientAddr, Edge},
-    errors::{EdgeError, json_response},
+    errors::{self, EdgeError, json_response},
     ratelimit,
     routes::{HttpRoute, Lookup, Rpc},
     transcode::{self, Reply},
@@ -79,6 +79,25 @@ async fn serve(
     };
     let rpc = &route.rpc;
     note.rpc = Some(rpc.path.clone());
+    let result = admit_and_respond(edge, route, &vars, parts, body, note).await;
+    // Deprecation, Sunset and a Link to the successor (RFC 9745, RFC 8594), on errors too:
+    // a client learns the method is going away whatever answer it got.
+    let mut sunset = HeaderMap::new();
+    rpc.mark_deprecation(&mut sunset, Some(&vars));
+    errors::with_headers(result, sunset)
+}
+
+/// Authorizes and rate-limits a call of `route`, then answers it (with the limiter's
+/// headers, errors included).
+async fn admit_and_respond(
+    edge: &Edge,
+    route: &HttpRoute,
+    vars: &[(String, String)],
+    parts: http::request::Parts,
+    body: Incoming,
+    note: &mut AccessNote,
+) -> Result<Response<Body>, EdgeError> {
+    let rpc = &route.rpc;
     let principal = edge.auth.authorize(rpc.access, &parts.headers).await?;
     note.user = principal
         .as_deref()
@@ -90,14 +109,8 @@ async fn serve(
         parts.extensions.get::<ClientAddr>().copied(),
     );
     let verdict = edge.limiter.check(rpc.class, &key)?;
-    let result = respond(edge, route, &vars, &parts, body, principal, note).await;
-    match result {
-        Ok(mut response) => {
-            response.headers_mut().extend(verdict.headers);
-            Ok(response)
-        }
-        Err(e) => Err(EdgeError::with_headers(e, &verdict.headers)),
-    }
+    let answer = respond(edge, route, vars, &parts, body, principal, note).await;
+    errors::with_headers(answer, verdict.headers)
 }
 
 async fn respond(
@@ -127,10 +140,7 @@ async fn respond(
     let deadline = edge.deadline(&parts.headers);
     let reply = call(edge, rpc, message, &parts.headers, principal, deadline).await?;
     let bytes = transcode::response(route, reply)?;
-    let mut response = json_response(StatusCode::OK, bytes);
-    // Deprecation, Sunset and a Link to the successor (RFC 9745, RFC 8594).
-    rpc.mark_deprecation(response.headers_mut(), Some(vars));
-    Ok(response)
+    Ok(json_response(StatusCode::OK, bytes))
 }
 
 /// How much of a body is read, and for how long.

@@ -297,31 +297,52 @@ fn is_text_wkt(m: &MessageDescriptor) -> bool {
 fn responses(output: Value, route: &HttpRoute) -> Value {
     let header =
         |description: &str| json!({ "description": description, "schema": { "type": "string" } });
-    let mut headers = json!({
-        "X-Request-Id": header("The request id, as sent or generated; also passed to the services."),
-        "RateLimit": header("Remaining quota (IETF RateLimit header fields)."),
-        "RateLimit-Policy": header("The quota policy (IETF RateLimit header fields)."),
-    });
+    // A deprecated method says so on every answer, errors included.
+    let mut lifecycle = Map::new();
     if let Some(sunset) = &route.rpc.sunset {
         let value = |v: &http::HeaderValue| v.to_str().unwrap_or_default().to_owned();
-        headers["Deprecation"] = header(&format!(
-            "RFC 9745: deprecated since {} (Unix time).",
-            value(&sunset.deprecation)
-        ));
-        headers["Sunset"] = header(&format!(
-            "RFC 8594: may stop answering from {}.",
-            value(&sunset.sunset)
-        ));
-        headers["Link"] = header(&format!(
-            "The successor, rel=\"successor-version\": {}.",
-            sunset
-                .successor_route
-                .as_deref()
-                .unwrap_or(&sunset.successor)
-        ));
+        lifecycle.insert(
+            "Deprecation".into(),
+            header(&format!(
+                "RFC 9745: deprecated since {} (Unix time).",
+                value(&sunset.deprecation)
+            )),
+        );
+        lifecycle.insert(
+            "Sunset".into(),
+            header(&format!(
+                "RFC 8594: may stop answering from {}.",
+                value(&sunset.sunset)
+            )),
+        );
+        lifecycle.insert(
+            "Link".into(),
+            header(&format!(
+                "The successor, rel=\"successor-version\": {}.",
+                sunset
+                    .successor_route
+                    .as_deref()
+                    .unwrap_or(&sunset.successor)
+            )),
+        );
     } else if route.rpc.deprecated {
-        headers["Deprecation"] = header("Set on deprecated methods.");
+        lifecycle.insert("Deprecation".into(), header("Set on deprecated methods."));
     }
+    let mut headers = lifecycle.clone();
+    headers.extend([
+        (
+            "X-Request-Id".into(),
+            header("The request id, as sent or generated; also passed to the services."),
+        ),
+        (
+            "RateLimit".into(),
+            header("Remaining quota (IETF RateLimit header fields)."),
+        ),
+        (
+            "RateLimit-Policy".into(),
+            header("The quota policy (IETF RateLimit header fields)."),
+        ),
+    ]);
     let mut out = Map::new();
     out.insert(
         "200".into(),
@@ -332,17 +353,25 @@ fn responses(output: Value, route: &HttpRoute) -> Value {
         }),
     );
     for (code, description) in ERRORS {
+        let mut headers = lifecycle.clone();
+        match code {
+            "401" => {
+                headers.insert(
+                    "WWW-Authenticate".into(),
+                    header("Bearer challenge (RFC 6750)."),
+                );
+            }
+            "429" => {
+                headers.insert("Retry-After".into(), header("Seconds to wait."));
+            }
+            _ => {}
+        }
         let mut response = json!({
             "description": description,
             "content": { "application/json": { "schema": reference(ERROR_SCHEMA) } },
         });
-        match code {
-            "401" => {
-                response["headers"] =
-                    json!({ "WWW-Authenticate": header("Bearer challenge (RFC 6750).") })
-            }
-            "429" => response["headers"] = json!({ "Retry-After": header("Seconds to wait.") }),
-            _ => {}
+        if !headers.is_empty() {
+            response["headers"] = Value::Object(headers);
         }
         out.insert(code.into(), response);
     }

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Request, Response, Version, header};
+use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body_util::Limited;
 use polyshop_platform::auth::Principal;
 use tonic::{Code, body::Body};
@@ -17,8 +17,9 @@ use tower::ServiceExt;
 
 use crate::{
     edge::{AccessNote, ClientAddr, Edge},
-    errors::EdgeError,
+    errors::{self, EdgeError},
     ratelimit,
+    routes::Rpc,
 };
 
 /// Connection-level headers that must not be forwarded on HTTP/2.
@@ -80,6 +81,20 @@ async fn serve(
         ));
     };
     note.rpc = Some(rpc.path.clone());
+    // Deprecation, Sunset and a Link to the successor (RFC 9745, RFC 8594), on errors the
+    // edge answers itself too: a client learns the method is going away whatever it got.
+    let mut sunset = HeaderMap::new();
+    rpc.mark_deprecation(&mut sunset, None);
+    errors::with_headers(forward(edge, rpc, request, note).await, sunset)
+}
+
+/// Authorizes, limits and checks a call of `rpc`, then forwards it to its upstream.
+async fn forward(
+    edge: &Edge,
+    rpc: &Rpc,
+    request: Request<Body>,
+    note: &mut AccessNote,
+) -> Result<Response<Body>, EdgeError> {
     let principal = edge.auth.authorize(rpc.access, request.headers()).await?;
     note.user = principal
         .as_deref()
@@ -157,8 +172,6 @@ async fn serve(
         Ok(Ok(response)) => response,
     };
     response.headers_mut().extend(verdict.headers);
-    // Deprecation, Sunset and a Link to the successor (RFC 9745, RFC 8594).
-    rpc.mark_deprecation(response.headers_mut(), None);
     Ok(response)
 }
 

@@ -1,7 +1,8 @@
 //! Two versions of the catalog side by side through the edge: `/v1/products…` and
 //! `polyshop.catalog.v1` (deprecated) answer with Deprecation, Sunset and Link headers over
 //! JSON, gRPC and grpc-web; `/v2/products…` and `polyshop.catalog.v2` answer from the same
-//! products without them; OpenAPI marks v1 deprecated and lists v2.
+//! products without them; errors of v1 carry the headers too; OpenAPI marks v1 deprecated
+//! and lists v2.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -82,6 +83,49 @@ async fn json_routes_of_both_versions_answer_and_only_v1_is_marked_deprecated() 
     let list = system.get("/v1/products?category=kitchen", None).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_deprecated(&list.headers, "/v2/products", "GET /v1/products");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn errors_of_v1_carry_the_headers_too_whether_the_edge_or_the_catalog_answers() {
+    let system = start(|_| {}).await;
+    let missing = system.get("/v1/products/no-such-product", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.body);
+    assert_deprecated(
+        &missing.headers,
+        "/v2/products/no-such-product",
+        "GET /v1/products/{id} of a missing product (the catalog's answer)",
+    );
+    let anonymous = system
+        .post("/v1/products", None, json!({"name": "Kettle"}))
+        .await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        anonymous.body
+    );
+    assert_deprecated(
+        &anonymous.headers,
+        "/v2/products",
+        "POST /v1/products without a token (the edge's answer)",
+    );
+    let v2 = system
+        .post("/v2/products", None, json!({"name": "Kettle"}))
+        .await;
+    assert_eq!(v2.status, StatusCode::UNAUTHORIZED, "{:?}", v2.body);
+    assert_current(&v2.headers, "POST /v2/products without a token");
+
+    let refused = V1Client::new(testing::channel(system.gateway))
+        .create_product(v1pb::CreateProductRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert_deprecated(
+        &refused.metadata().clone().into_headers(),
+        "/polyshop.catalog.v2.CatalogService/CreateProduct",
+        "gRPC v1 CreateProduct without a token (the edge's answer)",
+    );
     system.stop().await;
 }
 
@@ -166,11 +210,18 @@ async fn openapi_marks_v1_deprecated_and_lists_v2() {
     assert_eq!(old["operationId"], "CatalogService_GetProduct");
     assert_eq!(old["x-sunset"], SUNSET);
     assert_eq!(old["x-successor"]["route"], "/v2/products/{product_id}");
-    let headers = &old["responses"]["200"]["headers"];
-    for name in ["Deprecation", "Sunset", "Link"] {
-        assert!(headers[name].is_object(), "{name} is documented");
+    for status in ["200", "404", "429"] {
+        let headers = &old["responses"][status]["headers"];
+        for name in ["Deprecation", "Sunset", "Link"] {
+            assert!(
+                headers[name].is_object(),
+                "{name} is documented for {status}"
+            );
+        }
     }
+    assert!(old["responses"]["429"]["headers"]["Retry-After"].is_object());
     let new = &doc["paths"]["/v2/products/{product_id}"]["get"];
+    assert!(new["responses"]["404"].get("headers").is_none());
     assert_eq!(new["operationId"], "CatalogServiceV2_GetProduct");
     assert_eq!(new["tags"], json!(["CatalogServiceV2"]));
     assert!(new.get("deprecated").is_none());
