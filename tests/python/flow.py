@@ -84,7 +84,8 @@ def bad_request_fields(error: grpc.RpcError) -> list:
 
 def main() -> None:
     sys.path.insert(0, str(generate(pathlib.Path(os.environ["POLYSHOP_PROTO_DIR"]))))
-    from polyshop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+    # The catalog's current version: v1 is deprecated (docs/operating.md, API versions).
+    from polyshop.catalog.v2 import catalog_pb2, catalog_pb2_grpc
     from polyshop.inventory.v1 import errors_pb2, inventory_pb2, inventory_pb2_grpc
     from polyshop.user.v1 import user_pb2, user_pb2_grpc
 
@@ -149,7 +150,8 @@ def main() -> None:
     assert len(products) >= 5, f"demo catalog expected, got {len(products)}"
     assert len({p.product_id for p in products}) == len(products), "pages overlap"
     product = catalog.GetProduct(catalog_pb2.GetProductRequest(product_id=products[0].product_id)).product
-    assert isinstance(product.price.amount_minor, int) and product.price.currency_code == "USD"
+    price = product.prices[0]
+    assert isinstance(price.amount_minor, int) and price.currency_code == "USD", product
 
     before = inventory.GetStock(inventory_pb2.GetStockRequest(product_id=product.product_id)).stock
     assert before.quantity_available > 0, before

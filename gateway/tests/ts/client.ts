@@ -8,7 +8,8 @@ import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { CatalogService } from "./gen/polyshop/catalog/v1/catalog_pb.js";
+// The catalog's current version: v1 is deprecated (docs/operating.md, API versions).
+import { CatalogService } from "./gen/polyshop/catalog/v2/catalog_pb.js";
 import { InventoryService } from "./gen/polyshop/inventory/v1/inventory_pb.js";
 import { OrderService } from "./gen/polyshop/order/v1/order_pb.js";
 import { RegisterRequestSchema, UserService } from "./gen/polyshop/user/v1/user_pb.js";
@@ -55,7 +56,7 @@ async function ensureProduct(): Promise<string> {
   token = (await users.login({ login, password })).accessToken;
   const created = await catalog.createProduct({
     requestId: `ts-${Date.now()}`, name: "TS kettle", category: "kitchen", active: true,
-    price: create(MoneySchema, { amountMinor: 2599n, currencyCode: "EUR" }),
+    prices: [create(MoneySchema, { amountMinor: 2599n, currencyCode: "EUR" })],
   });
   const id = created.product!.productId;
   // Inventory learns of the product from product.created, a moment later: NOT_FOUND until then.
@@ -118,7 +119,7 @@ async function main(): Promise<void> {
 
   const productId = await ensureProduct();
   const product = await catalog.getProduct({ productId });
-  check(typeof product.product?.price?.amountMinor === "bigint", "GetProduct: int64 as bigint");
+  check(typeof product.product?.prices[0]?.amountMinor === "bigint", "GetProduct (catalog v2): int64 as bigint");
 
   try {
     await users.listUsers({});
