@@ -189,19 +189,8 @@ pub async fn bucket_replicated(
 }
 
 async fn bucket_with(js: &jetstream::Context, replicas: Replicas) -> Result<kv::Store, String> {
-    let num_replicas = replicas
-        .of(js, &format!("KV_{BUCKET}"))
-        .await
-        .map_err(|e| e.to_string())?;
-    js.create_or_update_key_value(kv::Config {
-        bucket: BUCKET.into(),
-        description: "Polyshop feature flag overrides: <flag> -> on|off".into(),
-        history: 5,
-        num_replicas,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| e.to_string())
+    let description = "Polyshop feature flag overrides: <flag> -> on|off";
+    crate::events::streams::key_value(js, BUCKET, description, 5, replicas).await
 }
 
 /// Overrides flag `name` everywhere (`None` clears the override).

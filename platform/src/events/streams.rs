@@ -53,6 +53,32 @@ impl Replicas {
     }
 }
 
+/// KV bucket `bucket`, created, or updated to this `description`, `history` and `replicas`.
+///
+/// # Errors
+/// When JetStream cannot be reached or has fewer servers than the replicas asked for.
+pub async fn key_value(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    history: i64,
+    replicas: Replicas,
+) -> Result<jetstream::kv::Store, String> {
+    let num_replicas = replicas
+        .of(js, &format!("KV_{bucket}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    js.create_or_update_key_value(jetstream::kv::Config {
+        bucket: bucket.into(),
+        description: description.into(),
+        history,
+        num_replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
 fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(
         e.kind(),
