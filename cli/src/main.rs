@@ -187,6 +187,11 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::ExecSupervised { program, args } => return exec_supervised(program, args),
         Command::Completions { shell } => return print_completions(*shell),
+        Command::Up(_) => {
+            if let Some(e) = up::restart_with_allocator_defaults() {
+                eprintln!("polyshop: cannot restart with the allocator's options ({e}); going on");
+            }
+        }
         _ => {}
     }
     let settings = match Settings::load() {

@@ -308,19 +308,48 @@ fn child_env(
     if registry {
         env.push(("POLYSHOP_DISCOVERY_MODE".to_owned(), "nats".to_owned()));
     }
-    // mimalloc: give freed memory back after a second and commit arenas lazily, so a
-    // child's RSS follows its live heap (unless the caller tuned mimalloc itself). Purging
-    // at once (delay 0) re-faulted the same pages on every request: the edge did 17-23%
-    // fewer req/s for 4 MiB less RSS.
-    for (name, value) in [
-        ("MIMALLOC_PURGE_DELAY", "1000"),
-        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-    ] {
+    for (name, value) in ALLOCATOR_DEFAULTS {
         if std::env::var_os(name).is_none() {
             env.push((name.to_owned(), value.to_owned()));
         }
     }
     env
+}
+
+/// mimalloc's options for every process `up` starts, itself included, unless the caller tuned
+/// mimalloc: give freed memory back after a second and commit arenas lazily, so a process's
+/// RSS follows its live heap. Purging at once (delay 0) re-faulted the same pages on every
+/// request: the edge did 17-23% fewer req/s for 4 MiB less RSS.
+const ALLOCATOR_DEFAULTS: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DELAY", "1000"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
+
+/// Starts this `polyshop up` again, in place (same pid, arguments and streams), with
+/// [`ALLOCATOR_DEFAULTS`] in its environment, when any of them is missing. mimalloc reads its
+/// options from the environment at its first allocation, before `main`, so the supervisor
+/// can only give them to itself this way: with eagerly committed arenas it held 25 MiB of
+/// anonymous memory at idle, 8 MiB without (docs/performance.md). Returns only if the
+/// restart failed (then `up` goes on with the allocator as it is).
+pub fn restart_with_allocator_defaults() -> Option<std::io::Error> {
+    use std::os::unix::process::CommandExt;
+    let missing: Vec<_> = ALLOCATOR_DEFAULTS
+        .into_iter()
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return Some(e),
+    };
+    Some(
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .envs(missing)
+            .exec(),
+    )
 }
 
 /// Creates the data dir owner-only (0700), and makes an existing one so: it holds the admin
