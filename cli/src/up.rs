@@ -74,7 +74,28 @@ const CREDENTIALS: &str = "admin-credentials.txt";
 ///
 /// # Errors
 /// If a child cannot be started or does not become ready.
-pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
+pub async fn run(args: UpArgs, settings: Settings) -> anyhow::Result<()> {
+    // Before anything starts: a SIGTERM or Ctrl-C from then on is ours to handle, not the
+    // default action's (which killed `up` mid-start, its children with it, exit by signal).
+    let stop = shutdown::signal();
+    tokio::pin!(stop);
+    let patience = Duration::from_secs(settings.shutdown_grace_secs + 10);
+    let groups = tokio::select! {
+        started = start(args, settings) => started?,
+        () = &mut stop => {
+            // Whatever had started goes with this process (its children die with it).
+            println!("polyshop: stopped while starting");
+            return Ok(());
+        }
+    };
+    stop.await;
+    println!("polyshop: stopping");
+    supervise::stop_all(groups, patience).await;
+    Ok(())
+}
+
+/// Starts NATS, every service and edge, waits until they serve, and prints where they are.
+async fn start(args: UpArgs, mut settings: Settings) -> anyhow::Result<Vec<Group>> {
     let cluster = args.nats_cluster;
     if cluster > 1 && settings.nats.url.is_some() {
         bail!("--nats-cluster starts its own nodes: unset POLYSHOP_NATS_URL (nats.url)");
@@ -259,12 +280,7 @@ pub async fn run(args: UpArgs, mut settings: Settings) -> anyhow::Result<()> {
         );
     }
     println!("Stop with Ctrl-C.");
-
-    shutdown::signal().await;
-    println!("polyshop: stopping");
-    let patience = Duration::from_secs(settings.shutdown_grace_secs + 10);
-    supervise::stop_all(groups, patience).await;
-    Ok(())
+    Ok(groups)
 }
 
 /// What every service child's environment adds.
