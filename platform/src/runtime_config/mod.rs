@@ -31,6 +31,10 @@ pub const BUCKET: &str = "polyshop_config";
 /// Revisions kept per key (the most NATS KV allows).
 pub const HISTORY: i64 = 64;
 
+/// How long a process's watch of its keys may stay quiet before it is opened again (its
+/// replay of each key's last value changes nothing that is already in force).
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
 /// The process that owns the edge's settings.
 pub const GATEWAY: &str = "gateway";
 
@@ -258,7 +262,10 @@ impl RuntimeConfig {
                     .watch_with_history(&filter)
                     .await
                     .map_err(|e| e.to_string())?;
-                while let Some(entry) = updates.next().await {
+                // Quiet for RESYNC_EVERY: watch again, which replays each key's last value, so
+                // a watch that stalls without an error cannot keep a process on an old value.
+                while let Ok(Some(entry)) = tokio::time::timeout(RESYNC_EVERY, updates.next()).await
+                {
                     let entry = entry.map_err(|e| e.to_string())?;
                     let text = match entry.operation {
                         kv::Operation::Put => {
